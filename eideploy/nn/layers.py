@@ -1,0 +1,217 @@
+"""Torch modules around the pure E-I circuit of ``functional.py``.
+
+``EILinear`` and ``EIConv2d`` differ only in the shape of their excitatory/inhibitory weights and in
+how those weights project the input (matmul vs convolution); the E-I integration, the readout, the
+E-I Init statistics and the input checks are written once in ``EILayer``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import functional as EF
+from .options import EIOptions
+
+__all__ = ["EILayer", "EILinear", "EIConv2d", "LIF", "name_ei_layers", "inhibitory_count"]
+
+
+def inhibitory_count(n_e: int, ei_ratio: int) -> int:
+    """``n_I = floor(n_E / ei_ratio)``, at least one interneuron (spec §1)."""
+    return max(1, n_e // ei_ratio)
+
+
+class EILayer(nn.Module):
+    """One DeepEISNN layer: E and I populations fed by the same input, lateral inhibition onto E.
+
+    Parameters (spec §3): ``weight_ee`` (n_E, *k), ``weight_ie`` (n_I, *k), ``weight_ei`` (n_E, n_I),
+    ``gain_i`` (n_I,), ``gain_e`` (n_E,), ``bias`` (n_E,). All but ``bias`` are non-negative.
+    The buffer ``initialised`` records that E-I Init has run; it is saved with the weights so a
+    loaded checkpoint is never re-initialised.
+
+    With ``readout=True`` the layer is the network's output: ``I_EE - I_sub`` with no division;
+    its ``gain_i``, ``gain_e`` and ``bias`` exist (as in the reference) but receive no gradient.
+    """
+
+    def __init__(self, n_e: int, kernel_shape: tuple[int, ...], fan_in: int,
+                 options: EIOptions | None = None, readout: bool = False,
+                 n_i: int | None = None) -> None:
+        super().__init__()
+        self.options = options or EIOptions()
+        self.n_e = int(n_e)
+        self.n_i = int(n_i) if n_i is not None else inhibitory_count(self.n_e, self.options.ei_ratio)
+        self.fan_in = int(fan_in)
+        self.readout = readout
+        self.layer_name = type(self).__name__
+        self.weight_ee = nn.Parameter(torch.zeros(self.n_e, *kernel_shape))
+        self.weight_ie = nn.Parameter(torch.zeros(self.n_i, *kernel_shape))
+        self.weight_ei = nn.Parameter(torch.full((self.n_e, self.n_i), 1.0 / self.n_i))
+        self.gain_i = nn.Parameter(torch.ones(self.n_i))
+        self.gain_e = nn.Parameter(torch.ones(self.n_e))
+        self.bias = nn.Parameter(torch.zeros(self.n_e))
+        self.register_buffer("initialised", torch.tensor(False))
+        self._init_rng: np.random.Generator | None = None
+        self.init_stats: dict[str, float] | None = None
+        if self.options.stabilisation == "adaptive":
+            self._stabilise = EF.stabilise_adaptive
+        else:
+            eps = self.options.eps
+            self._stabilise = lambda i_div: EF.stabilise_fixed_eps(i_div, eps)
+
+    # ---- what subclasses define
+    def project(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check_input(self, x: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    # ---- the circuit
+    def constrained_parameters(self) -> list[nn.Parameter]:
+        """Parameters projected to >= 0 (Dale's law): every one but ``bias``."""
+        return [self.weight_ee, self.weight_ie, self.weight_ei, self.gain_i, self.gain_e]
+
+    def currents(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eqs. 9-10: ``I_EE = W_EE * x`` and ``I_IE = W_IE * x`` in one fused projection."""
+        both = self.project(x, torch.cat([self.weight_ee, self.weight_ie]))
+        return both[:, : self.n_e], both[:, self.n_e:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        if not bool(self.initialised):
+            if self._init_rng is None:
+                raise RuntimeError(
+                    f"layer {self.layer_name} has not been initialised: call "
+                    "eideploy.nn.ei_init(model, batch) once before training, or load a checkpoint")
+            self._initialise_from(x, self._init_rng)
+        i_ee, i_ie = self.currents(x)
+        r_i = EF.inhibitory_response(i_ie, self.options.inhibitory, self.options.theta_i)
+        w_ei = EF.scale_grad(self.weight_ei, self.options.grad_scale(self.fan_in))
+        if self.readout:
+            return EF.ei_readout(i_ee, r_i, w_ei)
+        return EF.ei_integrate(i_ee, r_i, w_ei, self.gain_i, self.gain_e, self.bias,
+                               self._stabilise)
+
+    # ---- E-I Init (spec §4.2)
+    @torch.no_grad()
+    def _initialise_from(self, x: torch.Tensor, rng: np.random.Generator) -> None:
+        name = self.layer_name
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"ei_init: the input of layer {name} contains NaN or infinite values; "
+                             "give ei_init a batch of finite inputs")
+        x64 = x.detach().double()
+        if float(x64.min()) < 0:
+            raise ValueError(
+                f"ei_init: the input of layer {name} has negative values (min {float(x64.min()):.4g});"
+                " E-I Init needs inputs >= 0 with a positive mean (pixels in [0, 1], spike counts):"
+                " do not mean/std-normalise the data")
+        m1 = float(x64.mean())
+        m2 = float((x64 * x64).mean())
+        v = float(x64.var(dim=0, unbiased=x64.shape[0] > 1).mean())
+        if m1 <= 0:
+            raise ValueError(f"ei_init: the input of layer {name} is all zero (mean 0); E-I Init "
+                             "needs E[x] > 0: use a batch of real samples, or a lower threshold")
+        if v <= 0:
+            raise ValueError(f"ei_init: the input of layer {name} does not vary across the batch; "
+                             "give ei_init a batch of several different samples")
+        d = self.fan_in
+        beta = math.sqrt(v / (d * (m2 + v)))  # 1/lambda: std(I_EE) = std(x), App. D.4
+        init = self.options.init
+        for weight in (self.weight_ee, self.weight_ie):
+            shape = tuple(weight.shape)
+            if init == "ei":
+                drawn = rng.exponential(beta, size=shape)
+            else:
+                drawn = rng.normal(0.0, math.sqrt(2.0 / d), size=shape)  # Kaiming normal, fan-in
+                if init == "kaiming-clamped":
+                    drawn = np.maximum(drawn, 0.0)
+            weight.copy_(torch.from_numpy(drawn.astype(np.float32)))
+        self.weight_ei.fill_(1.0 / self.n_i)
+        gain = math.sqrt(m2 + v) / (math.sqrt(d) * m1)  # E[I_div] = std(I_EE), App. D.3
+        self.gain_i.fill_(gain)
+        self.gain_e.fill_(1.0)
+        self.bias.zero_()
+        self.initialised.fill_(True)
+        self.init_stats = {"mean": m1, "mean_sq": m2, "var": v, "fan_in": d, "beta": beta,
+                           "gain_i": gain}
+
+    def extra_repr(self) -> str:
+        return (f"n_e={self.n_e}, n_i={self.n_i}, fan_in={self.fan_in}, readout={self.readout}, "
+                f"init={self.options.init!r}, stabilisation={self.options.stabilisation!r}")
+
+
+class EILinear(EILayer):
+    """E-I fully connected layer: ``d = in_features``."""
+
+    def __init__(self, in_features: int, out_features: int, options: EIOptions | None = None,
+                 readout: bool = False, n_i: int | None = None) -> None:
+        if in_features < 1 or out_features < 1:
+            raise ValueError(f"EILinear needs positive sizes, got {in_features} -> {out_features}")
+        super().__init__(out_features, (in_features,), in_features, options, readout, n_i)
+        self.in_features = in_features
+
+    def project(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, weight)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"layer {self.layer_name} (EILinear) expects input of shape "
+                             f"(T*B, {self.in_features}); got {tuple(x.shape)}")
+
+
+class EIConv2d(EILayer):
+    """E-I convolution: ``d = C_in * k * k``; W_EI acts point-wise (1x1) over channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
+                 stride: int = 1, padding: int | None = None, options: EIOptions | None = None,
+                 n_i: int | None = None) -> None:
+        if in_channels < 1 or out_channels < 1 or kernel_size < 1 or stride < 1:
+            raise ValueError("EIConv2d needs positive channels, kernel size and stride, got "
+                             f"{in_channels} -> {out_channels}, k={kernel_size}, s={stride}")
+        super().__init__(out_channels, (in_channels, kernel_size, kernel_size),
+                         in_channels * kernel_size * kernel_size, options, False, n_i)
+        self.in_channels = in_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = kernel_size // 2 if padding is None else padding
+
+    def project(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, weight, stride=self.stride, padding=self.padding)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"layer {self.layer_name} (EIConv2d) expects input of shape "
+                             f"(T*B, {self.in_channels}, H, W); got {tuple(x.shape)}")
+
+
+class LIF(nn.Module):
+    """Multi-step LIF on time-folded tensors ``(T*B, ...)``; membranes start at 0 each call.
+
+    Starting from zero on every forward is the reference's ``reset_net`` after each batch.
+    """
+
+    def __init__(self, T: int, options: EIOptions | None = None) -> None:
+        super().__init__()
+        if not isinstance(T, int) or T < 1:
+            raise ValueError(f"the number of time steps T must be an integer >= 1, got {T!r}")
+        self.T = T
+        self.params = (options or EIOptions()).lif
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] % self.T:
+            raise ValueError(f"LIF expects (T*B, ...) with T={self.T}; got {tuple(x.shape)}")
+        seq = x.reshape(self.T, x.shape[0] // self.T, *x.shape[1:])
+        return EF.lif_multistep(seq, self.params).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}, tau={self.params.tau}, v_threshold={self.params.v_threshold}"
+
+
+def name_ei_layers(model: nn.Module) -> None:
+    """Give every E-I layer its qualified module name, so errors can say which layer failed."""
+    for name, module in model.named_modules():
+        if isinstance(module, EILayer):
+            module.layer_name = name or type(module).__name__

@@ -1,0 +1,26 @@
+"""Shared fixtures: a real batch of scikit-learn's 8x8 digits (offline, ships with sklearn)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
+    d = load_digits()
+    return (torch.tensor(d.data / 16.0, dtype=torch.float32),
+            torch.tensor(d.target, dtype=torch.long))
+
+
+@pytest.fixture
+def digits_batch(digits_arrays) -> torch.Tensor:
+    return digits_arrays[0][:256].clone()
+
+
+@pytest.fixture
+def digits_labels(digits_arrays) -> torch.Tensor:
+    return digits_arrays[1][:256].clone()
