@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "LIFParameters",
@@ -193,10 +194,9 @@ def stabilise_adaptive(i_div: torch.Tensor) -> torch.Tensor:
     A row is one (t, b) slice over all channels and positions. An all-zero row stays at +inf
     (the reference's quirk), so the divisive path returns 0 there and the output is just b_E.
     """
+    # No early exit when nothing is zero: testing that would cost a device-to-host sync per layer.
     flat = i_div.detach().flatten(1)
     zero = flat == 0
-    if not bool(zero.any()):
-        return i_div
     inf = torch.tensor(math.inf, dtype=flat.dtype, device=flat.device)
     row_min = torch.where(zero, inf, flat).amin(dim=1, keepdim=True)
     replaced = torch.where(zero, row_min, flat).view_as(i_div)
@@ -212,8 +212,8 @@ def stabilise_fixed_eps(i_div: torch.Tensor, eps: float) -> torch.Tensor:
 def pointwise_inhibition(w_ei: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """``W_EI · r`` over the channel axis: a matmul for linear and a 1x1 conv for conv layers."""
     if r.dim() == 2:
-        return r @ w_ei.t()
-    return torch.einsum("ei,ni...->ne...", w_ei, r)
+        return F.linear(r, w_ei)
+    return F.conv2d(r, w_ei[:, :, None, None])
 
 
 def ei_integrate(

@@ -45,6 +45,7 @@ def ei_init(model: nn.Module, batch: torch.Tensor,
     rng = np.random.default_rng(seed)
     for layer in layers:
         layer.initialised.fill_(False)
+        layer._ready = False
         layer._init_rng = rng
     was_training = model.training
     model.eval()

@@ -8,6 +8,7 @@ E-I Init statistics and the input checks are written once in ``EILayer``.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
@@ -55,12 +56,21 @@ class EILayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(self.n_e))
         self.register_buffer("initialised", torch.tensor(False))
         self._init_rng: np.random.Generator | None = None
+        self._ready = False  # host-side mirror of `initialised`: no device sync per forward
         self.init_stats: dict[str, float] | None = None
         if self.options.stabilisation == "adaptive":
             self._stabilise = EF.stabilise_adaptive
         else:
-            eps = self.options.eps
-            self._stabilise = lambda i_div: EF.stabilise_fixed_eps(i_div, eps)
+            self._stabilise = partial(EF.stabilise_fixed_eps, eps=self.options.eps)
+
+    @property
+    def initialising(self) -> bool:
+        """True while ``ei_init`` runs its pass (it hands the layer its generator meanwhile)."""
+        return self._init_rng is not None
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._ready = False  # re-read the loaded `initialised` buffer on the next forward
 
     # ---- what subclasses define
     def project(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -81,12 +91,14 @@ class EILayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        if not bool(self.initialised):
-            if self._init_rng is None:
+        if self._init_rng is not None and not self._ready:
+            self._initialise_from(x, self._init_rng)
+        elif not self._ready:
+            if not bool(self.initialised):
                 raise RuntimeError(
                     f"layer {self.layer_name} has not been initialised: call "
                     "eideploy.nn.ei_init(model, batch) once before training, or load a checkpoint")
-            self._initialise_from(x, self._init_rng)
+            self._ready = True
         i_ee, i_ie = self.currents(x)
         r_i = EF.inhibitory_response(i_ie, self.options.inhibitory, self.options.theta_i)
         w_ei = EF.scale_grad(self.weight_ei, self.options.grad_scale(self.fan_in))
@@ -135,6 +147,7 @@ class EILayer(nn.Module):
         self.gain_e.fill_(1.0)
         self.bias.zero_()
         self.initialised.fill_(True)
+        self._ready = True
         self.init_stats = {"mean": m1, "mean_sq": m2, "var": v, "fan_in": d, "beta": beta,
                            "gain_i": gain}
 

@@ -1,0 +1,280 @@
+"""The training loop of spec §7: projected SGD, warm-up + cosine per iteration, best-on-validation.
+
+One function, ``train``, runs a recipe on one process or, under torchrun, on many with
+DistributedDataParallel. It writes into the run directory:
+
+* ``model.pt``: the best validation checkpoint (what ``eideploy export`` takes);
+* ``latest.pt``: the last epoch with optimizer, schedule and RNG states, for ``--resume``;
+* ``recipe.yaml``, ``metrics.csv`` (one row per epoch) and ``metrics.json`` (summary + history).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from ..data import DATASET_INFO, iterate_batches, load_dataset, train_augmentation
+from ..data import eval_transform as data_eval_transform
+from ..networks import build_network
+from ..nn import EIOptions, ei_init, is_initialised, project_nonnegative_
+from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .distributed import DistContext, all_reduce_sum, broadcast_module_, setup_distributed
+from .recipe import Recipe, recipe_from_dict
+from .schedule import warmup_cosine
+
+__all__ = ["TrainResult", "train", "evaluate", "build_from_recipe", "resolve_device"]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_accuracy: float
+    final_accuracy: float
+    epochs: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ValueError(f"--device {device!r}: use cpu, cuda or cuda:N")
+    return torch.device(device)
+
+
+def build_from_recipe(recipe: Recipe, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    options = EIOptions.from_dict(recipe.model.options.model_dump())
+    return build_network(recipe.model.arch, in_shape=tuple(in_shape), num_classes=num_classes,
+                         T=recipe.model.T, options=options, **recipe.model.args)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device,
+             transform: Callable | None = None, amp: bool = False,
+             ctx: DistContext = DistContext()) -> dict[str, float]:
+    """Top-1 accuracy (%) and mean cross-entropy; sharded over ranks and summed when distributed."""
+    model.eval()
+    correct = loss_sum = count = 0.0
+    with torch.no_grad(), _autocast(device, amp):
+        for x, y in iterate_batches(dataset, batch_size, shuffle=False, device=device,
+                                    augment=transform, rank=ctx.rank, world_size=ctx.world_size):
+            logits = model(x).float()
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += float((logits.argmax(1) == y).sum())
+            count += y.numel()
+    correct, loss_sum, count = all_reduce_sum([correct, loss_sum, count], device)
+    return {"accuracy": 100.0 * correct / max(count, 1), "loss": loss_sum / max(count, 1)}
+
+
+def _rng_state() -> dict[str, Any]:
+    # Batches and augmentations draw from a generator seeded per epoch; these are the rest.
+    state = {"torch": torch.get_rng_state(),
+             "python": list(random.getstate()[1]), "python_version": random.getstate()[0],
+             "python_gauss": random.getstate()[2]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+
+
+def _batches(dataset, batch_size: int, gen: torch.Generator, device: torch.device,
+             augment: Callable | None, ctx: DistContext) -> Iterator:
+    return iterate_batches(dataset, batch_size, shuffle=True, generator=gen, device=device,
+                           augment=augment, rank=ctx.rank, world_size=ctx.world_size,
+                           drop_last=False)
+
+
+def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | None = None,
+          data_dir: str | None = None, epochs: int | None = None, resume: str | Path | None = None,
+          progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
+    """Train ``recipe``; see the module docstring for what the run directory receives."""
+    dev = resolve_device(device)
+    ctx = setup_distributed(str(dev))
+    if ctx.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", ctx.local_rank)
+    resume_state = None
+    if resume is not None:
+        resume_state = read_checkpoint(resume)
+        if "trainer" not in resume_state:
+            raise CheckpointError(f"{resume}: has no trainer state; resume from the latest.pt of "
+                                  "a run directory, not from model.pt")
+        recipe = recipe_from_dict(resume_state["recipe"], f"{resume} (recipe)")
+    if epochs is not None:
+        recipe = recipe.model_copy(update={"train": recipe.train.model_copy(
+            update={"epochs": epochs})})
+    run_dir = Path(out_dir) if out_dir else Path("runs") / recipe.name
+    if resume is not None and out_dir is None:
+        run_dir = Path(resume).parent
+    cfg, tcfg = recipe.data, recipe.train
+
+    torch.manual_seed(recipe.seed)
+    random.seed(recipe.seed)
+    data_root = data_dir or cfg.data_dir
+    T = recipe.model.T
+    train_set = load_dataset(cfg.dataset, "train", data_root, T=T)
+    test_set = load_dataset(cfg.dataset, "test", data_root, T=T)
+    augment = train_augmentation(cfg.dataset) if cfg.augment else None
+    eval_tf = data_eval_transform(cfg.dataset)
+    in_shape = DATASET_INFO[cfg.dataset].input_shape  # one time step, after the eval transform
+    model = build_from_recipe(recipe, in_shape, train_set.num_classes).to(dev)
+
+    iters_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * ctx.world_size))
+    total_iters = tcfg.epochs * iters_per_epoch
+    warmup_iters = int(round(tcfg.warmup_epochs * iters_per_epoch))
+    # Coupled L2 on every parameter that receives a gradient, gains and b_E included (spec §7).
+    # One optimizer stands for the reference's two identical ones (clamped and free).
+    opt = torch.optim.SGD(model.parameters(), lr=tcfg.init_lr, momentum=tcfg.momentum,
+                          weight_decay=tcfg.weight_decay)
+    lr_at = lambda it: warmup_cosine(it, peak=tcfg.lr, init=tcfg.init_lr,  # noqa: E731
+                                     warmup_iters=warmup_iters, total_iters=total_iters)
+    history: list[dict[str, float]] = []
+    start_epoch, iteration, best = 0, 0, -1.0
+    is_ei = any(True for _ in _ei_layers(model))
+
+    if resume_state is not None:
+        model.load_state_dict(resume_state["state_dict"])
+        st = resume_state["trainer"]
+        opt.load_state_dict(st["optimizer"])
+        start_epoch, iteration, best = st["next_epoch"], st["iteration"], st["best_accuracy"]
+        history = list(st["history"])
+        _set_rng_state(st["rng"])
+        log(f"resuming {recipe.name} at epoch {start_epoch + 1}/{tcfg.epochs} from {resume}")
+    elif is_ei:
+        # E-I Init on one augmented training batch, as the reference does; rank 0 then broadcasts.
+        init_bs = tcfg.init_batch_size or cfg.batch_size
+        x0, _ = next(iter(_batches(train_set, init_bs, torch.Generator().manual_seed(recipe.seed),
+                                   dev, augment, DistContext())))
+        if ctx.is_main:
+            ei_init(model, x0, seed=recipe.seed)
+        if ctx.enabled:
+            broadcast_module_(model)
+        if not is_initialised(model):
+            raise RuntimeError("E-I Init did not reach every layer")
+
+    net = model
+    if ctx.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.local_rank] if dev.type == "cuda" else None)
+    if tcfg.compile:
+        net = torch.compile(net)
+
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        n_params = sum(p.numel() for p in model.parameters())
+        log(f"{recipe.name}: {recipe.model.arch} ({n_params / 1e6:.3f}M parameters), "
+            f"{len(train_set)} train / {len(test_set)} test samples, T={T}, device {dev}"
+            + (f", {ctx.world_size} processes" if ctx.enabled else ""))
+
+    t_start = time.perf_counter()
+    bar = _progress(progress and ctx.is_main)
+    final_acc = history[-1]["test_accuracy"] if history else float("nan")
+    with bar if bar is not None else nullcontext():
+        for epoch in range(start_epoch, tcfg.epochs):
+            net.train()
+            epoch_gen = torch.Generator().manual_seed(recipe.seed * 100003 + epoch)
+            task = bar.add_task(f"epoch {epoch + 1}/{tcfg.epochs}", total=iters_per_epoch,
+                                info="") if bar else None
+            t0 = time.perf_counter()
+            loss_sum = correct = seen = 0.0
+            for x, y in _batches(train_set, cfg.batch_size, epoch_gen, dev, augment, ctx):
+                lr = lr_at(iteration)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                with _autocast(dev, tcfg.amp):
+                    logits = net(x).float()
+                loss = F.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                project_nonnegative_(model)
+                iteration += 1
+                loss_sum += float(loss.detach()) * y.numel()
+                correct += float((logits.detach().argmax(1) == y).sum())
+                seen += y.numel()
+                if bar is not None:
+                    rate = seen * ctx.world_size / max(time.perf_counter() - t0, 1e-9)
+                    bar.update(task, advance=1, info=f"loss {loss_sum / seen:.3f} "
+                               f"acc {100 * correct / seen:.1f}% lr {lr:.2e} {rate:.0f} samples/s")
+            train_time = time.perf_counter() - t0
+            loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], dev)
+            metrics = evaluate(model, test_set, batch_size=cfg.eval_batch_size, device=dev,
+                               transform=eval_tf, amp=tcfg.amp, ctx=ctx)
+            final_acc = metrics["accuracy"]
+            row = {"epoch": epoch + 1, "train_loss": loss_sum / seen,
+                   "train_accuracy": 100.0 * correct / seen, "test_loss": metrics["loss"],
+                   "test_accuracy": metrics["accuracy"], "lr": lr_at(iteration - 1),
+                   "epoch_seconds": train_time, "samples_per_second": seen / train_time}
+            history.append(row)
+            improved = metrics["accuracy"] > best
+            best = max(best, metrics["accuracy"])
+            if bar is not None:
+                bar.update(task, info=f"test acc {metrics['accuracy']:.2f}% (best {best:.2f}%)")
+            if ctx.is_main:
+                summary = {"best_test_accuracy": best, "final_test_accuracy": final_acc,
+                           "epochs": epoch + 1}
+                if improved:
+                    save_checkpoint(run_dir / "model.pt", model, recipe=recipe.to_dict(),
+                                    metrics={**summary, "epoch": epoch + 1})
+                save_checkpoint(run_dir / "latest.pt", model, recipe=recipe.to_dict(),
+                                metrics=summary, extra={
+                                    "next_epoch": epoch + 1, "iteration": iteration,
+                                    "best_accuracy": best, "history": history,
+                                    "optimizer": opt.state_dict(), "rng": _rng_state()})
+                _write_metrics(run_dir, history, summary)
+    seconds = time.perf_counter() - t_start
+    if ctx.is_main:
+        log(f"{recipe.name}: best test accuracy {best:.2f}%, final {final_acc:.2f}% after "
+            f"{tcfg.epochs} epochs ({seconds:.1f} s); model written to {run_dir / 'model.pt'}")
+    return TrainResult(run_dir, best, final_acc, tcfg.epochs, seconds, history)
+
+
+def _ei_layers(model: nn.Module):
+    from ..nn import EILayer
+
+    return (m for m in model.modules() if isinstance(m, EILayer))
+
+
+def _write_metrics(run_dir: Path, history: list[dict[str, float]], summary: dict) -> None:
+    with open(run_dir / "metrics.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    (run_dir / "metrics.json").write_text(json.dumps({**summary, "history": history}, indent=2))
