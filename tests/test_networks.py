@@ -191,7 +191,8 @@ def test_bn_mlp_is_the_same_shape_as_the_ei_mlp():
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_build_network_rebuilds_a_network_from_its_arch_record(name: str):
-    kwargs = {"widths": [16, 16]} if name.endswith("mlp") else {}
+    extra = {"mlp": {"widths": [16, 16]}, "cnn": {"layers": [8, "P", 16, "P"]}}
+    kwargs = extra.get(name.rsplit("-", 1)[1], {})
     net = build_network(name, in_shape=CIFAR, num_classes=10, T=2, **kwargs)
     assert isinstance(net, SpikingNetwork) and net.arch_name == name
     again = build_network(net.arch_name, **net.arch_kwargs)
