@@ -29,7 +29,7 @@ def constraint_violations(model: nn.Module) -> list[str]:
     for name, layer in model.named_modules():
         if isinstance(layer, EILayer) and layer.options.nonnegative:
             for pname in ("weight_ee", "weight_ie", "weight_ei", "gain_i", "gain_e"):
-                p = getattr(layer, pname)
+                p = getattr(layer, pname).detach()
                 if not bool(torch.isfinite(p).all()) or float(p.min()) < 0:
                     bad.append(f"{name}.{pname}")
     return bad

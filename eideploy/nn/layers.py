@@ -54,6 +54,11 @@ class EILayer(nn.Module):
         self.gain_i = nn.Parameter(torch.ones(self.n_i))
         self.gain_e = nn.Parameter(torch.ones(self.n_e))
         self.bias = nn.Parameter(torch.zeros(self.n_e))
+        if readout:
+            # Dead in the readout (spec §3): kept for the parameter count and checkpoints, but
+            # frozen so optimizers and DistributedDataParallel do not wait for their gradients.
+            for p in (self.gain_i, self.gain_e, self.bias):
+                p.requires_grad_(False)
         self.register_buffer("initialised", torch.tensor(False))
         self._init_rng: np.random.Generator | None = None
         self._ready = False  # host-side mirror of `initialised`: no device sync per forward

@@ -46,6 +46,7 @@ class TrainResult:
     epochs: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    model: nn.Module | None = None  # the network after the last epoch (unwrapped from DDP)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -123,8 +124,14 @@ def _batches(dataset, batch_size: int, gen: torch.Generator, device: torch.devic
 
 def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | None = None,
           data_dir: str | None = None, epochs: int | None = None, resume: str | Path | None = None,
-          progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
-    """Train ``recipe``; see the module docstring for what the run directory receives."""
+          progress: bool = True, log: Callable[[str], None] = print,
+          stop_after: int | None = None) -> TrainResult:
+    """Train ``recipe``; see the module docstring for what the run directory receives.
+
+    ``epochs`` overrides the recipe's length (and so its schedule); ``stop_after`` ends this
+    process after that epoch with the schedule unchanged, for jobs in time-limited slots that
+    continue with ``resume``.
+    """
     dev = resolve_device(device)
     ctx = setup_distributed(str(dev))
     if ctx.enabled and dev.type == "cuda":
@@ -207,7 +214,8 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
     bar = _progress(progress and ctx.is_main)
     final_acc = history[-1]["test_accuracy"] if history else float("nan")
     with bar if bar is not None else nullcontext():
-        for epoch in range(start_epoch, tcfg.epochs):
+        last = tcfg.epochs if stop_after is None else min(tcfg.epochs, stop_after)
+        for epoch in range(start_epoch, last):
             net.train()
             epoch_gen = torch.Generator().manual_seed(recipe.seed * 100003 + epoch)
             task = bar.add_task(f"epoch {epoch + 1}/{tcfg.epochs}", total=iters_per_epoch,
@@ -263,7 +271,7 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
     if ctx.is_main:
         log(f"{recipe.name}: best test accuracy {best:.2f}%, final {final_acc:.2f}% after "
             f"{tcfg.epochs} epochs ({seconds:.1f} s); model written to {run_dir / 'model.pt'}")
-    return TrainResult(run_dir, best, final_acc, tcfg.epochs, seconds, history)
+    return TrainResult(run_dir, best, final_acc, tcfg.epochs, seconds, history, model)
 
 
 def _ei_layers(model: nn.Module):

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up eideploy in ./.venv: the pinned CPU torch first (an unpinned torch pulls a multi-GB GPU
+# build), then the package with its test tools. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[dev]"
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package; tests that need it skip without.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+    || echo "note: could not install dataset-fashion-mnist; Fashion-MNIST tests will skip"
+fi
+.venv/bin/python -c "import eideploy, torch; print(f'eideploy {eideploy.__version__} with torch {torch.__version__} ready in .venv')"
