@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -55,12 +55,12 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")
 
 @app.command()
 def train(
-    recipe: Annotated[Path, typer.Argument(help="recipe YAML, e.g. models/recipes/digits-mlp.yaml")],
-    data_dir: Annotated[Optional[str], typer.Option(help="directory holding the data set")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="run directory (default runs/NAME)")] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="override the recipe's epochs")] = None,
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML, e.g. models/recipes/x.yaml")],
+    data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory (default runs/NAME)")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="override the recipe's epochs")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "auto",
-    resume: Annotated[Optional[Path], typer.Option(help="latest.pt of a run to continue")] = None,
+    resume: Annotated[Path | None, typer.Option(help="latest.pt of a run to continue")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Train a recipe; writes model.pt (best), latest.pt, metrics.csv/json to the run directory."""
@@ -82,9 +82,9 @@ def train(
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Argument(help="a model.pt written by 'eideploy train'")],
-    data: Annotated[Optional[str], typer.Option(help="data set (default: the model's recipe)")]
+    data: Annotated[str | None, typer.Option(help="data set (default: the model's recipe)")]
     = None,
-    data_dir: Annotated[Optional[str], typer.Option(help="directory holding the data set")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
     split: Annotated[str, typer.Option(help="train or test")] = "test",
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",

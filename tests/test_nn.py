@@ -83,7 +83,7 @@ def test_init_is_deterministic_for_a_seed_and_differs_across_seeds(digits_batch)
     ei_init(a, x, seed=7)
     ei_init(b, x, seed=7)
     ei_init(c, x, seed=8)
-    for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(),
+    for (name, pa), pb, _pc in zip(a.state_dict().items(), b.state_dict().values(),
                                   c.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
     assert not torch.equal(a[0].weight_ee, c[0].weight_ee)
@@ -209,7 +209,8 @@ def test_initialised_flag_travels_with_the_state_dict(digits_batch):
 def test_wrong_input_shape_names_the_layer(digits_batch):
     model = digits_mlp(depth=2, width=32)
     ei_init(model, time_folded(digits_batch))
-    with pytest.raises(ValueError, match=r"layer 0 \(EILinear\) expects input of shape \(T\*B, 64\)"):
+    with pytest.raises(ValueError,
+                       match=r"layer 0 \(EILinear\) expects input of shape \(T\*B, 64\)"):
         model(torch.rand(8, 65))
 
 

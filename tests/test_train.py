@@ -179,7 +179,8 @@ def free_port() -> int:
 def test_two_gloo_processes_hold_identical_weights(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(REPO / "tests" / "dist_worker.py"), str(tmp_path)]
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+           str(REPO / "tests" / "dist_worker.py"), str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)

@@ -56,7 +56,8 @@ class EIOptions:
         if self.tau < 1:
             raise ValueError(f"EIOptions.tau must be >= 1 (decay = 1 - 1/tau), got {self.tau}")
         if not isinstance(self.ei_ratio, int) or self.ei_ratio < 1:
-            raise ValueError(f"EIOptions.ei_ratio must be a positive integer, got {self.ei_ratio!r}")
+            raise ValueError("EIOptions.ei_ratio must be a positive integer, got "
+                             f"{self.ei_ratio!r}")
 
     @property
     def nonnegative(self) -> bool:

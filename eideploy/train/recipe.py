@@ -28,7 +28,7 @@ class _Strict(BaseModel):
 class DataSection(_Strict):
     dataset: str = Field(description="data set name, e.g. digits, fashion-mnist, cifar10")
     data_dir: str | None = Field(None, description="directory holding the data set files")
-    batch_size: int = Field(128, ge=1)
+    batch_size: int = Field(128, ge=1, description="global batch, split over processes")
     eval_batch_size: int = Field(256, ge=1)
     augment: bool = Field(True, description="apply the data set's training augmentations")
 
@@ -70,7 +70,8 @@ class TrainSection(_Strict):
     warmup_epochs: float = Field(0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
-    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU)")
+    amp: bool = Field(False, description="bfloat16 autocast on CUDA (ignored on CPU); off by "
+                      "default: I_EE - I_sub cancels two large currents, which bfloat16 rounds")
     compile: bool = Field(False, description="wrap the model in torch.compile")
     init_batch_size: int | None = Field(None, ge=2, description="batch used by E-I Init "
                                         "(default: data.batch_size)")
@@ -94,7 +95,8 @@ def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
     if err["type"] == "extra_forbidden":
         section: Any = model
         for part in err["loc"][:-1]:
-            field = section.model_fields.get(str(part)) if hasattr(section, "model_fields") else None
+            fields = getattr(section, "model_fields", {})
+            field = fields.get(str(part))
             section = field.annotation if field is not None else None
         allowed = sorted(section.model_fields) if hasattr(section, "model_fields") else []
         return f"unknown key '{key}'" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")

@@ -1,4 +1,4 @@
-"""Per-iteration learning rate: linear warm-up from ``init_lr``, then cosine decay to 0 (spec §7)."""
+"""Per-iteration learning rate: linear warm-up from ``init_lr``, then cosine to 0 (spec §7)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from torch import nn
 from ..data import DATASET_INFO, iterate_batches, load_dataset, train_augmentation
 from ..data import eval_transform as data_eval_transform
 from ..networks import build_network
-from ..nn import EIOptions, ei_init, is_initialised, project_nonnegative_
+from ..nn import EIOptions, constraint_violations, ei_init, is_initialised, project_nonnegative_
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .distributed import DistContext, all_reduce_sum, broadcast_module_, setup_distributed
 from .recipe import Recipe, recipe_from_dict
@@ -73,8 +73,9 @@ def _autocast(device: torch.device, enabled: bool):
 
 def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device,
              transform: Callable | None = None, amp: bool = False,
-             ctx: DistContext = DistContext()) -> dict[str, float]:
+             ctx: DistContext | None = None) -> dict[str, float]:
     """Top-1 accuracy (%) and mean cross-entropy; sharded over ranks and summed when distributed."""
+    ctx = ctx or DistContext()
     model.eval()
     correct = loss_sum = count = 0.0
     with torch.no_grad(), _autocast(device, amp):
@@ -108,8 +109,14 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def _progress(enabled: bool):
     if not enabled:
         return None
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
@@ -162,7 +169,12 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
     in_shape = DATASET_INFO[cfg.dataset].input_shape  # one time step, after the eval transform
     model = build_from_recipe(recipe, in_shape, train_set.num_classes).to(dev)
 
-    iters_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * ctx.world_size))
+    # data.batch_size is the global batch (the paper's 128); each process takes its share.
+    if cfg.batch_size % ctx.world_size:
+        raise ValueError(f"data.batch_size {cfg.batch_size} is not divisible by the "
+                         f"{ctx.world_size} processes; choose a multiple of {ctx.world_size}")
+    rank_batch = cfg.batch_size // ctx.world_size
+    iters_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total_iters = tcfg.epochs * iters_per_epoch
     warmup_iters = int(round(tcfg.warmup_epochs * iters_per_epoch))
     # Coupled L2 on every parameter that receives a gradient, gains and b_E included (spec §7).
@@ -177,6 +189,10 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
 
     if resume_state is not None:
         model.load_state_dict(resume_state["state_dict"])
+        bad = constraint_violations(model)
+        if bad:
+            raise CheckpointError(f"{resume}: constrained parameter(s) {', '.join(bad[:5])} "
+                                  "hold negative values; this is not a run eideploy wrote")
         st = resume_state["trainer"]
         opt.load_state_dict(st["optimizer"])
         start_epoch, iteration, best = st["next_epoch"], st["iteration"], st["best_accuracy"]
@@ -222,7 +238,7 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
                                 info="") if bar else None
             t0 = time.perf_counter()
             loss_sum = correct = seen = 0.0
-            for x, y in _batches(train_set, cfg.batch_size, epoch_gen, dev, augment, ctx):
+            for x, y in _batches(train_set, rank_batch, epoch_gen, dev, augment, ctx):
                 lr = lr_at(iteration)
                 for group in opt.param_groups:
                     group["lr"] = lr
