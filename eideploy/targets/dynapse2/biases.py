@@ -180,7 +180,8 @@ def bias_code(name: str, current: float) -> BiasCode:
 def bias_current(name: str, coarse: int, fine: int) -> float:
     """The current (A) a code realises: rockpool's ``param_to_analog`` for that parameter."""
     if not (0 <= int(coarse) < COARSE_VALUES and 0 <= int(fine) < FINE_VALUES):
-        raise ValueError(f"bias {name}: code ({coarse}, {fine}) is outside coarse 0..5, fine 0..255")
+        raise ValueError(f"bias {name}: code ({coarse}, {fine}) is outside coarse 0..5, "
+                         "fine 0..255")
     return float(_lookup(name)[2][int(coarse), int(fine)])
 
 
