@@ -1,0 +1,182 @@
+"""Compile an E-I graph for DYNAP-SE2: check, place, quantize, route, bias codes, configuration.
+
+Stages (each a pure function with its own plain result, DESIGN §1):
+
+1. :func:`~eideploy.targets.dynapse2.drc.check` on the graph as given; any violation raises
+   :class:`DoesNotFit` carrying the full report (every violation, not the first);
+2. :func:`~.place.place`: neurons to (chip, core, slot), a core per parameter group;
+3. :func:`~.quantize.quantize_graph`: sparse synapses, g_E folded, one codebook per core;
+4. :func:`~.route.route`: tags, SRAM and CAM entries, the host's channel maps;
+5. per-core bias codes (:func:`core_bias_currents`, then rockpool's generator tables through
+   ``biases.core_biases``), requested vs realised recorded for every parameter;
+6. :func:`~.config.build_config`: the ``dynapse2.json`` document.
+
+Model quantities -> currents (the nominal relations of ``biases.py``):
+
+* ``SOIF_LEAK_N`` from the population's ``tau`` (time steps of ``biases.DT_SECONDS``):
+  ``leak_current(tau_seconds(tau))``; ``tau = inf`` or a readout without ``tau`` (a non-leaky
+  integrate-and-fire neuron) requests 0 A (the smallest code);
+* ``SOIF_SPKTHR_P`` from ``v_threshold`` (E, readout) or ``theta_i`` (interneurons);
+* ``SOIF_DC_P`` from the core's DC value (b_E);
+* ``SYAM_W0..W3_P`` from the core's four base weights.
+
+Currents in graph units (threshold, DC, base weights) are converted with one documented unit:
+a model current of 1.0 is ``biases.WEIGHT_UNIT_CURRENT`` (10 nA, DynapSim's ``Iscale``), so the
+ratios between weights, threshold and DC are kept. The chip cannot inject a negative DC: a
+negative b_E requests 0 A and is flagged ``clipped`` (its requested value stays negative).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...graph.ir import EIGraph
+from . import biases
+from .config import build_config
+from .drc import DRCReport, check
+from .place import MappingError, Placement, place
+from .quantize import QuantizedGraph, quantize_graph
+from .route import Routing, route
+from .target import Target
+
+__all__ = ["DoesNotFit", "CompiledNetwork", "compile_graph", "core_bias_currents",
+           "LEAK_BIAS", "THRESHOLD_BIAS", "DC_BIAS"]
+
+LEAK_BIAS = "SOIF_LEAK_N"
+THRESHOLD_BIAS = "SOIF_SPKTHR_P"
+DC_BIAS = "SOIF_DC_P"
+
+
+class DoesNotFit(ValueError):
+    """The graph breaks design rules of the target; ``report`` lists every violation."""
+
+    def __init__(self, report: DRCReport) -> None:
+        self.report = report
+        super().__init__(report.format())
+
+
+@dataclass
+class CompiledNetwork:
+    """Everything compilation produced, stage by stage, and the configuration document."""
+
+    drc: DRCReport
+    placement: Placement
+    qgraph: QuantizedGraph
+    routing: Routing
+    config: dict[str, Any]
+    bias_report: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Resource use: neurons, cores, chips, CAM/SRAM utilisation, worst fan-in, tags."""
+        target = self.config["target"]
+        cam_limit = int(target["cam_entries_per_neuron"])
+        sram_limit = int(target["sram_entries_per_neuron"]) - int(target["sram_reserved"])
+        counts = {name: table.count for name, table in self.routing.cam.items()}
+        neurons = sum(c.size for c in counts.values())
+        cam_total = sum(int(c.sum()) for c in counts.values())
+        worst_pop, worst_neuron, worst = "", -1, -1
+        for name, count in counts.items():
+            if count.size and int(count.max()) > worst:
+                worst_pop, worst_neuron, worst = name, int(np.argmax(count)), int(count.max())
+        sram = {name: np.count_nonzero(m, axis=1) for name, m in self.routing.sram.items()}
+        sram_total = sum(int(s.sum()) for s in sram.values())
+        return {
+            "neurons": neurons,
+            "cores": len(self.placement.cores),
+            "chips": len(self.placement.chips_used),
+            "synapses": int(sum(p.weight.size for p in self.qgraph.graph.projections)),
+            "dropped_synapses": int(self.qgraph.stats["total"]["dropped"]),
+            "cam": {"entries": cam_total, "capacity": neurons * cam_limit,
+                    "utilisation": cam_total / max(1, neurons * cam_limit),
+                    "max_per_neuron": max(worst, 0), "limit": cam_limit},
+            "sram": {"entries": sram_total, "capacity": neurons * sram_limit,
+                     "utilisation": sram_total / max(1, neurons * sram_limit),
+                     "max_per_neuron": max((int(s.max(initial=0)) for s in sram.values()),
+                                           default=0),
+                     "limit": sram_limit},
+            "worst_fan_in": {"population": worst_pop, "neuron": worst_neuron,
+                             "entries": max(worst, 0), "limit": cam_limit},
+            "tags": {"used": int(self.routing.stats["tags_used"]),
+                     "sources": int(self.routing.stats["sources"]),
+                     "max_per_core": int(self.routing.stats["max_sources_per_core"]),
+                     "limit": int(target["tags"]), "mode": self.routing.tag_mode},
+            "quantization": {"relative_rmse": self.qgraph.stats["total"]["relative_rmse"],
+                             "max_error": self.qgraph.stats["total"]["max_error"]},
+        }
+
+
+def core_bias_currents(role: str, params: dict[str, Any], dc: float, bases: np.ndarray,
+                       target: Target) -> dict[str, float]:
+    """Requested currents (A) of one core's parameters, keyed by bias name (module doc)."""
+    unit = biases.WEIGHT_UNIT_CURRENT
+    currents: dict[str, float] = {}
+    tau = params.get("tau")
+    if tau is not None:
+        tau = float(tau)
+        currents[LEAK_BIAS] = 0.0 if math.isinf(tau) else biases.leak_current(
+            biases.tau_seconds(tau))
+    elif role == "readout":
+        currents[LEAK_BIAS] = 0.0  # non-leaky integrate-and-fire readout
+    threshold = params.get("v_threshold", params.get("theta_i"))
+    if threshold is not None:
+        currents[THRESHOLD_BIAS] = float(threshold) * unit
+    currents[DC_BIAS] = float(dc) * unit
+    for name, base in zip(target.weight_biases, np.asarray(bases, dtype=np.float64),
+                          strict=True):
+        currents[name] = float(base) * unit
+    unknown = [n for n in currents if n not in target.bias_names]
+    if unknown:
+        raise MappingError(f"target {target.name} has no per-core bias {unknown}")
+    return currents
+
+
+def _bias_codes(qgraph: QuantizedGraph, placement: Placement, target: Target
+                ) -> tuple[dict[tuple[int, int], dict[str, dict[str, Any]]], list[dict[str, Any]]]:
+    per_core: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
+    report: list[dict[str, Any]] = []
+    for assignment in placement.cores:
+        key = assignment.key
+        try:
+            currents = core_bias_currents(assignment.role, assignment.params, qgraph.dc[key],
+                                          qgraph.codebooks[key].bases, target)
+        except ValueError as exc:
+            names = ", ".join(p for p, _, _ in assignment.slices)
+            raise MappingError(f"core {key} ({names}): {exc}") from None
+        # a negative DC cannot be injected: code the nearest realisable current, 0 A
+        codes = biases.core_biases({n: max(c, 0.0) for n, c in currents.items()})
+        per_core[key] = {}
+        for name, code in codes.items():
+            requested = currents[name]
+            error = (abs(code.realised - requested) / abs(requested)
+                     if requested != 0 else math.inf)
+            clipped = code.clipped or requested < 0
+            per_core[key][name] = {"coarse": code.coarse, "fine": code.fine,
+                                   "requested": requested, "realised": code.realised,
+                                   "error": error if math.isfinite(error) else None}
+            report.append({"chip": key[0], "core": key[1], "name": name,
+                           "requested": requested, "coarse": code.coarse, "fine": code.fine,
+                           "realised": code.realised,
+                           "error": error if math.isfinite(error) else None,
+                           "clipped": clipped})
+    return per_core, report
+
+
+def compile_graph(graph: EIGraph, target: Target, *, seed: int = 0) -> CompiledNetwork:
+    """Compile ``graph`` for ``target`` (module doc); deterministic for a seed.
+
+    Raises :class:`DoesNotFit` (every design-rule violation) or :class:`MappingError` (a limit
+    only placement or routing can see: SRAM destinations, tag colouring).
+    """
+    report = check(graph, target)
+    if not report.ok:
+        raise DoesNotFit(report)
+    placement = place(graph, target)
+    qgraph = quantize_graph(graph, placement, target, seed=seed)
+    routing = route(qgraph, placement, target)
+    codes, bias_report = _bias_codes(qgraph, placement, target)
+    config = build_config(qgraph, placement, routing, target, bias_codes=codes)
+    return CompiledNetwork(report, placement, qgraph, routing, config, bias_report)

@@ -1,0 +1,445 @@
+"""The DYNAP-SE2 configuration model (``dynapse2.json``) and its reverse path to an E-I graph.
+
+The configuration is plain JSON-able data describing exactly what is written to the chips: per
+used chip and core the parameter group, the population slices, the DC value, the four base
+weights and their bias codes, and per neuron its CAM entries (tag, dendrite, weight mask, stp,
+delay) and SRAM entries (destination chip and hops, core mask, tag); plus the host's input and
+readout channel maps and the graph's structure (populations and projections, no weights).
+
+Layout::
+
+    {"format": "eideploy-dynapse2-config", "format_version": 1,
+     "target": {...target description, without its file path...},
+     "chips": [{"id", "position": [x, y], "cores": [
+        {"id", "role", "parameter_group", "populations": [{population, start, stop, offset}],
+         "neuron_params", "dc", "base_weights": [4 floats, graph units],
+         "bias_codes": {NAME: {coarse, fine, requested, realised, error}},
+         "neurons": [{"id", "population", "index",
+                      "cam": [{tag, dendrite, weight_mask, stp, delay}],
+                      "sram": [{chip, x_hop, y_hop, core_mask, tag}]}]}]}],
+     "input_channels": [{population, channel, tag, destinations: [{chip, core_mask}]}],
+     "readout_channels": [{class, chip, core, neuron, tag}],   # via the monitoring entry
+     "graph": {"name", "T", "input", "readout", "division", "meta",
+               "populations": [{name, role, shape, layer, params}],
+               "projections": [{name, source, target, kind}]}}
+
+A neuron's ``sram`` lists its network destinations only: the reserved fourth SRAM entry
+(monitoring) is how readout spikes reach the host, identified by the tag in ``readout_channels``.
+
+:func:`config_to_graph` reads only what the chips hold (CAM tags resolved through the SRAM entries
+and input channels that send them, weights as base-weight subset sums by mask, DC per core) and
+gives back the quantized graph exactly: the round trip proves the configuration loses nothing.
+
+:func:`write_config` writes deterministic bytes: keys sorted, compact separators, floats in
+Python's shortest round-trip ``repr`` (so every float reads back bit for bit), no NaN/inf.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...graph.ir import EIGraph, Population, Projection
+from ...quant import subset_sums
+from .place import Placement
+from .quantize import QuantizedGraph
+from .route import Routing
+from .target import Target
+
+__all__ = ["CONFIG_FORMAT", "CONFIG_FORMAT_VERSION", "ConfigError", "build_config",
+           "write_config", "read_config", "config_to_graph", "config_bytes", "target_description"]
+
+CONFIG_FORMAT = "eideploy-dynapse2-config"
+CONFIG_FORMAT_VERSION = 1
+_TOP_FIELDS = ("format", "format_version", "target", "chips", "input_channels",
+               "readout_channels", "graph")
+
+
+class ConfigError(ValueError):
+    """A configuration file or document that is malformed; the message names file and field."""
+
+
+# --------------------------------------------------------------------------- building
+def _plain(value: Any) -> Any:
+    """JSON-native data: numpy scalars and arrays to Python numbers and lists, tuples to lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def target_description(target: Target) -> dict[str, Any]:
+    """The target as JSON data without its file path (the bytes must not depend on where the
+    target file lives)."""
+    doc = target.to_dict()
+    doc.pop("source", None)
+    return _plain(doc)
+
+
+def build_config(qgraph: QuantizedGraph, placement: Placement, routing: Routing, target: Target,
+                 *, bias_codes: Mapping[tuple[int, int], Mapping[str, Mapping[str, Any]]]
+                 | None = None) -> dict[str, Any]:
+    """The configuration document of a quantized, placed and routed graph.
+
+    ``bias_codes[(chip, core)][NAME]`` = ``{coarse, fine, requested, realised, error}`` (filled by
+    ``compile_graph``; empty per core when not given).
+    """
+    graph = qgraph.graph
+    cam_rows: dict[str, tuple[list, list, list, list[int]]] = {}
+    sram_rows: dict[str, list[list[dict[str, int]]]] = {}
+    for name, table in routing.cam.items():
+        cam_rows[name] = (table.tag.tolist(), table.dendrite.tolist(),
+                          table.weight_mask.tolist(), table.offsets.tolist())
+        sram_rows[name] = routing.sram_entries(name)
+    chips: dict[int, dict[str, Any]] = {}
+    for assignment in placement.cores:
+        key = assignment.key
+        codebook = qgraph.codebooks[key]
+        neurons = []
+        for (name, start, stop), offset in zip(assignment.slices, assignment.offsets,
+                                               strict=True):
+            tags, dendrites, masks, bounds = cam_rows[name]
+            srams = sram_rows[name]
+            for index in range(start, stop):
+                lo, hi = bounds[index], bounds[index + 1]
+                neurons.append({
+                    "id": offset + index - start, "population": name, "index": index,
+                    "cam": [{"tag": t, "dendrite": d, "weight_mask": m, "stp": False,
+                             "delay": 0}
+                            for t, d, m in zip(tags[lo:hi], dendrites[lo:hi], masks[lo:hi],
+                                               strict=True)],
+                    "sram": srams[index]})
+        codes = {} if bias_codes is None else bias_codes.get(key, {})
+        chip = chips.setdefault(assignment.chip, {
+            "id": assignment.chip,
+            "position": list(routing.chip_positions[assignment.chip]), "cores": []})
+        chip["cores"].append({
+            "id": assignment.core, "role": assignment.role,
+            "parameter_group": assignment.group,
+            "populations": [{"population": p, "start": a, "stop": b, "offset": o}
+                            for (p, a, b), o in zip(assignment.slices, assignment.offsets,
+                                                    strict=True)],
+            "neuron_params": _plain(assignment.params),
+            "dc": float(qgraph.dc[key]),
+            "base_weights": [float(b) for b in codebook.bases],
+            "bias_codes": _plain({name: dict(code) for name, code in sorted(codes.items())}),
+            "neurons": neurons})
+    doc = {
+        "format": CONFIG_FORMAT, "format_version": CONFIG_FORMAT_VERSION,
+        "target": target_description(target),
+        "chips": [chips[c] for c in sorted(chips)],
+        "input_channels": _plain(routing.input_channels),
+        "readout_channels": _plain(routing.readout_channels),
+        "graph": {
+            "name": graph.name, "T": int(graph.T), "input": _plain(graph.input),
+            "readout": _plain(graph.readout), "division": _plain(graph.division),
+            "meta": _plain(graph.meta),
+            "populations": [{"name": p.name, "role": p.role, "shape": [int(s) for s in p.shape],
+                             "layer": p.layer, "params": _plain(p.params)}
+                            for p in graph.populations],
+            "projections": [{"name": p.name, "source": p.source, "target": p.target,
+                             "kind": p.kind} for p in graph.projections]},
+    }
+    return doc
+
+
+# --------------------------------------------------------------------------- files
+def _default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-able")
+
+
+def config_bytes(config: Mapping[str, Any]) -> bytes:
+    """The exact bytes ``write_config`` writes: sorted keys, compact, shortest float repr."""
+    try:
+        text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False,
+                          default=_default)
+    except ValueError as exc:
+        raise ConfigError(f"configuration holds a NaN or infinite value ({exc})") from None
+    return (text + "\n").encode("utf-8")
+
+
+def write_config(config: Mapping[str, Any], path: str | Path) -> None:
+    """Write ``config`` to ``path`` atomically (a failed write leaves no partial file)."""
+    path = Path(path)
+    data = config_bytes(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """Read and check a ``dynapse2.json``; :class:`ConfigError` names the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such configuration file (written as dynapse2.json by "
+                          "'eideploy export --target dynapse2')")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    _check_header(doc, str(path))
+    return doc
+
+
+def _check_header(doc: Any, source: str) -> None:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: a configuration is a JSON object, got "
+                          f"{type(doc).__name__}")
+    if doc.get("format") != CONFIG_FORMAT:
+        raise ConfigError(f"{source}: field 'format' must be {CONFIG_FORMAT!r}, got "
+                          f"{doc.get('format')!r}: not an eideploy DYNAP-SE2 configuration")
+    version = doc.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigError(f"{source}: field 'format_version' must be a positive integer, got "
+                          f"{version!r}")
+    if version > CONFIG_FORMAT_VERSION:
+        raise ConfigError(f"{source}: field 'format_version' is {version}, newer than this "
+                          f"eideploy reads ({CONFIG_FORMAT_VERSION}); upgrade eideploy")
+    missing = [f for f in _TOP_FIELDS if f not in doc]
+    if missing:
+        raise ConfigError(f"{source}: missing field(s) {', '.join(repr(m) for m in missing)}")
+
+
+# --------------------------------------------------------------------------- the reverse path
+class _Fields:
+    """Typed access that names the field path in every error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: field '{where}' {message}")
+
+    def get(self, node: Any, key: str, where: str) -> Any:
+        if not isinstance(node, dict) or key not in node:
+            raise self.fail(f"{where}.{key}" if where else key, "is missing")
+        return node[key]
+
+    def integer(self, node: Any, key: str, where: str, low: int = 0,
+                high: int | None = None) -> int:
+        value = self.get(node, key, where)
+        if (not isinstance(value, int) or isinstance(value, bool) or value < low
+                or (high is not None and value > high)):
+            bounds = f">= {low}" if high is None else f"in {low}..{high}"
+            raise self.fail(f"{where}.{key}", f"must be an integer {bounds}, got {value!r}")
+        return value
+
+    def listing(self, node: Any, key: str, where: str) -> list[Any]:
+        value = self.get(node, key, where)
+        if not isinstance(value, list):
+            raise self.fail(f"{where}.{key}", f"must be a list, got {type(value).__name__}")
+        return value
+
+
+def config_to_graph(config: Mapping[str, Any], *, source: str = "<config>") -> EIGraph:
+    """The quantized E-I graph a configuration holds, exactly as ``quantize_graph`` made it.
+
+    Populations in graph order with their params; for each, ``bias`` the DC of the core holding
+    each neuron (and ``gain_e`` 1 for E populations: g_E is folded into the weights); every
+    projection sparse, indices sorted by (target, source), weights the core's base-weight subset
+    sums selected by each CAM entry's mask. A CAM tag is resolved to its sender through the SRAM
+    entries and input channels that address that core with that tag.
+    """
+    f = _Fields(source)
+    _check_header(config, source)
+    tgt = f.get(config, "target", "")
+    cpc = f.integer(tgt, "cores_per_chip", "target", 1)
+    chips_per_board = f.integer(tgt, "chips_per_board", "target", 1)
+    n_tags = f.integer(tgt, "tags", "target", 1)
+    n_base = f.integer(tgt, "base_weights_per_core", "target", 1, 8)
+    kind_dendrites = f.get(tgt, "kind_dendrites", "target")
+    dendrite_kind = {d: k for k, d in dict(kind_dendrites).items()}
+    n_cores = cpc * chips_per_board
+
+    g = f.get(config, "graph", "")
+    pop_docs = f.listing(g, "populations", "graph")
+    names: list[str] = []
+    sizes: list[int] = []
+    for i, p in enumerate(pop_docs):
+        where = f"graph.populations[{i}]"
+        names.append(str(f.get(p, "name", where)))
+        shape = f.listing(p, "shape", where)
+        sizes.append(int(math.prod(int(s) for s in shape)))
+    index_of = {n: i for i, n in enumerate(names)}
+    starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    total = int(starts[-1])
+
+    def neuron_id(pop: Any, index: Any, where: str) -> int:
+        if pop not in index_of:
+            raise f.fail(where, f"names population {pop!r}, which is not in graph.populations")
+        if not isinstance(index, int) or not 0 <= index < sizes[index_of[pop]]:
+            raise f.fail(where, f"neuron index {index!r} is outside population {pop} "
+                                f"({sizes[index_of[pop]]} neurons)")
+        return int(starts[index_of[pop]] + index)
+
+    levels = np.zeros((n_cores, 1 << n_base))
+    neuron_core = np.full(total, -1, dtype=np.int64)
+    neuron_dc = np.zeros(total)
+    sender = np.full(n_cores * n_tags, -1, dtype=np.int64)  # (core, tag) -> global neuron
+    cam_target: list[int] = []
+    cam_core: list[int] = []
+    cam_tag: list[int] = []
+    cam_dendrite: list[str] = []
+    cam_mask: list[int] = []
+
+    def address(dest_chip: int, mask: int, tag: int, who: int, where: str) -> None:
+        if not 0 <= tag < n_tags:
+            raise f.fail(where, f"tag {tag} is outside 0..{n_tags - 1}")
+        for bit in range(cpc):
+            if mask >> bit & 1:
+                slot = (dest_chip * cpc + bit) * n_tags + tag
+                if sender[slot] not in (-1, who):
+                    raise f.fail(where, f"tag {tag} reaches core ({dest_chip}, {bit}) from two "
+                                        "senders: tags must be distinct per destination core")
+                sender[slot] = who
+
+    for ci, chip in enumerate(f.listing(config, "chips", "")):
+        cw = f"chips[{ci}]"
+        chip_id = f.integer(chip, "id", cw, 0, chips_per_board - 1)
+        for ki, core in enumerate(f.listing(chip, "cores", cw)):
+            kw = f"{cw}.cores[{ki}]"
+            core_id = f.integer(core, "id", kw, 0, cpc - 1)
+            gc = chip_id * cpc + core_id
+            bases = f.listing(core, "base_weights", kw)
+            if len(bases) != n_base:
+                raise f.fail(f"{kw}.base_weights", f"holds {len(bases)} values, the target has "
+                                                   f"{n_base} base weights per core")
+            levels[gc] = subset_sums(np.asarray(bases, dtype=np.float64))
+            dc = float(f.get(core, "dc", kw))
+            for ni, neuron in enumerate(f.listing(core, "neurons", kw)):
+                nw = f"{kw}.neurons[{ni}]"
+                gid = neuron_id(f.get(neuron, "population", nw), f.get(neuron, "index", nw), nw)
+                if neuron_core[gid] != -1:
+                    raise f.fail(nw, "places a neuron that another core already holds")
+                neuron_core[gid], neuron_dc[gid] = gc, dc
+                cam = f.listing(neuron, "cam", nw)
+                try:
+                    cam_tag.extend(e["tag"] for e in cam)
+                    cam_dendrite.extend(e["dendrite"] for e in cam)
+                    cam_mask.extend(e["weight_mask"] for e in cam)
+                    timed = any(e["stp"] or e["delay"] for e in cam)
+                except (KeyError, TypeError) as exc:
+                    raise f.fail(f"{nw}.cam", f"has an entry without {exc}") from None
+                if timed:
+                    raise f.fail(f"{nw}.cam", "uses short-term plasticity or a delay class, "
+                                              "which an E-I graph does not have")
+                cam_target.extend([gid] * len(cam))
+                cam_core.extend([gc] * len(cam))
+                for si, entry in enumerate(f.listing(neuron, "sram", nw)):
+                    sw = f"{nw}.sram[{si}]"
+                    address(f.integer(entry, "chip", sw, 0, chips_per_board - 1),
+                            f.integer(entry, "core_mask", sw, 0, (1 << cpc) - 1),
+                            f.integer(entry, "tag", sw), gid, sw)
+    for ii, channel in enumerate(f.listing(config, "input_channels", "")):
+        iw = f"input_channels[{ii}]"
+        tag = f.get(channel, "tag", iw)
+        if tag is None:
+            continue
+        gid = neuron_id(f.get(channel, "population", iw), f.get(channel, "channel", iw), iw)
+        for di, dest in enumerate(f.listing(channel, "destinations", iw)):
+            dw = f"{iw}.destinations[{di}]"
+            address(f.integer(dest, "chip", dw, 0, chips_per_board - 1),
+                    f.integer(dest, "core_mask", dw, 0, (1 << cpc) - 1), int(tag), gid, dw)
+
+    # CAM entries -> synapses
+    target_id = np.asarray(cam_target, dtype=np.int64)
+    core_of = np.asarray(cam_core, dtype=np.int64)
+    tag = np.asarray(cam_tag, dtype=np.int64)
+    mask = np.asarray(cam_mask, dtype=np.int64)
+    if tag.size and (tag.min() < 0 or tag.max() >= n_tags or mask.min() < 0
+                     or mask.max() >= 1 << n_base):
+        raise f.fail("chips[].cores[].neurons[].cam",
+                     f"holds a tag outside 0..{n_tags - 1} or a weight mask outside "
+                     f"0..{(1 << n_base) - 1}")
+    source_id = sender[core_of * n_tags + tag] if tag.size else np.zeros(0, np.int64)
+    if np.any(source_id < 0):
+        bad = int(np.flatnonzero(source_id < 0)[0])
+        t_pop = int(np.searchsorted(starts, target_id[bad], side="right") - 1)
+        raise f.fail("chips[].cores[].neurons[].cam",
+                     f"of neuron {target_id[bad] - starts[t_pop]} of population {names[t_pop]} "
+                     f"listens to tag {tag[bad]} on core ({core_of[bad] // cpc}, "
+                     f"{core_of[bad] % cpc}), which no SRAM entry or input channel sends there")
+    unknown = sorted(set(cam_dendrite) - set(dendrite_kind))
+    if unknown:
+        raise f.fail("chips[].cores[].neurons[].cam", f"uses dendrite(s) {unknown} that carry no "
+                                                      "projection kind of the target")
+    kinds = sorted(set(dendrite_kind.values()))
+    kind_code = {k: i for i, k in enumerate(kinds)}
+    kind = np.asarray([kind_code[dendrite_kind[d]] for d in cam_dendrite], dtype=np.int64)
+    weight = levels[core_of, mask] if tag.size else np.zeros(0)
+    src_pop = np.searchsorted(starts, source_id, side="right") - 1
+    tgt_pop = np.searchsorted(starts, target_id, side="right") - 1
+    group = (src_pop * len(names) + tgt_pop) * len(kinds) + kind
+
+    projections = []
+    claimed = np.zeros(tag.size, dtype=bool)
+    for pi, p in enumerate(f.listing(g, "projections", "graph")):
+        pw = f"graph.projections[{pi}]"
+        s_name, t_name = f.get(p, "source", pw), f.get(p, "target", pw)
+        k_name = f.get(p, "kind", pw)
+        if s_name not in index_of or t_name not in index_of or k_name not in kind_code:
+            raise f.fail(pw, f"joins unknown populations or kind ({s_name!r} -> {t_name!r}, "
+                             f"{k_name!r})")
+        code = (index_of[s_name] * len(names) + index_of[t_name]) * len(kinds) + kind_code[k_name]
+        rows = np.flatnonzero(group == code)
+        claimed[rows] = True
+        local_t = target_id[rows] - starts[index_of[t_name]]
+        local_s = source_id[rows] - starts[index_of[s_name]]
+        order = np.lexsort((local_s, local_t))
+        projections.append(Projection(
+            str(f.get(p, "name", pw)), s_name, t_name, k_name, "sparse",
+            np.ascontiguousarray(weight[rows][order]),
+            np.stack([local_t[order], local_s[order]], axis=1).astype(np.int64), {}))
+    if not claimed.all():
+        bad = int(np.flatnonzero(~claimed)[0])
+        raise f.fail("graph.projections", f"has no projection of kind "
+                                          f"{kinds[kind[bad]]!r} from {names[src_pop[bad]]} to "
+                                          f"{names[tgt_pop[bad]]}, which the CAM entries hold")
+
+    populations = []
+    for i, p in enumerate(pop_docs):
+        where = f"graph.populations[{i}]"
+        role = f.get(p, "role", where)
+        lo, hi = int(starts[i]), int(starts[i + 1])
+        arrays: dict[str, np.ndarray] = {}
+        if role != "input":
+            missing = np.flatnonzero(neuron_core[lo:hi] < 0)
+            if missing.size:
+                raise f.fail("chips", f"places no core for neuron {int(missing[0])} of "
+                                      f"population {names[i]} ({missing.size} missing)")
+            arrays["bias"] = neuron_dc[lo:hi].copy()
+            if role == "exc":
+                arrays["gain_e"] = np.ones(hi - lo)
+        populations.append(Population(
+            names[i], role, tuple(int(s) for s in f.listing(p, "shape", where)),
+            str(p.get("layer", "")), dict(f.get(p, "params", where)), arrays))
+    graph = EIGraph(str(f.get(g, "name", "graph")), int(f.get(g, "T", "graph")), populations,
+                    projections, dict(f.get(g, "input", "graph")),
+                    dict(f.get(g, "readout", "graph")), dict(f.get(g, "division", "graph")),
+                    dict(g.get("meta", {})))
+    graph.validate()
+    return graph
