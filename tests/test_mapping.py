@@ -28,6 +28,7 @@ from eideploy.targets.dynapse2 import (
     DRCReport,
     MappingError,
     Target,
+    check,
     compile_graph,
     config_bytes,
     config_to_graph,
@@ -39,6 +40,7 @@ from eideploy.targets.dynapse2 import (
     to_sparse,
     write_config,
 )
+from eideploy.targets.dynapse2.compile import dendrite_gain_reference
 
 
 # --------------------------------------------------------------------------- graph builders
@@ -261,8 +263,8 @@ def test_sram_entries_stay_within_the_three_usable(two_layer: CompiledNetwork,
 
 def test_fan_out_to_four_chips_is_refused_with_the_population(dynapse2: Target) -> None:
     rng = np.random.default_rng(5)
-    # the DRC passes (16 cores, counting a core per population); the placer shares the
-    # interneuron core and deals l1.e's 11 cores over all 4 chips: l0.e would need 4 entries
+    # the DRC passes (14 cores: one shared interneuron core, 12 E cores, the readout's); the
+    # placer deals l1.e's cores over all 4 chips: l0.e would need 4 SRAM entries
     graph = ei_network(rng, 16, [(256, 16), (2816, 16)], 10, k_in=16, k_inh=2, k_i=8)
     with pytest.raises(MappingError, match=r"sram: .* of population l0\.e send to more than 3 "
                                            r"chips"):
@@ -469,6 +471,83 @@ def test_bias_codes_are_recorded_per_core(two_layer: CompiledNetwork) -> None:
                 assert codes["SOIF_LEAK_N"]["error"] < 0.05
 
 
+def trained_mix_network(rng: np.random.Generator, shunt_ratio: float = 35.0) -> EIGraph:
+    """One full E core with the weight mix of a trained E-I layer: per E neuron 48 AMPA and
+    8 GABA synapses, exponential with the same scale, and 8 SHUNT synapses on the same pairs as
+    the GABA ones, ``W_EI * g_I`` with ``g_I`` about ``1 / shunt_ratio``: ~35x smaller RMS."""
+    graph = ei_network(rng, 256, [(256, 64)], 4, k_in=48, k_inh=8, k_i=48, gains=False)
+    g_i = rng.uniform(0.5, 1.5, 64) / shunt_ratio
+    for proj in graph.projections:
+        proj.weight = rng.exponential(0.1, proj.weight.size)
+    sub = next(p for p in graph.projections if p.name == "l0.sub")
+    div = next(p for p in graph.projections if p.name == "l0.div")
+    div.weight = sub.weight * g_i[sub.indices[:, 1]]
+    return graph
+
+
+def test_a_scale_per_dendrite_keeps_small_shunt_weights(dynapse2: Target) -> None:
+    graph = trained_mix_network(np.random.default_rng(0))
+    placement = place(graph, dynapse2)
+    e_core = tuple(int(v) for v in placement.location["l0.e"][0, :2])
+    shared = quantize_graph(graph, placement, dynapse2, scaling="shared")
+    core = next(c for c in shared.stats["cores"] if (c["chip"], c["core"]) == e_core)
+    # one codebook for all kinds: measured 2039 of 2048 SHUNT synapses dropped (96.5% error)
+    assert core["dendrites"]["shunt"]["dropped"] > 0.99 * 2048
+    assert core["dendrite_scales"] == {"ampa": 1.0, "gaba": 1.0, "shunt": 1.0}
+
+    compiled = compile_graph(graph, dynapse2)
+    qg = compiled.qgraph
+    core = next(c for c in qg.stats["cores"] if (c["chip"], c["core"]) == e_core)
+    before = next(c for c in shared.stats["cores"] if (c["chip"], c["core"]) == e_core)
+    kinds = core["dendrites"]
+    assert core["scaling"] == "per_dendrite"
+    # measured: SHUNT 10.3% relative RMSE, 458 of 2048 dropped (the smallest of exponential
+    # weights, as for AMPA: 2154 of 12288); AMPA and GABA as good as with the shared codebook
+    assert kinds["shunt"]["relative_rmse"] < 0.15
+    assert kinds["shunt"]["dropped"] < 0.3 * kinds["shunt"]["n_synapses"]
+    for d in ("ampa", "gaba"):
+        assert kinds[d]["relative_rmse"] < 1.01 * before["dendrites"][d]["relative_rmse"]
+    scales = qg.dendrite_scales[e_core]
+    assert max(scales.values()) == 1.0  # the bases carry the units
+    assert 0.8 < scales["ampa"] <= 1.0 and 0.8 < scales["gaba"] <= 1.0
+    assert 1 / 50 < scales["shunt"] < 1 / 25
+    # each synapse weighs s_d * level(mask): the quantized graph, the configuration and the
+    # gain biases say the same
+    levels = subset_sums(qg.codebooks[e_core].bases)
+    for name, dendrite in (("l0.ee", "ampa"), ("l0.sub", "gaba"), ("l0.div", "shunt")):
+        proj = next(p for p in qg.graph.projections if p.name == name)
+        np.testing.assert_array_equal(proj.weight, scales[dendrite] * levels[qg.masks[name]])
+    doc = next(k for c in compiled.config["chips"] for k in c["cores"]
+               if (c["id"], k["id"]) == e_core)
+    assert doc["dendrite_scales"] == scales
+    for dendrite, bias in (("ampa", "DEAM_EGAIN_P"), ("gaba", "DEGA_IGAIN_P"),
+                           ("shunt", "DESC_IGAIN_P")):
+        code = doc["bias_codes"][bias]
+        assert code["requested"] == pytest.approx(scales[dendrite]
+                                                  * dendrite_gain_reference(dendrite))
+        assert code["error"] < 0.02
+    report = {(r["chip"], r["core"], r["name"]) for r in compiled.bias_report}
+    assert (*e_core, "DESC_IGAIN_P") in report
+    assert_graphs_equal(config_to_graph(compiled.config), qg.graph)
+    summary = compiled.summary()["quantization"]["dendrites"]
+    assert summary["shunt"]["dropped"] == qg.stats["dendrites"]["shunt"]["dropped"]
+
+
+def test_a_core_hearing_one_dendrite_keeps_every_scale_at_1(dynapse2: Target) -> None:
+    graph = trained_mix_network(np.random.default_rng(1))
+    placement = place(graph, dynapse2)
+    qg = quantize_graph(graph, placement, dynapse2)
+    shared = quantize_graph(graph, placement, dynapse2, scaling="shared")
+    one_kind = [c for c in qg.stats["cores"] if len(c["dendrites"]) == 1]
+    assert len(one_kind) == 1  # the interneurons' core hears AMPA only
+    for core, before in zip(qg.stats["cores"], shared.stats["cores"], strict=True):
+        if core in one_kind:  # the shared codebook, bit for bit
+            assert core["scaling"] == "shared" and core["bases"] == before["bases"]
+            assert set(core["dendrite_scales"].values()) == {1.0}
+    with pytest.raises(ValueError, match="scaling must be one of"):
+        quantize_graph(graph, placement, dynapse2, scaling="per_kind")
+
+
 # --------------------------------------------------------------------------- configuration
 def test_config_round_trips_to_the_quantized_graph(two_layer: CompiledNetwork,
                                                    tmp_path: Path) -> None:
@@ -519,6 +598,28 @@ def test_read_config_names_the_file_and_field(tmp_path: Path,
     with pytest.raises(ConfigError, match=r"field 'chips\[0\]\.cores\[1\]\.base_weights' is "
                                           "missing"):
         config_to_graph(doc)
+    doc = json.loads(config_bytes(two_layer.config))
+    doc["chips"][0]["cores"][0]["dendrite_scales"]["shunt"] = 0.0
+    with pytest.raises(ConfigError, match=r"field 'chips\[0\]\.cores\[0\]\.dendrite_scales\."
+                                          r"shunt' must be a finite number > 0"):
+        config_to_graph(doc)
+    doc["chips"][0]["cores"][0]["dendrite_scales"] = {"nmda": 0.5}
+    with pytest.raises(ConfigError, match="names a dendrite that carries no projection kind"):
+        config_to_graph(doc)
+
+
+def test_a_config_without_dendrite_scales_reads_as_scale_1(two_layer: CompiledNetwork) -> None:
+    doc = json.loads(config_bytes(two_layer.config))
+    for chip in doc["chips"]:
+        for core in chip["cores"]:
+            del core["dendrite_scales"]  # a file written before the field existed
+    q = two_layer.qgraph
+    for proj, read in zip(q.graph.projections, config_to_graph(doc).projections, strict=True):
+        np.testing.assert_array_equal(read.indices, proj.indices)
+        cores = two_layer.placement.location[proj.target][proj.indices[:, 0], :2]
+        levels = np.stack([subset_sums(q.codebooks[(a, b)].bases) for a, b in cores.tolist()])
+        np.testing.assert_array_equal(read.weight,
+                                      levels[np.arange(len(levels)), q.masks[proj.name]])
 
 
 @st.composite
@@ -580,12 +681,71 @@ def test_a_network_too_large_raises_does_not_fit_with_every_violation(tiny: Targ
 
 
 def board_network(rng: np.random.Generator) -> EIGraph:
-    """4096 neurons (the whole Stack board: 16 cores) with every neuron at fan-in 64.
-
-    Every population is a whole number of cores: the DRC counts a core per population.
-    """
+    """4096 neurons (the whole Stack board: 16 cores) with every neuron at fan-in 64."""
     return ei_network(rng, 256, [(1280, 256), (1792, 256)], 256, k_in=48, k_inh=8, k_i=64,
                       readout_inh=256)
+
+
+def test_drc_counts_cores_and_chips_exactly_as_the_placer_groups_them(
+        dynapse2: Target, tiny: Target) -> None:
+    rng = np.random.default_rng(17)
+    for trial in range(40):
+        target = tiny if trial % 2 else dynapse2
+        npc = target.neurons_per_core
+        layers = [(int(rng.integers(1, 3 * npc)), int(rng.integers(1, 2 * npc)))
+                  for _ in range(int(rng.integers(1, 4)))]
+        graph = ei_network(rng, 8, layers, int(rng.integers(1, npc)), k_in=2, k_inh=1, k_i=2,
+                           readout_inh=int(rng.integers(1, npc)))
+        if trial % 3 == 0:  # another parameter group for the last E layer
+            graph.population(f"l{len(layers) - 1}.e").params["tau"] = 3.0
+        summary = check(graph, target).summary
+        groups = [(g["populations"], g["cores"]) for g in summary["groups"]]
+        try:
+            placement = place(graph, target)
+        except MappingError:
+            assert summary["cores"] > target.cores_per_board, (trial, layers)
+            continue
+        assert summary["cores"] == len(placement.cores) <= target.cores_per_board
+        assert summary["chips"] == len(placement.chips_used)
+        assert groups == [(g.populations, g.cores) for g in placement.groups]
+        for name, pop in summary["populations"].items():  # the tags bound's core spans
+            cores = {tuple(r) for r in placement.location[name][:, :2].tolist()}
+            assert len(cores) <= pop["cores_spanned_max"], (trial, name)
+
+
+def test_a_4096_neuron_network_whose_interneurons_share_cores_fits_16_cores(
+        dynapse2: Target) -> None:
+    # I populations of 300, 200 and 268 neurons: 2 + 1 + 2 = 5 cores each on its own, but one
+    # parameter group of 768 neurons = 3 cores; E: 1536 + 1536 = 12 cores; readout: 1 core.
+    graph = ei_network(np.random.default_rng(16), 256, [(1536, 300), (1536, 200)], 256, k_in=16,
+                       k_inh=4, k_i=8, readout_inh=268)
+    report = check(graph, dynapse2)
+    assert report.ok, report.format()
+    s = report.summary
+    assert (s["neurons"], s["cores"], s["chips"], s["cores_unshared"]) == (4096, 16, 4, 18)
+    assert [(g["populations"], g["neurons"], g["cores"]) for g in s["groups"]] == [
+        (["l0.i", "l1.i", "fc.i"], 768, 3), (["l0.e", "l1.e"], 3072, 12), (["fc.out"], 256, 1)]
+    assert [s["populations"][n]["cores"] for n in ("l0.i", "l1.i", "fc.i")] == [2, 1, 2]
+    assert {s["populations"][n]["group"] for n in ("l0.i", "l1.i", "fc.i")} == {0}
+    compiled = compile_graph(graph, dynapse2, seed=0)
+    assert len(compiled.placement.cores) == 16 and compiled.placement.chips_used == [0, 1, 2, 3]
+    inh_cores = {tuple(r) for n in ("l0.i", "l1.i", "fc.i")
+                 for r in compiled.placement.location[n][:, :2].tolist()}
+    assert len(inh_cores) == 3
+
+    # 128 more E neurons: 13 E cores, 17 in all, 5 chips; the DRC and the placer both refuse
+    too_large = ei_network(np.random.default_rng(16), 256, [(1536, 300), (1664, 200)], 256,
+                           k_in=16, k_inh=4, k_i=8, readout_inh=268)
+    with pytest.raises(DoesNotFit) as err:
+        compile_graph(too_large, dynapse2)
+    rules = {v.rule: v for v in err.value.report.violations}
+    assert {"neurons", "cores", "chips"} <= set(rules)
+    assert (rules["neurons"].needed, rules["neurons"].limit) == (4224, 4096)
+    assert (rules["cores"].needed, rules["cores"].limit) == (17, 16)
+    assert (rules["chips"].needed, rules["chips"].limit) == (5, 4)
+    assert "group 1 (exc: l0.e, l1.e) 3200 neurons -> 13 core(s)" in rules["cores"].message
+    with pytest.raises(MappingError, match=r"needs 17 cores"):
+        place(too_large, dynapse2)
 
 
 def test_a_4096_neuron_network_with_fan_in_64_compiles(dynapse2: Target) -> None:

@@ -5,7 +5,8 @@ Stages (each a pure function with its own plain result, DESIGN §1):
 1. :func:`~eideploy.targets.dynapse2.drc.check` on the graph as given; any violation raises
    :class:`DoesNotFit` carrying the full report (every violation, not the first);
 2. :func:`~.place.place`: neurons to (chip, core, slot), a core per parameter group;
-3. :func:`~.quantize.quantize_graph`: sparse synapses, g_E folded, one codebook per core;
+3. :func:`~.quantize.quantize_graph`: sparse synapses, g_E folded, one codebook and one scale
+   per dendrite per core;
 4. :func:`~.route.route`: tags, SRAM and CAM entries, the host's channel maps;
 5. per-core bias codes (:func:`core_bias_currents`, then rockpool's generator tables through
    ``biases.core_biases``), requested vs realised recorded for every parameter;
@@ -18,7 +19,16 @@ Model quantities -> currents (the nominal relations of ``biases.py``):
   integrate-and-fire neuron) requests 0 A (the smallest code);
 * ``SOIF_SPKTHR_P`` from ``v_threshold`` (E, readout) or ``theta_i`` (interneurons);
 * ``SOIF_DC_P`` from the core's DC value (b_E);
-* ``SYAM_W0..W3_P`` from the core's four base weights.
+* ``SYAM_W0..W3_P`` from the core's four base weights;
+* the dendrite gains ``DEAM_EGAIN_P`` (AMPA), ``DEGA_IGAIN_P`` (GABA), ``DESC_IGAIN_P`` (SHUNT)
+  from the core's dendrite scales: ``s_d * dendrite_gain_reference(d)``. A DPI synapse's current
+  is linear in its gain (``I_syn ~ (I_gain / I_tau) I_w``), so a CAM entry of dendrite ``d``
+  weighs ``s_d * level(mask)``, as quantization and the configuration define it. The reference is
+  DynapSim's default gain (rockpool's ``default_currents["Igain_<d>"]``): the gain ratio
+  ``r_gain = 100`` times the dendrite's time-constant current at its default 10 ms,
+  ``synapse_tau_current(10 ms, d)`` (8.69 nA for AMPA and SHUNT, 8.87 nA for GABA). So
+  ``s_d = 1`` is DynapSim's nominal synapse, in which a weight of 1.0 is
+  ``WEIGHT_UNIT_CURRENT``, and ``s_d = 1/35`` turns the SHUNT gain down 35-fold.
 
 Currents in graph units (threshold, DC, base weights) are converted with one documented unit:
 a model current of 1.0 is ``biases.WEIGHT_UNIT_CURRENT`` (10 nA, DynapSim's ``Iscale``), so the
@@ -29,6 +39,7 @@ negative b_E requests 0 A and is flagged ``clipped`` (its requested value stays 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,16 +50,31 @@ from . import biases
 from .config import build_config
 from .drc import DRCReport, check
 from .place import MappingError, Placement, place
-from .quantize import QuantizedGraph, quantize_graph
+from .quantize import QuantizedGraph, quantize_graph, target_dendrites
 from .route import Routing, route
 from .target import Target
 
 __all__ = ["DoesNotFit", "CompiledNetwork", "compile_graph", "core_bias_currents",
-           "LEAK_BIAS", "THRESHOLD_BIAS", "DC_BIAS"]
+           "dendrite_gain_reference", "LEAK_BIAS", "THRESHOLD_BIAS", "DC_BIAS",
+           "DENDRITE_GAIN_BIAS", "DENDRITE_GAIN_RATIO", "DENDRITE_REFERENCE_TAU"]
 
 LEAK_BIAS = "SOIF_LEAK_N"
 THRESHOLD_BIAS = "SOIF_SPKTHR_P"
 DC_BIAS = "SOIF_DC_P"
+#: The per-core gain bias of each dendrite (rockpool's ``sim2device_se2``: ``Igain_ampa`` ->
+#: ``DEAM_EGAIN_P`` ...).
+DENDRITE_GAIN_BIAS = {"ampa": "DEAM_EGAIN_P", "nmda": "DENM_EGAIN_P", "gaba": "DEGA_IGAIN_P",
+                      "shunt": "DESC_IGAIN_P"}
+#: DynapSim's default ``r_gain_<dendrite>`` and synapse time constant (rockpool's
+#: ``default_gain_ratios`` and ``default_time_constants``): the reference of a dendrite scale.
+DENDRITE_GAIN_RATIO = 100.0
+DENDRITE_REFERENCE_TAU = 10e-3
+
+
+def dendrite_gain_reference(dendrite: str) -> float:
+    """The gain current (A) of dendrite scale 1: DynapSim's default ``Igain_<dendrite>``,
+    ``DENDRITE_GAIN_RATIO * synapse_tau_current(DENDRITE_REFERENCE_TAU, dendrite)``."""
+    return DENDRITE_GAIN_RATIO * biases.synapse_tau_current(DENDRITE_REFERENCE_TAU, dendrite)
 
 
 class DoesNotFit(ValueError):
@@ -105,13 +131,23 @@ class CompiledNetwork:
                      "max_per_core": int(self.routing.stats["max_sources_per_core"]),
                      "limit": int(target["tags"]), "mode": self.routing.tag_mode},
             "quantization": {"relative_rmse": self.qgraph.stats["total"]["relative_rmse"],
-                             "max_error": self.qgraph.stats["total"]["max_error"]},
+                             "max_error": self.qgraph.stats["total"]["max_error"],
+                             "dendrites": {d: {k: v[k] for k in ("n_synapses", "dropped",
+                                                                 "relative_rmse")}
+                                           for d, v in self.qgraph.stats.get("dendrites",
+                                                                             {}).items()}},
         }
 
 
 def core_bias_currents(role: str, params: dict[str, Any], dc: float, bases: np.ndarray,
-                       target: Target) -> dict[str, float]:
-    """Requested currents (A) of one core's parameters, keyed by bias name (module doc)."""
+                       target: Target, dendrite_scales: Mapping[str, float] | None = None
+                       ) -> dict[str, float]:
+    """Requested currents (A) of one core's parameters, keyed by bias name (module doc).
+
+    ``dendrite_scales`` (``{dendrite: s_d}``, as ``QuantizedGraph.dendrite_scales`` holds them per
+    core) adds each dendrite's gain bias ``s_d * dendrite_gain_reference(d)``; without it no gain
+    is requested (the chip's gains are then whatever they were).
+    """
     unit = biases.WEIGHT_UNIT_CURRENT
     currents: dict[str, float] = {}
     tau = params.get("tau")
@@ -128,10 +164,23 @@ def core_bias_currents(role: str, params: dict[str, Any], dc: float, bases: np.n
     for name, base in zip(target.weight_biases, np.asarray(bases, dtype=np.float64),
                           strict=True):
         currents[name] = float(base) * unit
+    for dendrite, scale in (dendrite_scales or {}).items():
+        if dendrite not in DENDRITE_GAIN_BIAS:
+            raise MappingError(f"no gain bias for dendrite {dendrite!r}; known: "
+                               f"{', '.join(DENDRITE_GAIN_BIAS)}")
+        currents[DENDRITE_GAIN_BIAS[dendrite]] = float(scale) * dendrite_gain_reference(dendrite)
     unknown = [n for n in currents if n not in target.bias_names]
     if unknown:
         raise MappingError(f"target {target.name} has no per-core bias {unknown}")
     return currents
+
+
+def _core_scales(qgraph: QuantizedGraph, key: tuple[int, int], target: Target
+                 ) -> dict[str, float]:
+    """The core's dendrite scales, 1 for every dendrite the quantized graph does not scale (as
+    the configuration writes them)."""
+    scales = qgraph.dendrite_scales.get(key, {})
+    return {d: float(scales.get(d, 1.0)) for d in target_dendrites(target)}
 
 
 def _bias_codes(qgraph: QuantizedGraph, placement: Placement, target: Target
@@ -142,7 +191,8 @@ def _bias_codes(qgraph: QuantizedGraph, placement: Placement, target: Target
         key = assignment.key
         try:
             currents = core_bias_currents(assignment.role, assignment.params, qgraph.dc[key],
-                                          qgraph.codebooks[key].bases, target)
+                                          qgraph.codebooks[key].bases, target,
+                                          _core_scales(qgraph, key, target))
         except ValueError as exc:
             names = ", ".join(p for p, _, _ in assignment.slices)
             raise MappingError(f"core {key} ({names}): {exc}") from None

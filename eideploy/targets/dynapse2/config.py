@@ -13,6 +13,7 @@ Layout::
      "chips": [{"id", "position": [x, y], "cores": [
         {"id", "role", "parameter_group", "populations": [{population, start, stop, offset}],
          "neuron_params", "dc", "base_weights": [4 floats, graph units],
+         "dendrite_scales": {"ampa": s, "gaba": s, "shunt": s},
          "bias_codes": {NAME: {coarse, fine, requested, realised, error}},
          "neurons": [{"id", "population", "index",
                       "cam": [{tag, dendrite, weight_mask, stp, delay}],
@@ -22,6 +23,12 @@ Layout::
      "graph": {"name", "T", "input", "readout", "division", "meta",
                "populations": [{name, role, shape, layer, params}],
                "projections": [{name, source, target, kind}]}}
+
+A CAM entry of dendrite ``d`` with weight mask ``m`` on a core weighs
+``dendrite_scales[d] * level(m)``, ``level(m)`` the sum of the ``base_weights`` that ``m`` selects:
+the scale is that dendrite's gain bias over its reference (``DEAM_EGAIN_P``, ``DEGA_IGAIN_P``,
+``DESC_IGAIN_P``; ``compile.dendrite_gain_reference``). A core without ``dendrite_scales`` (a file
+written before the field existed) has every scale 1.
 
 A neuron's ``sram`` lists its network destinations only: the reserved fourth SRAM entry
 (monitoring) is how readout spikes reach the host, identified by the tag in ``readout_channels``.
@@ -49,7 +56,7 @@ import numpy as np
 from ...graph.ir import EIGraph, Population, Projection
 from ...quant import subset_sums
 from .place import Placement
-from .quantize import QuantizedGraph
+from .quantize import QuantizedGraph, target_dendrites
 from .route import Routing
 from .target import Target
 
@@ -104,9 +111,11 @@ def build_config(qgraph: QuantizedGraph, placement: Placement, routing: Routing,
                           table.weight_mask.tolist(), table.offsets.tolist())
         sram_rows[name] = routing.sram_entries(name)
     chips: dict[int, dict[str, Any]] = {}
+    dendrites = target_dendrites(target)
     for assignment in placement.cores:
         key = assignment.key
         codebook = qgraph.codebooks[key]
+        scales = qgraph.dendrite_scales.get(key, {})
         neurons = []
         for (name, start, stop), offset in zip(assignment.slices, assignment.offsets,
                                                strict=True):
@@ -134,6 +143,7 @@ def build_config(qgraph: QuantizedGraph, placement: Placement, routing: Routing,
             "neuron_params": _plain(assignment.params),
             "dc": float(qgraph.dc[key]),
             "base_weights": [float(b) for b in codebook.bases],
+            "dendrite_scales": {d: float(scales.get(d, 1.0)) for d in dendrites},
             "bias_codes": _plain({name: dict(code) for name, code in sorted(codes.items())}),
             "neurons": neurons})
     doc = {
@@ -255,14 +265,34 @@ class _Fields:
         return value
 
 
+def _dendrite_scales(f: _Fields, core: Any, where: str, code: Mapping[str, int]) -> np.ndarray:
+    """A core's ``dendrite_scales`` in ``code`` order (1 for a dendrite it does not name)."""
+    out = np.ones(len(code))
+    doc = core.get("dendrite_scales", {}) if isinstance(core, dict) else {}
+    if not isinstance(doc, dict):
+        raise f.fail(f"{where}.dendrite_scales", f"must be an object {{dendrite: scale}}, got "
+                                                 f"{type(doc).__name__}")
+    for name, value in doc.items():
+        if name not in code:
+            raise f.fail(f"{where}.dendrite_scales.{name}", "names a dendrite that carries no "
+                                                            f"projection kind ({sorted(code)})")
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or value <= 0):
+            raise f.fail(f"{where}.dendrite_scales.{name}", f"must be a finite number > 0, got "
+                                                            f"{value!r}")
+        out[code[name]] = float(value)
+    return out
+
+
 def config_to_graph(config: Mapping[str, Any], *, source: str = "<config>") -> EIGraph:
     """The quantized E-I graph a configuration holds, exactly as ``quantize_graph`` made it.
 
     Populations in graph order with their params; for each, ``bias`` the DC of the core holding
     each neuron (and ``gain_e`` 1 for E populations: g_E is folded into the weights); every
     projection sparse, indices sorted by (target, source), weights the core's base-weight subset
-    sums selected by each CAM entry's mask. A CAM tag is resolved to its sender through the SRAM
-    entries and input channels that address that core with that tag.
+    sums selected by each CAM entry's mask times the core's scale of the entry's dendrite. A CAM
+    tag is resolved to its sender through the SRAM entries and input channels that address that
+    core with that tag.
     """
     f = _Fields(source)
     _check_header(config, source)
@@ -297,6 +327,9 @@ def config_to_graph(config: Mapping[str, Any], *, source: str = "<config>") -> E
         return int(starts[index_of[pop]] + index)
 
     levels = np.zeros((n_cores, 1 << n_base))
+    dendrite_names = sorted(dendrite_kind)
+    dendrite_code = {d: i for i, d in enumerate(dendrite_names)}
+    scales = np.ones((n_cores, len(dendrite_names)))  # (core, dendrite) -> s_d
     neuron_core = np.full(total, -1, dtype=np.int64)
     neuron_dc = np.zeros(total)
     sender = np.full(n_cores * n_tags, -1, dtype=np.int64)  # (core, tag) -> global neuron
@@ -329,6 +362,7 @@ def config_to_graph(config: Mapping[str, Any], *, source: str = "<config>") -> E
                 raise f.fail(f"{kw}.base_weights", f"holds {len(bases)} values, the target has "
                                                    f"{n_base} base weights per core")
             levels[gc] = subset_sums(np.asarray(bases, dtype=np.float64))
+            scales[gc] = _dendrite_scales(f, core, kw, dendrite_code)
             dc = float(f.get(core, "dc", kw))
             for ni, neuron in enumerate(f.listing(core, "neurons", kw)):
                 nw = f"{kw}.neurons[{ni}]"
@@ -390,7 +424,9 @@ def config_to_graph(config: Mapping[str, Any], *, source: str = "<config>") -> E
     kinds = sorted(set(dendrite_kind.values()))
     kind_code = {k: i for i, k in enumerate(kinds)}
     kind = np.asarray([kind_code[dendrite_kind[d]] for d in cam_dendrite], dtype=np.int64)
-    weight = levels[core_of, mask] if tag.size else np.zeros(0)
+    dendrite = np.asarray([dendrite_code[d] for d in cam_dendrite], dtype=np.int64)
+    # quantize_graph's definition of a CAM entry's weight: s_d * level(mask)
+    weight = scales[core_of, dendrite] * levels[core_of, mask] if tag.size else np.zeros(0)
     src_pop = np.searchsorted(starts, source_id, side="right") - 1
     tgt_pop = np.searchsorted(starts, target_id, side="right") - 1
     group = (src_pop * len(names) + tgt_pop) * len(kinds) + kind

@@ -11,11 +11,22 @@ Rules (ids in ``RULES``):
   (``exc``) + GABA (``sub``) + SHUNT (``div``). An I neuron that inhibits an E neuron both ways
   costs that E neuron two entries. A source average-pooled by k costs k*k entries per pooled
   value: the chip has no pooling, each pooled neuron is its own synapse.
-* ``neurons`` / ``cores`` / ``chips``: a core is a parameter group, so every population (E and I of
-  every layer, the readout) takes whole cores of its own.
-* ``tags``: sources reaching one core need distinct tags. The sources of a population are spread
-  over its cores at best evenly, so ``ceil(distinct sources / cores)`` is a lower bound on the
-  tags some core of it needs, whatever the placement.
+* ``neurons`` / ``cores`` / ``chips``: a core is a parameter group. Cores are counted per group
+  exactly as the placer forms and fills them (``place.parameter_groups``, the one definition both
+  use): populations with the same role, ``params`` and single bias value share cores, a group of
+  ``N`` neurons takes ``ceil(N / neurons_per_core)`` cores, and the board needs
+  ``ceil(cores / cores_per_chip)`` chips. So the DRC passes exactly the graphs the placer fits.
+  The summary gives both views: per population (``cores``: what it would take alone, ``group``)
+  and per group (``groups``: populations, neurons, cores).
+* ``tags``: sources reaching one core need distinct tags. A population's sources are spread over
+  the cores it occupies at best evenly. The placer lays a population on consecutive slots of its
+  group's cores: the first population of a group (or one alone in its group) starts on a fresh
+  core and spans ``ceil(n / neurons_per_core)`` cores, a later one may start part-way into a
+  core and spans at most ``1 + ceil((n - 1) / neurons_per_core)`` (and at most its group's
+  cores). ``ceil(distinct sources / cores spanned)`` is then a lower bound on the tags some core
+  holding it needs. A group's cores together hear every source of its populations, so
+  ``ceil(distinct sources of the group / group cores)`` is a lower bound too; it is reported
+  (once, for the group) when no single population of the group already breaks the rule.
 * ``spiking-readout``, ``spike-input``, ``spiking-inhibition``: the chip moves spikes only; an
   analog readout current, analog pixel input or an analog interneuron response
   (``response == "identity"``) cannot be mapped.
@@ -35,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from ...graph.ir import EIGraph, GraphError, Population, Projection
+from .place import BIAS_RTOL, ParameterGroup, parameter_groups
 from .target import Target
 
 __all__ = ["Violation", "DRCReport", "check", "fan_in", "RULES", "SPIKE_ENCODINGS"]
@@ -43,7 +55,7 @@ RULES = ("fan-in", "neurons", "cores", "chips", "tags", "spiking-readout", "spik
          "spiking-inhibition", "per-neuron-bias")
 SPIKE_ENCODINGS = frozenset({"spikes", "events", "rate", "poisson", "bernoulli", "if"})
 _ROLE_TAG = {"exc": "E", "inh": "I", "readout": "readout", "input": "input"}
-_BIAS_RTOL = 1e-6
+_BIAS_RTOL = BIAS_RTOL  # the placer's tolerance: one DC value per core
 
 
 @dataclass
@@ -139,10 +151,15 @@ def check(graph: EIGraph, target: Target) -> DRCReport:
     violations: list[Violation] = []
     per_pop: dict[str, dict[str, Any]] = {}
     npc = target.neurons_per_core
+    bias_violations = _bias_violations(neuron_pops, npc)  # GraphError on a malformed bias
+    groups = parameter_groups(graph, npc)
+    group_of = {name: g for g in groups for name in g.populations}
+    group_heard: dict[int, dict[str, np.ndarray]] = {g.id: {} for g in groups}
 
     fan_in_violations: list[Violation] = []
     tag_violations: list[Violation] = []
     for pop in neuron_pops:
+        group = group_of[pop.name]
         by_dendrite: dict[str, np.ndarray] = {}
         for kind, count in _fan_in(graph, pops, pop).items():
             dendrite = target.dendrite(kind)
@@ -152,14 +169,19 @@ def check(graph: EIGraph, target: Target) -> DRCReport:
         for proj in graph.projections_into(pop.name):
             mask = _source_mask(proj, pops[proj.source], pop)
             heard[proj.source] = heard[proj.source] | mask if proj.source in heard else mask
+        union = group_heard[group.id]
+        for name, mask in heard.items():
+            union[name] = union[name] | mask if name in union else mask
         cores = math.ceil(pop.size / npc)
+        spanned = _cores_spanned(pop, group, npc)
         sources = int(sum(int(np.count_nonzero(m)) for m in heard.values()))
-        tags_per_core = math.ceil(sources / cores)
+        tags_per_core = math.ceil(sources / spanned)
         worst = int(np.argmax(total))
         values, counts = np.unique(total, return_counts=True)
         per_pop[pop.name] = {
             "layer": pop.layer, "role": pop.role, "shape": list(pop.shape),
-            "neurons": pop.size, "cores": cores,
+            "neurons": pop.size, "cores": cores, "group": group.id,
+            "cores_spanned_max": spanned,
             "fan_in": {"max": int(total[worst]), "worst_neuron": worst,
                        "worst_position": _position(pop, worst),
                        "worst_by_dendrite": {d: int(c[worst]) for d, c in by_dendrite.items()},
@@ -180,41 +202,72 @@ def check(graph: EIGraph, target: Target) -> DRCReport:
                 neurons=over, needs=total[over]))
         if tags_per_core > target.tags:
             tag_violations.append(Violation(
-                "tags", pop.layer, pop.name, None, tags_per_core, target.tags,
-                "fewer sources per population: a sparser or narrower previous layer (recipe "
-                "target.fan_in), or smaller populations",
-                f"{_where(pop)} hears {sources} distinct sources over its {cores} core(s): some "
-                f"core needs at least {tags_per_core} tags, limit {target.tags}"))
+                "tags", pop.layer, pop.name, None, tags_per_core, target.tags, _TAGS_HINT,
+                f"{_where(pop)} hears {sources} distinct sources over at most {spanned} "
+                f"core(s): some core needs at least {tags_per_core} tags, limit {target.tags}"))
+
+    per_group: list[dict[str, Any]] = []
+    flagged = {v.population for v in tag_violations}
+    for group in groups:
+        sources = int(sum(int(np.count_nonzero(m)) for m in group_heard[group.id].values()))
+        tags_per_core = math.ceil(sources / group.cores)
+        per_group.append({**group.to_dict(), "sources": sources,
+                          "tags_per_core_min": tags_per_core})
+        if tags_per_core > target.tags and not flagged & set(group.populations):
+            layers = ", ".join(dict.fromkeys(pops[n].layer for n in group.populations))
+            tag_violations.append(Violation(
+                "tags", layers, ", ".join(group.populations), None, tags_per_core, target.tags,
+                _TAGS_HINT,
+                f"parameter group {group.id} ({', '.join(group.populations)}) hears {sources} "
+                f"distinct sources over its {group.cores} core(s): some core needs at least "
+                f"{tags_per_core} tags, limit {target.tags}"))
 
     neurons = sum(p.size for p in neuron_pops)
-    cores = sum(per_pop[p.name]["cores"] for p in neuron_pops)
+    cores = sum(g.cores for g in groups)
     chips = math.ceil(cores / target.cores_per_chip)
     violations += fan_in_violations
     resize = "reduce widths or use --chips N (a board with more chips)"
+    shared = "; ".join(f"group {g.id} ({g.role}: {', '.join(g.populations)}) {g.neurons} neurons "
+                       f"-> {g.cores} core(s)" for g in groups)
     for rule, need, limit, what in (
             ("neurons", neurons, target.neurons_per_board, "neurons"),
-            ("cores", cores, target.cores_per_board, "cores (every population takes whole cores "
-                                                     "of its own: a core is a parameter group)"),
+            ("cores", cores, target.cores_per_board,
+             f"cores (a core is a parameter group; populations of the same role, params and "
+             f"bias share cores: {shared})"),
             ("chips", chips, target.chips_per_board, "chips")):
         if need > limit:
             violations.append(Violation(rule, "", "", None, need, limit, resize,
                                         f"the graph needs {need} {what}, the board has {limit}"))
     violations += tag_violations
     violations += _io_violations(graph, pops)
-    violations += _bias_violations(neuron_pops, npc)
+    violations += bias_violations
 
     in_pop = pops.get(graph.input.get("population", ""))
     summary = {
         "graph": graph.name, "target": target.name,
         "neurons": neurons, "cores": cores, "chips": chips,
+        "cores_unshared": sum(per_pop[p.name]["cores"] for p in neuron_pops),
         "input_channels": in_pop.size if in_pop is not None else 0,
         "limits": {"neurons": target.neurons_per_board, "cores": target.cores_per_board,
                    "chips": target.chips_per_board, "neurons_per_core": npc,
                    "cam_entries": target.cam_entries_per_neuron, "tags": target.tags},
         "populations": per_pop,
+        "groups": per_group,
         "violations": _count_by_rule(violations),
     }
     return DRCReport(violations, summary)
+
+
+_TAGS_HINT = ("fewer sources per population: a sparser or narrower previous layer (recipe "
+              "target.fan_in), or smaller populations")
+
+
+def _cores_spanned(pop: Population, group: ParameterGroup, npc: int) -> int:
+    """The most cores the placer spreads ``pop`` over (module doc, rule ``tags``)."""
+    alone = math.ceil(pop.size / npc)
+    if group.bias is None or pop.name == group.populations[0]:
+        return alone  # starts on a fresh core
+    return min(group.cores, 1 + math.ceil((pop.size - 1) / npc))
 
 
 def _count_by_rule(violations: Sequence[Violation]) -> dict[str, int]:

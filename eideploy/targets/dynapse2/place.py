@@ -37,7 +37,7 @@ from ...graph.ir import EIGraph, Population
 from .target import Target
 
 __all__ = ["MappingError", "ParameterGroup", "CoreAssignment", "Placement", "place",
-           "population_bias", "BIAS_RTOL"]
+           "parameter_groups", "population_bias", "BIAS_RTOL"]
 
 #: Relative tolerance under which bias values count as one DC value (the DRC's tolerance).
 BIAS_RTOL = 1e-6
@@ -161,7 +161,15 @@ def _uniform(values: np.ndarray) -> bool:
     return float(values.max() - values.min()) <= tol
 
 
-def _groups(graph: EIGraph, npc: int) -> list[ParameterGroup]:
+def parameter_groups(graph: EIGraph, neurons_per_core: int) -> list[ParameterGroup]:
+    """The populations that may share cores, in graph order, each with the cores it needs.
+
+    The single definition of a parameter group (module doc): the placer lays out these groups
+    and the design-rule check counts cores and chips with them, so the two always agree. A group
+    of ``N`` neurons takes ``ceil(N / neurons_per_core)`` cores. Populations are taken as given
+    (no validation); raises :class:`MappingError` for a bias of the wrong size.
+    """
+    npc = neurons_per_core
     groups: dict[tuple[Any, ...], ParameterGroup] = {}
     for pop in graph.populations:
         if pop.role == "input" or pop.size == 0:
@@ -190,7 +198,7 @@ def place(graph: EIGraph, target: Target) -> Placement:
     """
     graph.validate()
     npc, cpc = target.neurons_per_core, target.cores_per_chip
-    groups = _groups(graph, npc)
+    groups = parameter_groups(graph, npc)
     total_cores = sum(g.cores for g in groups)
     neurons = sum(g.neurons for g in groups)
     if total_cores > target.cores_per_board:

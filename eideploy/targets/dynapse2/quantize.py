@@ -12,10 +12,27 @@ What the chip can hold, and what this module therefore does (spec/dynapse2.md §
   multiplying an E neuron's incoming AMPA (``exc``) and GABA (``sub``) weights by its g_E is exact;
   its ``gain_e`` becomes 1. SHUNT (``div``) weights are untouched: the divisor has no g_E. The
   readout has no g_E.
-* **One codebook per core.** A core's four base weights (``SYAM_W0..W3``) are shared by all its
-  neurons and all dendrite types, so one codebook is fitted (``eideploy.quant``) on the magnitudes
-  of all synapses landing on that core, every kind together. A synapse whose weight quantizes to
-  mask 0 is dropped: it frees its CAM entry.
+* **One codebook per core, one gain per dendrite.** A core's four base weights
+  (``SYAM_W0..W3``) are shared by all its neurons and all dendrite types, but each dendrite type
+  has its own gain bias per core (``DEAM_EGAIN_P``, ``DEGA_IGAIN_P``, ``DESC_IGAIN_P``), and a
+  DPI synapse's current is linear in that gain. So a CAM entry of dendrite ``d`` with mask ``m``
+  weighs ``s_d * level(m)``: ``s_d`` is the core's dendrite scale (its gain over a reference,
+  ``compile.dendrite_gain_reference``). This matters on trained E-I models: the SHUNT weights
+  ``W_EI * g_I`` are ~35x smaller than the AMPA weights, and one squared-error codebook for all
+  of them drops every SHUNT synapse (all divisive inhibition lost).
+
+  :func:`fit_core` chooses the codebook and the scales together. It minimises the squared error
+  with every kind measured in units of the RMS of its own non-zero weights on that core,
+  ``J = sum_i ((w_i - s_k(i) level(m_i)) / rms_k(i))^2``, over two candidates, keeping the
+  lower ``J`` (ties: the first): (1) one codebook fitted on ``w`` with all scales 1 (the shared
+  fit: exact when the weights are levels of one codebook); (2) one codebook fitted on ``w / rms_k``,
+  every kind together (``quant.kind_scales``). Each candidate's scales are then refined for its
+  codebook by alternating the nearest mask for ``w / s_k`` and the least-squares scale of each
+  kind ``s_k = sum(w level) / sum(level^2)`` (neither step can raise ``J``). The scales are
+  normalised so that the largest is 1 (the bases carry the units; a kind absent from the core
+  keeps scale 1), and a core with one kind keeps scale 1: its result is the shared fit.
+  ``scaling="shared"`` keeps every scale at 1 (one codebook for all kinds, the old behaviour).
+  A synapse whose weight quantizes to mask 0 is dropped: it frees its CAM entry.
 * **b_E per core.** A core has one DC current: the bias must be constant over each core's neurons
   (the placement aligns populations whose bias varies per core); it is kept as that core's DC value
   in the graph (``arrays["bias"]``, one value per neuron), otherwise :class:`MappingError`.
@@ -29,21 +46,32 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ...graph.ir import EIGraph, GraphError, Population, Projection
 from ...graph.lower import unroll_conv
-from ...quant import Codebook, quantization_stats, quantize_per_core, subset_sums
+from ...quant import (
+    Codebook,
+    fit_codebook,
+    kind_scales,
+    quantization_stats,
+    quantize,
+    subset_sums,
+)
 from .place import BIAS_RTOL, MappingError, Placement, population_bias
 from .target import Target
 
-__all__ = ["QuantizedGraph", "quantize_graph", "to_sparse", "core_levels"]
+__all__ = ["QuantizedGraph", "CoreFit", "quantize_graph", "to_sparse", "core_levels",
+           "fit_core", "target_dendrites", "SCALINGS"]
 
 #: Projection kinds that g_E multiplies (the numerator of Eq. 14).
 GAIN_KINDS = ("exc", "sub")
+#: ``quantize_graph(scaling=...)``: a scale per dendrite fitted with the codebook, or none.
+SCALINGS = ("per_dendrite", "shared")
+_SCALE_ITERATIONS = 50
 
 
 @dataclass
@@ -54,7 +82,9 @@ class QuantizedGraph:
     removed, g_E folded, ``bias`` = the core DC per neuron). ``masks[projection]``: uint8 mask per
     synapse, aligned with that projection's ``indices``. ``codebooks[(chip, core)]``: the core's
     bases. ``dc[(chip, core)]``: the core's DC value (graph units). ``stats``: reconstruction
-    error per layer, per core and in total (relative RMSE, max error, dropped synapses).
+    error per layer, per projection, per dendrite, per core (with its dendrite scales and, per
+    dendrite, its error) and in total (relative RMSE, max error, dropped synapses).
+    ``dendrite_scales[(chip, core)]``: the dendrite scales ``s_d`` (module doc).
     """
 
     graph: EIGraph
@@ -63,6 +93,9 @@ class QuantizedGraph:
     dc: dict[tuple[int, int], float]
     stats: dict[str, Any]
     seed: int = 0
+    #: ``dendrite_scales[(chip, core)][dendrite]``: ``s_d``, a CAM entry's weight is
+    #: ``s_d * level(mask)`` (1.0 for every dendrite when absent: the shared codebook).
+    dendrite_scales: dict[tuple[int, int], dict[str, float]] = field(default_factory=dict)
 
 
 def _json_plain(value: Any) -> Any:
@@ -153,6 +186,91 @@ def core_levels(codebook: Codebook) -> np.ndarray:
     return subset_sums(np.asarray(codebook.bases, dtype=np.float64))
 
 
+def target_dendrites(target: Target) -> list[str]:
+    """The dendrites carrying the graph's projection kinds, in the target's kind order."""
+    return list(dict.fromkeys(target.kind_dendrites.values()))
+
+
+@dataclass(frozen=True, eq=False)
+class CoreFit:
+    """One core's quantization: a CAM entry of kind ``k`` with mask ``m`` weighs
+    ``scales[k] * codebook.levels[m]`` (``reconstructed``). ``objective``: ``J`` (module doc);
+    ``scaling``: ``"shared"`` when every scale is 1, else ``"per_dendrite"``."""
+
+    codebook: Codebook
+    scales: np.ndarray
+    masks: np.ndarray
+    reconstructed: np.ndarray
+    objective: float
+    scaling: str
+
+
+def _refine_scales(w: np.ndarray, kind: np.ndarray, codebook: Codebook, scales: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Alternate nearest masks for ``w / s_k`` and each kind's least-squares ``s_k`` for a fixed
+    codebook; returns ``(scales, masks)`` consistent with each other."""
+    levels = codebook.levels
+    n_kinds = scales.size
+    s = scales.copy()
+    masks = quantize(w / s[kind], codebook)[0]
+    for _ in range(_SCALE_ITERATIONS):
+        level = levels[masks]
+        num = np.bincount(kind, weights=w * level, minlength=n_kinds)
+        den = np.bincount(kind, weights=level * level, minlength=n_kinds)
+        s = np.where(den > 0, num / np.where(den > 0, den, 1.0), s)
+        new = quantize(w / s[kind], codebook)[0]
+        if np.array_equal(new, masks):
+            break
+        masks = new
+    return s, masks
+
+
+def fit_core(weights: np.ndarray, kinds: np.ndarray, n_kinds: int, *, seed: int = 0,
+             n_base: int = 4, scaling: str = "per_dendrite") -> CoreFit:
+    """Fit one core's codebook and dendrite scales together (module doc).
+
+    ``weights``: the core's non-negative synapse weights; ``kinds``: each synapse's dendrite
+    index in ``0 .. n_kinds - 1``. Deterministic for a seed; vectorised over the synapses.
+    """
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    kind = np.asarray(kinds, dtype=np.int64).reshape(-1)
+    rms_of = kind_scales({k: w[kind == k] for k in range(n_kinds)})
+    rms = np.array([rms_of[k] for k in range(n_kinds)])
+    present = np.bincount(kind[w > 0], minlength=n_kinds) > 0
+    ones = np.ones(n_kinds)
+
+    def candidate(codebook: Codebook, scales: np.ndarray) -> tuple[float, Codebook, np.ndarray,
+                                                                   np.ndarray]:
+        if scaling == "per_dendrite" and np.count_nonzero(present) > 1:
+            scales, masks = _refine_scales(w, kind, codebook, scales)
+        else:
+            masks = quantize(w / scales[kind], codebook)[0]
+        err = (w - scales[kind] * codebook.levels[masks]) / rms[kind]
+        return float(np.dot(err, err)), codebook, scales, masks
+
+    best = candidate(fit_codebook(w, n_base=n_base, seed=seed), ones)
+    if scaling == "per_dendrite" and np.count_nonzero(present) > 1:
+        scaled = candidate(fit_codebook(w / rms[kind], n_base=n_base, seed=seed), rms.copy())
+        if scaled[0] < best[0]:
+            best = scaled
+    objective, codebook, scales, masks = best
+    # the largest scale present is 1: the bases carry the units, gains stay at or below the
+    # reference; an absent kind keeps 1 (its gain is then the reference)
+    top = float(scales[present].max()) if present.any() else 1.0
+    scales = np.where(present, scales / top, 1.0)
+    if top != 1.0:
+        codebook = Codebook(np.asarray(codebook.bases) * top, codebook.sse, codebook.method,
+                            codebook.start, codebook.iterations)
+    reconstructed = scales[kind] * core_levels(codebook)[masks]
+    err = w - reconstructed
+    codebook = Codebook(codebook.bases, float(np.dot(err, err)), codebook.method, codebook.start,
+                        codebook.iterations)
+    return CoreFit(codebook, scales, masks.astype(np.uint8), reconstructed, objective,
+                   "shared" if np.all(scales == 1.0) else "per_dendrite")
+
+
 def _core_dc(sparse: EIGraph, placement: Placement, keys: list[tuple[int, int]],
              lookup: np.ndarray) -> np.ndarray:
     """One DC value per core; ``MappingError`` naming the population whose bias varies in one."""
@@ -203,9 +321,12 @@ def _core_index(placement: Placement, population: str, lookup: np.ndarray) -> np
 
 
 def quantize_graph(graph: EIGraph, placement: Placement, target: Target, *,
-                   seed: int = 0) -> QuantizedGraph:
-    """Fold g_E, fit one codebook per core on all synapses landing there, quantize every
-    synapse to its core's nearest level and hold b_E as the core DC (see the module doc)."""
+                   seed: int = 0, scaling: str = "per_dendrite") -> QuantizedGraph:
+    """Fold g_E, fit one codebook and one scale per dendrite per core on all synapses landing
+    there (:func:`fit_core`), quantize every synapse to its core's nearest scaled level and hold
+    b_E as the core DC (see the module doc). ``scaling="shared"``: every dendrite scale 1."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     sparse = to_sparse(graph)
     keys = [c.key for c in placement.cores]
     lookup = _core_lookup(placement)
@@ -227,27 +348,44 @@ def quantize_graph(graph: EIGraph, placement: Placement, target: Target, *,
                                    f"{gain[bad]}; folding g_E into the weights needs finite "
                                    "g_E >= 0 (the sign of a synapse is its dendrite)")
             gains[pop.name] = gain
+    dendrites = target_dendrites(target)
+    dendrite_index = {kind: dendrites.index(target.dendrite(kind))
+                      for kind in target.kind_dendrites}
     weights: list[np.ndarray] = []
     cores: list[np.ndarray] = []
+    kinds: list[np.ndarray] = []
     for proj in sparse.projections:
         w = proj.weight
         if proj.target in gains and proj.kind in GAIN_KINDS:
             w = w * gains[proj.target][proj.indices[:, 0]]
+        if proj.kind not in dendrite_index:
+            raise MappingError(f"projection {proj.name}: target {target.name} has no dendrite "
+                               f"for kind {proj.kind!r}")
         weights.append(w)
         cores.append(_core_index(placement, proj.target, lookup)[proj.indices[:, 0]])
+        kinds.append(np.full(w.size, dendrite_index[proj.kind], dtype=np.int64))
 
     flat_w = np.concatenate(weights) if weights else np.zeros(0)
     flat_core = np.concatenate(cores) if cores else np.zeros(0, np.int64)
+    flat_kind = np.concatenate(kinds) if kinds else np.zeros(0, np.int64)
     order = np.argsort(flat_core, kind="stable")
     bounds = np.searchsorted(flat_core[order], np.arange(len(keys) + 1))
-    groups = {keys[i]: flat_w[order[bounds[i]:bounds[i + 1]]] for i in range(len(keys))}
-    fitted = quantize_per_core(groups, seed=seed, n_base=target.base_weights_per_core)
     flat_mask = np.zeros(flat_w.size, dtype=np.uint8)
+    fitted: dict[tuple[int, int], CoreFit] = {}
     for i, key in enumerate(keys):
-        flat_mask[order[bounds[i]:bounds[i + 1]]] = fitted[key].masks
+        rows = order[bounds[i]:bounds[i + 1]]
+        fitted[key] = fit_core(flat_w[rows], flat_kind[rows], len(dendrites), seed=seed,
+                               n_base=target.base_weights_per_core, scaling=scaling)
+        flat_mask[rows] = fitted[key].masks
     codebooks = {key: fitted[key].codebook for key in keys}
+    dendrite_scales = {key: {d: float(fitted[key].scales[j]) for j, d in enumerate(dendrites)}
+                       for key in keys}
     levels = np.stack([core_levels(codebooks[k]) for k in keys]) if keys else np.zeros((0, 1))
-    flat_q = levels[flat_core, flat_mask] if flat_w.size else np.zeros(0)
+    scale_table = (np.stack([fitted[k].scales for k in keys]) if keys
+                   else np.ones((0, len(dendrites))))
+    # the one definition of a CAM entry's weight, which config_to_graph repeats: s_d * level
+    flat_q = (scale_table[flat_core, flat_kind] * levels[flat_core, flat_mask] if flat_w.size
+              else np.zeros(0))
 
     dc_values = _core_dc(sparse, placement, keys, lookup)
     dc = {k: float(dc_values[i]) for i, k in enumerate(keys)}
@@ -290,11 +428,22 @@ def quantize_graph(graph: EIGraph, placement: Placement, target: Target, *,
         return quantization_stats(np.concatenate([p[0] for p in pairs]),
                                   np.concatenate([p[1] for p in pairs])).to_dict()
 
+    def per_dendrite(rows: np.ndarray) -> dict[str, Any]:
+        kind = flat_kind[rows]
+        return {d: quantization_stats(flat_w[rows][kind == j], flat_q[rows][kind == j]).to_dict()
+                for j, d in enumerate(dendrites) if np.any(kind == j)}
+
     stats = {
         "total": quantization_stats(flat_w, flat_q).to_dict(),
         "layers": {layer: joined(pairs) for layer, pairs in by_layer.items()},
         "projections": by_projection,
+        "dendrites": per_dendrite(np.arange(flat_w.size)),
+        "scaling": scaling,
         "cores": [{"chip": k[0], "core": k[1], "bases": codebooks[k].to_dict()["bases"],
-                   **fitted[k].stats.to_dict()} for k in keys],
+                   "dendrite_scales": dendrite_scales[k], "scaling": fitted[k].scaling,
+                   **quantization_stats(flat_w[order[bounds[i]:bounds[i + 1]]],
+                                        fitted[k].reconstructed).to_dict(),
+                   "dendrites": per_dendrite(order[bounds[i]:bounds[i + 1]])}
+                  for i, k in enumerate(keys)],
     }
-    return QuantizedGraph(qgraph, masks, codebooks, dc, stats, int(seed))
+    return QuantizedGraph(qgraph, masks, codebooks, dc, stats, int(seed), dendrite_scales)
