@@ -113,6 +113,198 @@ def evaluate(
           f"loss {metrics['loss']:.4f}")
 
 
+class _Stdout:
+    """Results go to stdout, at least 110 columns wide when it is not a terminal (tables in
+    logs and pipes stay readable); resolved at each print, so test runners capture it."""
+
+    def print(self, *objects, **kwargs) -> None:
+        width = None if sys.stdout.isatty() else max(110, Console().width)
+        Console(highlight=False, width=width).print(*objects, **kwargs)
+
+
+_stdout = _Stdout()
+
+
+def _print_does_not_fit(exc: BaseException, model: Path) -> None:
+    """Exit 1: the network is valid but does not fit the board; show every violation."""
+    report = getattr(exc, "report", None)
+    console.print(f"[bold red]does not fit:[/] {model}", highlight=False)
+    text = report.format(max_per_rule=1_000_000) if report is not None else str(exc)
+    console.print(text, soft_wrap=True, highlight=False, markup=False)
+    raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("export")
+def export_command(
+    model: Annotated[Path, typer.Argument(help="a model.pt written by 'eideploy train'")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="export directory to write")],
+    target: Annotated[str, typer.Option(help="target name (dynapse2) or a target .toml file")]
+    = "dynapse2",
+    seed: Annotated[int, typer.Option(help="seed of the weight quantization")] = 0,
+    chips: Annotated[int | None, typer.Option(min=1, help="chips on the board (default: the "
+                                                           "target's)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace a non-empty directory that is not "
+                                                 "an earlier export")] = False,
+) -> None:
+    """Compile a model for a neuromorphic target and write an export directory.
+
+    Exit codes: 0 written; 1 the network does not fit the target (every violation listed);
+    2 bad input (model file, target, output directory); 3 a missing optional dependency.
+    """
+    from .export import export_model
+    from .targets.dynapse2.compile import DoesNotFit
+    from .targets.dynapse2.place import MappingError
+
+    def go():
+        try:
+            return export_model(model, out, target=target, seed=seed, chips=chips,
+                                overwrite=overwrite)
+        except (DoesNotFit, MappingError) as exc:
+            _print_does_not_fit(exc, model)
+
+    result = _run(go)
+    _stdout.print(_export_table(result.summary(), result.report["target"], result.graph.name))
+    _stdout.print(f"wrote {len(result.files) + 1} files to {result.out_dir}", soft_wrap=True)
+
+
+def _export_table(s: dict, target: dict, graph: str):
+    from rich.table import Table
+
+    table = Table(title=f"{graph} on {target['name']} ({target['chips']} chip(s))")
+    table.add_column("quantity")
+    table.add_column("used", justify="right")
+    table.add_column("limit", justify="right")
+    worst = s["worst_fan_in"]
+    quant = s["quantization"]
+    rel = quant.get("relative_rmse")
+    table.add_row("neurons", str(s["neurons"]),
+                  str(target["chips"] * target["cores_per_chip"] * target["neurons_per_core"]))
+    table.add_row("cores", str(s["cores"]), str(target["chips"] * target["cores_per_chip"]))
+    table.add_row("chips", str(s["chips"]), str(target["chips"]))
+    table.add_row("synapses (CAM entries)", str(s["cam"]["entries"]),
+                  f"{s['cam']['capacity']} ({100 * s['cam']['utilisation']:.1f}% used)")
+    table.add_row("worst fan-in",
+                  f"{worst['entries']} ({worst['population']} #{worst['neuron']})",
+                  str(worst["limit"]))
+    table.add_row("SRAM entries per neuron (max)", str(s["sram"]["max_per_neuron"]),
+                  str(s["sram"]["limit"]))
+    table.add_row("tags", f"{s['tags']['used']} ({s['tags']['mode']})", str(s["tags"]["limit"]))
+    table.add_row("quantization error (relative RMSE)",
+                  "-" if rel is None else f"{100 * rel:.2f}%", "")
+    table.add_row("quantization max error", f"{quant.get('max_error') or 0:.4g}", "")
+    table.add_row("dropped synapses", str(s["dropped_synapses"]), "")
+    return table
+
+
+@app.command("inspect")
+def inspect_command(
+    path: Annotated[Path, typer.Argument(help="a model.pt, or an export directory")],
+    target: Annotated[str, typer.Option(help="target to check a model against")] = "dynapse2",
+    chips: Annotated[int | None, typer.Option(min=1, help="chips on the board")] = None,
+) -> None:
+    """Describe a model (architecture, layers, metrics, fit to a target) or an export."""
+    import torch
+
+    from .export import model_overview, read_export
+
+    torch.set_num_threads(1)  # a few element-wise checks: threads only add start-up and contention
+
+    if path.is_dir():
+        manifest, report, state = _run(read_export, path)
+        _print_export(path, manifest, report, state)
+    else:
+        overview = _run(model_overview, path, target=target, chips=chips)
+        _print_model(overview)
+
+
+def _print_model(o: dict) -> None:
+    from rich.table import Table
+
+    args = ", ".join(f"{k}={v}" for k, v in o["arguments"].items())
+    _stdout.print(f"[bold]{o['file']}[/]  sha256 {o['sha256'][:16]}...", soft_wrap=True)
+    _stdout.print(f"architecture: {o['architecture']}({args})", soft_wrap=True)
+    _stdout.print(f"input {tuple(o['in_shape'])}, {o['classes']} classes, T = {o['T']}, "
+                  f"{o['parameters']:,} parameters" +
+                  (f", recipe {o['recipe']}" if o["recipe"] else ""), soft_wrap=True)
+    if o["options"]:
+        _stdout.print("options: " + ", ".join(f"{k}={v}" for k, v in o["options"].items()),
+                      soft_wrap=True)
+    has_drc = o["drc"] is not None
+    table = Table(title="layers" + (f" (fit to {o['target']})" if has_drc else ""))
+    for column in ("layer", "type", "inputs", "E", "I", "params"):
+        table.add_column(column, justify="left" if column in ("layer", "type") else "right")
+    if has_drc:
+        limits = o["drc"]["summary"]["limits"]
+        for column in ("neurons", "cores", f"worst fan-in (<= {limits['cam_entries']})"):
+            table.add_column(column, justify="right")
+    for layer in o["layers"]:
+        row = [layer["layer"], layer["type"], str(layer["inputs"]), str(layer["n_e"]),
+               str(layer["n_i"]), f"{layer['parameters']:,}"]
+        if has_drc:
+            fan = layer.get("fan_in_max", -1)
+            over = fan > limits["cam_entries"]
+            row += [str(layer.get("neurons", "-")), str(layer.get("cores", "-")),
+                    f"[red]{fan}[/]" if over else str(fan)]
+        table.add_row(*row)
+    _stdout.print(table)
+    if o["metrics"]:
+        _stdout.print("training metrics: " + ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in o["metrics"].items() if not isinstance(v, (list, dict))),
+            soft_wrap=True)
+    if not has_drc:
+        _stdout.print(f"{o['target']}: no design-rule check: {o['drc_error']}", soft_wrap=True)
+        return
+    s = o["drc"]["summary"]
+    verdict = "fits" if o["drc"]["ok"] else "does NOT fit"
+    _stdout.print(f"{o['target']}: {verdict}: {s['neurons']} neurons in {s['cores']} cores on "
+                  f"{s['chips']} chip(s); the board has {s['limits']['neurons']} neurons in "
+                  f"{s['limits']['cores']} cores on {s['limits']['chips']} chip(s)",
+                  soft_wrap=True)
+    if not o["drc"]["ok"]:
+        _stdout.print("violations by rule: " + ", ".join(
+            f"{rule} {n}" for rule, n in o["drc"]["violations"].items()) +
+            " (eideploy export prints them all)", soft_wrap=True)
+
+
+def _print_export(path: Path, manifest: dict, report: dict | None, state: dict) -> None:
+    from rich.table import Table
+
+    src, tgt, versions = manifest["source"], manifest["target"], manifest["versions"]
+    _stdout.print(f"[bold]{path}[/]: eideploy export (format {manifest['format_version']}) of "
+                  f"graph {manifest['graph']!r} for {tgt['name']} ({tgt['chips']} chip(s)), "
+                  f"seed {manifest['seed']}", soft_wrap=True)
+    what = src.get("file") or src.get("name")
+    _stdout.print(f"source: {src['kind']} {what} sha256 {src['sha256'][:16]}...",
+                  soft_wrap=True)
+    _stdout.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
+                  soft_wrap=True)
+    files = Table(title="files")
+    files.add_column("file")
+    files.add_column("bytes", justify="right")
+    files.add_column("sha256")
+    files.add_column("state")
+    for entry in manifest["files"]:
+        st = state.get(entry["path"], "?")
+        files.add_row(entry["path"], f"{entry['bytes']:,}", entry["sha256"][:16] + "...",
+                      st if st == "ok" else f"[red]{st}[/]")
+    _stdout.print(files)
+    if report is not None:
+        _stdout.print(_export_table(report["summary"], report["target"], manifest["graph"]))
+        chips = Table(title="chips")
+        for column in ("chip", "cores used", "neurons", "CAM entries", "SRAM entries"):
+            chips.add_column(column, justify="right")
+        for c in report["chips"]:
+            chips.add_row(str(c["chip"]), f"{c['cores_used']}/{c['cores']}",
+                          f"{c['neurons']}/{c['neurons_capacity']}", str(c["cam_entries"]),
+                          str(c["sram_entries"]))
+        _stdout.print(chips)
+    bad = [p for p, st in state.items() if st != "ok"]
+    if bad:
+        console.print(f"[bold red]warning:[/] {len(bad)} file(s) differ from the manifest: "
+                      f"{', '.join(bad)}", highlight=False)
+
+
 def main() -> None:
     app()
 

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from eideploy.targets.dynapse2 import biases as B
+from eideploy.targets.dynapse2.rockpool_shim import rockpool_import
 
 N_PARAM, P_PARAM = "SOIF_LEAK_N", "DEAM_ETAU_P"
 
 
 @pytest.fixture(scope="module")
 def rockpool_biasgen():
-    with B._quiet_rockpool_import():
+    with rockpool_import():
         from rockpool.devices.dynapse.parameters import biasgen
         from rockpool.devices.dynapse.samna_alias import Dynapse2Parameter
     return biasgen, Dynapse2Parameter
@@ -105,7 +106,7 @@ def test_core_biases_and_the_samna_spelling_of_the_delays():
 
 
 def test_model_to_current_conversions_match_rockpools_dynapsim_defaults():
-    with B._quiet_rockpool_import():
+    with rockpool_import():
         from rockpool.devices.dynapse.lookup import defaults as d
     layout = d.default_layout
     assert (B.U_T, B.KAPPA_N, B.KAPPA_P, B.V_TH) == (layout["Ut"], layout["kappa_n"],

@@ -93,11 +93,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise CheckpointError(f"{path}: not a torch checkpoint ({str(exc).splitlines()[0]}); "
+                                  "give a model.pt written by 'eideploy train'") from None
         raise CheckpointError(
             f"{path}: refused to load: the file contains Python objects other than plain data "
             f"(tensors, numbers, strings, lists, dicts), so it is not an eideploy checkpoint and "
             f"was not executed. Detail: {str(exc).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError,
+            IndexError, TypeError, AttributeError) as exc:
         raise CheckpointError(
             f"{path}: cannot be read as a torch checkpoint (truncated or not a model.pt file: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "

@@ -35,15 +35,15 @@ current (DynapSim's ``Iscale``: it simulates ``I_w = w * Iscale``).
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from .rockpool_shim import rockpool_import
 
 __all__ = ["BiasCode", "bias_code", "bias_codes", "bias_current", "core_biases", "bias_range",
            "bias_names", "leak_current", "synapse_tau_current", "refractory_current",
@@ -93,24 +93,11 @@ class BiasCode:
 
 
 # ---------------------------------------------------------------- rockpool's tables, lazily
-@contextlib.contextmanager
-def _quiet_rockpool_import() -> Iterator[None]:
-    root = logging.getLogger()
-    level, handler = root.level, logging.NullHandler()
-    root.setLevel(logging.ERROR)
-    root.addHandler(handler)  # so that logging.warning() does not call basicConfig()
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-
-
 @functools.lru_cache(maxsize=1)
 def _rockpool_tables() -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """rockpool's generator tables as {type: (6, 256) array} and its scale factors."""
     try:
-        with _quiet_rockpool_import():
+        with rockpool_import():
             from rockpool.devices.dynapse.lookup import paramgen_se2, scale_factor_se2
     except ImportError as exc:  # pragma: no cover - rockpool is a core dependency
         raise ImportError("DYNAP-SE2 bias codes need rockpool's generator tables: "
