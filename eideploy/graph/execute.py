@@ -16,6 +16,15 @@ step, a sequence ``(B, T, *in_shape)`` is made time-major. Every activity here i
 stem before the first LIF, on static input): that part is computed once, exactly as the torch
 network's ``share_static_stem`` does, and broadcast when it meets the first time-varying value.
 Projections then act on all ``S*B`` rows at once; only the LIF loops over time.
+
+Spikes in, spikes out (hardware graphs, ``eideploy.nn.encoding``): with ``graph.input["encoding"]``
+``if`` the executor encodes the intensities exactly as the torch model does (``if_encode``, the
+same float32 operations, so the same spikes); ``bernoulli`` draws from numpy's generator seeded
+by ``graph.input["seed"]`` per batch (the same statistics as torch's draws, not the same
+spikes). A ``spiking`` readout integrates ``o[t]`` in a non-leaky integrate-and-fire neuron
+(``if_readout``): :meth:`FloatExecutor.run` still returns the time-averaged current (equal to the
+torch logits), :meth:`FloatExecutor.readout_spikes` the spike counts and membranes, and
+:meth:`FloatExecutor.predict` / :func:`accuracy` decide by count, ties broken by membrane.
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ import scipy.sparse
 
 from .ir import EIGraph, GraphError, Population, Projection
 
-__all__ = ["FloatExecutor", "run", "accuracy", "lif_multistep", "inhibitory_response",
-           "stabilise", "ei_integrate", "ei_readout", "avg_pool", "conv2d"]
+__all__ = ["FloatExecutor", "run", "accuracy", "predict", "lif_multistep", "inhibitory_response",
+           "stabilise", "ei_integrate", "ei_readout", "avg_pool", "conv2d", "if_encode",
+           "if_readout", "readout_decision", "ENCODINGS", "READOUT_MODES"]
 
 #: The arithmetic the executor can run in: float32 (the trained model's, the default) or float64
 #: (a reference with rounding far below any spike threshold margin, to compare semantics).
@@ -43,6 +53,9 @@ ACCUMULATE = np.float64
 #: Largest im2col buffer one convolution call builds; bigger batches are convolved in chunks of
 #: samples, so memory stays flat while each chunk is still one large GEMM.
 IM2COL_BYTES = 64 << 20
+#: Input encodings the executor runs: analog values or spikes as given, or encoded here.
+ENCODINGS = ("direct", "spikes", "if", "bernoulli")
+READOUT_MODES = ("current", "spiking")
 
 States = dict[str, dict[str, np.ndarray]]
 
@@ -110,6 +123,41 @@ def ei_integrate(i_ee: np.ndarray, i_sub: np.ndarray, i_div: np.ndarray | None,
 def ei_readout(i_ee: np.ndarray, i_sub: np.ndarray) -> np.ndarray:
     """Output layer: ``o = I_EE - I_sub``; no division, no gains, no LIF (spec §3)."""
     return i_ee - i_sub
+
+
+def if_encode(x_seq: np.ndarray, threshold: float = 1.0, phase: float = 0.5) -> np.ndarray:
+    """Integrate-and-fire encoding of ``(T, B, ...)`` intensities: ``u = u + x[t]``,
+    ``s = u >= threshold``, ``u = u - threshold s``, ``u[-1] = phase`` (``nn.encoding``)."""
+    dtype = x_seq.dtype.type
+    u = np.full(x_seq.shape[1:], phase, dtype=dtype)
+    spikes = np.empty_like(x_seq)
+    for t in range(x_seq.shape[0]):
+        u = u + x_seq[t]
+        s = (u >= dtype(threshold)).astype(dtype)
+        u = u - s * dtype(threshold)
+        spikes[t] = s
+    return spikes
+
+
+def if_readout(o_seq: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Non-leaky IF readout with soft reset over ``(T, B, classes)``: ``(counts, membrane)``,
+    with ``counts * theta + membrane = sum_t o[t]`` (``nn.encoding.if_readout``)."""
+    dtype = o_seq.dtype.type
+    theta_ = dtype(theta)
+    v = np.zeros(o_seq.shape[1:], dtype=dtype)
+    counts = np.zeros(o_seq.shape[1:], dtype=dtype)
+    for t in range(o_seq.shape[0]):
+        v = v + o_seq[t]
+        n = np.floor(np.maximum(v, dtype(0)) / theta_)
+        counts = counts + n
+        v = v - n * theta_
+    return counts, v
+
+
+def readout_decision(counts: np.ndarray, membrane: np.ndarray) -> np.ndarray:
+    """The class with the most spikes; among equal counts, the highest membrane."""
+    top = counts.max(axis=-1, keepdims=True)
+    return np.where(counts == top, membrane, -np.inf).argmax(axis=-1)
 
 
 # --------------------------------------------------------------------------- the operators
@@ -274,15 +322,19 @@ class FloatExecutor:
         pops = {p.name: p for p in graph.populations}
         if graph.T < 1:
             problems.append(f"T must be >= 1, got {graph.T}")
-        encoding = graph.input.get("encoding", "direct")
-        if encoding not in ("direct", "spikes"):
-            problems.append(f"input encoding {encoding!r}: the float executor takes 'direct' "
-                            "or 'spikes' inputs as given")
+        self.encoding = str(graph.input.get("encoding", "direct"))
+        if self.encoding not in ENCODINGS:
+            problems.append(f"input encoding {self.encoding!r}: the float executor runs "
+                            f"{', '.join(ENCODINGS)}")
         self.input = pops[graph.input["population"]]
         readout = pops[graph.readout["population"]]
-        if graph.readout.get("mode", "current") != "current":
-            problems.append(f"readout mode {graph.readout.get('mode')!r}: the float executor "
-                            "reads the current readout ('current') only")
+        self.readout_mode = str(graph.readout.get("mode", "current"))
+        self.theta_out = float(graph.readout.get("theta_out", 1.0))
+        if self.readout_mode not in READOUT_MODES:
+            problems.append(f"readout mode {self.readout_mode!r}: the float executor reads "
+                            f"{', '.join(READOUT_MODES)}")
+        elif self.readout_mode == "spiking" and not self.theta_out > 0:
+            problems.append(f"readout: theta_out must be > 0, got {self.theta_out}")
         self.readout = readout.name
         self.stabilisation = str(graph.division.get("stabilisation", "adaptive"))
         self.eps = float(graph.division.get("eps", 0.0))
@@ -344,6 +396,20 @@ class FloatExecutor:
         raise ValueError(f"graph {self.graph.name} expects input (B, {dims}) or "
                          f"(B, T={steps}, {dims}); got {arr.shape}")
 
+    def encode_input(self, folded: np.ndarray) -> np.ndarray:
+        """``(S, B, ...)`` intensities -> the ``(T, B, ...)`` spikes the host sends (module doc);
+        ``direct`` and ``spikes`` inputs pass as given."""
+        if self.encoding in ("direct", "spikes"):
+            return folded
+        seq = np.broadcast_to(folded, (self.graph.T, *folded.shape[1:]))
+        if self.encoding == "if":
+            return if_encode(np.ascontiguousarray(seq),
+                             float(self.graph.input.get("threshold", 1.0)),
+                             float(self.graph.input.get("phase", 0.5)))
+        rng = np.random.default_rng(int(self.graph.input.get("seed", 0)))
+        probability = np.clip(seq, 0, 1)
+        return (rng.random(seq.shape) < probability).astype(self.dtype)
+
     # ---- the pass
     def _gather(self, pop: Population, kind: str, out: dict[str, np.ndarray]
                 ) -> np.ndarray | None:
@@ -366,7 +432,7 @@ class FloatExecutor:
         batch = 0
         for index, pop in enumerate(graph.populations):
             if pop.role == "input":
-                current = output = self.fold_input(x)
+                current = output = self.encode_input(self.fold_input(x))
                 batch = output.shape[1]
             else:
                 i_exc = self._gather(pop, "exc", out)
@@ -400,7 +466,26 @@ class FloatExecutor:
         o = out[self.readout]
         logits = o[0].copy() if o.shape[0] == 1 else o.mean(axis=0)
         logits = logits.reshape(batch, -1)
+        if return_states and self.readout_mode == "spiking":
+            full = np.broadcast_to(o, (steps, *o.shape[1:])).reshape(steps, batch, -1)
+            counts, membrane = if_readout(full, self.theta_out)
+            states[self.readout].update(counts=counts, membrane=membrane)
         return (logits, states) if return_states else logits
+
+    def readout_spikes(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(counts, membrane)`` ``(B, classes)`` of the spiking readout."""
+        if self.readout_mode != "spiking":
+            raise GraphError(f"graph {self.graph.name} has a {self.readout_mode!r} readout, "
+                             "not a spiking one")
+        _, states = self.run(x, return_states=True)
+        return states[self.readout]["counts"], states[self.readout]["membrane"]
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Predicted classes ``(B,)``: by spike count (ties: membrane) for a spiking readout,
+        else the largest time-averaged current."""
+        if self.readout_mode == "spiking":
+            return readout_decision(*self.readout_spikes(x))
+        return self.run(x).argmax(axis=1)
 
 
 @overload
@@ -428,7 +513,8 @@ def run(graph: EIGraph, x: Any, *, return_states: bool = False, dtype: type = np
 
 def accuracy(graph: EIGraph, x: Any, y: Any, batch_size: int = 256,
              dtype: type = np.float32) -> float:
-    """Top-1 accuracy in percent (the trainer's unit) of ``graph`` on ``(x, y)``, in batches."""
+    """Top-1 accuracy in percent (the trainer's unit) of ``graph`` on ``(x, y)``, in batches:
+    the decision of :meth:`FloatExecutor.predict` (spike counts for a spiking readout)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     executor = FloatExecutor(graph, dtype)
@@ -439,6 +525,11 @@ def accuracy(graph: EIGraph, x: Any, y: Any, batch_size: int = 256,
         raise ValueError("accuracy: no samples")
     correct = 0
     for start in range(0, len(labels), batch_size):
-        logits = executor.run(x[start:start + batch_size])
-        correct += int((logits.argmax(axis=1) == labels[start:start + batch_size]).sum())
+        predicted = executor.predict(x[start:start + batch_size])
+        correct += int((predicted == labels[start:start + batch_size]).sum())
     return 100.0 * correct / len(labels)
+
+
+def predict(graph: EIGraph, x: Any, dtype: type = np.float32) -> np.ndarray:
+    """Predicted classes of ``graph`` on a batch (spike counts for a spiking readout)."""
+    return FloatExecutor(graph, dtype).predict(x)

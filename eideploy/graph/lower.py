@@ -14,6 +14,14 @@ Pools and flattens between layers carry no neurons: an AvgPool2d becomes ``attrs
 next layer's input projections, and a Flatten makes the next projection ``dense`` over a
 ``(C, H, W)`` source flattened C-major, as torch's ``Flatten`` does. Convolutions stay
 convolutions; :func:`unroll_conv` turns them into explicit synapses for targets that need them.
+
+Hardware-aware networks (``eideploy.networks.hardware``) lower the same way, with their chip
+semantics written into the graph: the masked weights (``EILayer.effective_weights``: an absent
+synapse is a zero weight, which every later stage drops), the input encoding
+(``graph.input["encoding"]``: ``if`` or ``bernoulli``, with its parameters) and the spiking
+readout (``graph.readout["mode"] = "spiking"`` with ``theta_out``; the readout population a
+non-leaky integrate-and-fire neuron with that threshold). Floor interneurons are the layers'
+``options.inhibitory`` as for any network.
 Anything without an exact E-I graph form (SEW residual adds, BatchNorm baselines, adaptive pools)
 is refused with the module's name, rather than lowered approximately.
 """
@@ -31,6 +39,7 @@ from torch import nn
 from ..networks.base import SpikingNetwork
 from ..networks.resnet import BasicBlock
 from ..nn import LIF, EIConv2d, EILayer, EILinear, EIOptions
+from ..nn.encoding import IF_PHASE
 from .ir import EIGraph, Population, Projection
 
 __all__ = ["lower", "unroll_conv"]
@@ -74,6 +83,11 @@ def lower(model: SpikingNetwork, *, name: str | None = None,
         elif isinstance(module, nn.Flatten):
             builder.flat = True
     readout = builder.readout
+    theta_out = getattr(net, "theta_out", None)
+    if readout is not None and theta_out is not None:
+        # A non-leaky integrate-and-fire readout: no tau (the compiler requests no leak).
+        builder.population(readout).params = {"mode": "spiking", "neuron": "if",
+                                              "v_threshold": float(theta_out)}
     if readout is None:
         raise ValueError(f"lower: {kind} has no readout E-I layer (EILinear with readout=True) "
                          "at the end of its pipeline")
@@ -88,13 +102,27 @@ def lower(model: SpikingNetwork, *, name: str | None = None,
         T=int(net.T),
         populations=builder.populations,
         projections=builder.projections,
-        input={"population": "input", "encoding": "direct"},
-        readout={"population": readout, "mode": "current", "classes": int(net.num_classes)},
+        input=_input_record(net),
+        readout=({"population": readout, "mode": "current", "classes": int(net.num_classes)}
+                 if theta_out is None else
+                 {"population": readout, "mode": "spiking", "classes": int(net.num_classes),
+                  "theta_out": float(theta_out)}),
         division={"stabilisation": str(options.stabilisation), "eps": float(options.eps)},
         meta=provenance,
     )
     graph.validate()
     return graph
+
+
+def _input_record(net: nn.Module) -> dict[str, Any]:
+    """``graph.input``: the population and how the host turns intensities into its spikes."""
+    encoding = str(getattr(net, "encoding", "direct"))
+    record: dict[str, Any] = {"population": "input", "encoding": encoding}
+    if encoding == "if":
+        record.update(threshold=1.0, phase=float(IF_PHASE))
+    elif encoding == "bernoulli":
+        record["seed"] = int(getattr(net, "seed", 0))
+    return record
 
 
 def _named_steps(net: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -217,6 +245,9 @@ class _Builder:
         self.flat = False
         self.readout: str | None = None
 
+    def population(self, name: str) -> Population:
+        return next(p for p in self.populations if p.name == name)
+
     def add_pool(self, qualname: str, module: nn.AvgPool2d) -> None:
         k = _pool_size(qualname, module)
         if len(self.shape) != 3 or self.flat:
@@ -238,7 +269,10 @@ class _Builder:
         # The readout's g_I, g_E and b_E are dead in the model (spec §3): not lowered, not checked.
         used = ("weight_ee", "weight_ie", "weight_ei") + (
             () if layer.readout else ("gain_i", "gain_e", "bias"))
-        weights = {n: _array(getattr(layer, n)) for n in used}
+        # The masked weights: a synapse outside the layer's connectivity is a zero, i.e. absent.
+        effective = dict(zip(("weight_ee", "weight_ie", "weight_ei"),
+                             layer.effective_weights(), strict=True))
+        weights = {n: _array(effective.get(n, getattr(layer, n))) for n in used}
         for key, value in weights.items():
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"lower: {qualname}.{key} contains NaN or infinite values")

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..nn import EIOptions
 from .base import SpikingNetwork, as_options
+from .hardware import HardwareEIMLP
 from .mlp import BNMLP, EIMLP
 from .resnet import BNResNet18, EIResNet18
 from .vgg import BNCNN, BNVGG, EICNN, EIVGG
@@ -26,6 +27,18 @@ def _ei_mlp(*, in_shape: Sequence[int], num_classes: int, T: int, options: EIOpt
     if widths is None:
         raise ValueError("ei-mlp needs widths=[...] (the hidden layer sizes)")
     return EIMLP(in_shape, num_classes, widths, T, options)
+
+
+def _ei_hw_mlp(*, in_shape: Sequence[int], num_classes: int, T: int, options: EIOptions,
+               widths: Sequence[int] | None = None, fan_in: int | Sequence[int] = 48,
+               fan_in_inh: int = 8, connectivity: str | Sequence[str] = "random",
+               encoding: str = "if", theta_out: float | None = None, window: int | None = None,
+               seed: int = 0) -> SpikingNetwork:
+    if widths is None:
+        raise ValueError("ei-hw-mlp needs widths=[...] (the hidden layer sizes)")
+    return HardwareEIMLP(in_shape, num_classes, widths, T, options, fan_in=fan_in,
+                         fan_in_inh=fan_in_inh, connectivity=connectivity, encoding=encoding,
+                         theta_out=theta_out, window=window, seed=seed)
 
 
 def _bn_mlp(*, in_shape: Sequence[int], num_classes: int, T: int, options: EIOptions,
@@ -81,6 +94,7 @@ ARCHITECTURES: dict[str, Builder] = {
     **{f"ei-vgg{d}": _vgg(d, ei=True) for d in (8, 11, 16, 19)},
     "ei-resnet18": _ei_resnet18,
     "ei-cnn": _cnn(ei=True),
+    "ei-hw-mlp": _ei_hw_mlp,
     "bn-mlp": _bn_mlp,
     **{f"bn-vgg{d}": _vgg(d, ei=False) for d in (8, 11, 16, 19)},
     "bn-resnet18": _bn_resnet18,

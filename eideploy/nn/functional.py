@@ -6,6 +6,12 @@ adaptive stabilisation of the divisor (E-I Prop, §5.1). The torch modules in ``
 parameters and call these functions; the graph's float executor and the integer simulator mirror
 them.
 
+``ei_integrate`` and ``ei_readout`` are the readable reference of Eqs. 9-15, composed from autograd
+primitives. The layers run ``ei_integrate_fused`` / ``ei_readout_fused`` instead: the same values
+and gradients (tested to float64 round-off), with the backward pass derived by hand so that a
+training step does a few full-size passes instead of the dozens that autograd's op-by-op graph
+would (each slice of the fused projection alone costs a zero-filled gradient buffer).
+
 Tensor layout: time is folded into the batch, ``(T*B, ...)`` with row ``t*B + b`` (time-major).
 Channel-wise parameters are 1-D vectors; ``channel_view`` broadcasts them over linear ``(N, C)`` and
 convolutional ``(N, C, H, W)`` activations alike, so linear and conv layers share one code path.
@@ -19,6 +25,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "LIFParameters",
@@ -33,6 +40,8 @@ __all__ = [
     "pointwise_inhibition",
     "ei_integrate",
     "ei_readout",
+    "ei_integrate_fused",
+    "ei_readout_fused",
 ]
 
 
@@ -100,7 +109,8 @@ def spike_fn(z: torch.Tensor, alpha: float = 4.0) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- LIF (spec §2.1)
-def lif_multistep_reference(x_seq: torch.Tensor, p: LIFParameters = LIFParameters()) -> torch.Tensor:
+def lif_multistep_reference(x_seq: torch.Tensor,
+                            p: LIFParameters = LIFParameters()) -> torch.Tensor:
     """Plain autograd version of the LIF over ``(T, B, ...)``: the specification, step by step.
 
     h[t] = decay * u[t-1] + I[t];  s[t] = H(h[t] - theta);  u[t] = h[t] - theta * s[t].detach()
@@ -120,36 +130,43 @@ class _LIFMultiStep(torch.autograd.Function):
 
     Because the reset spike is detached, ``du[t]/dh[t] = 1`` and the BPTT recursion is
     ``g_h[t] = g_s[t] * sg'(h[t] - theta) + decay * g_h[t+1]``, ``g_x[t] = g_h[t]``. This saves
-    the T intermediate autograd nodes and their buffers of ``lif_multistep_reference``.
+    the T intermediate autograd nodes and their buffers of ``lif_multistep_reference``. Both passes
+    write into preallocated buffers rather than allocate a temporary per operation: the LIF runs
+    after every layer, and its full-size elementwise passes are a large share of a CPU step.
     """
 
     @staticmethod
     def forward(ctx, x_seq: torch.Tensor, decay: float, theta: float, alpha: float):
         h_seq = torch.empty_like(x_seq)
         s_seq = torch.empty_like(x_seq)
-        u = torch.zeros_like(x_seq[0])
-        for t in range(x_seq.shape[0]):
-            h = torch.add(x_seq[t], u, alpha=decay)
-            s = (h >= theta).to(x_seq.dtype)
-            h_seq[t] = h
-            s_seq[t] = s
-            u = h - theta * s
+        u = torch.empty_like(x_seq[0])
+        steps = x_seq.shape[0]
+        for t in range(steps):
+            h = h_seq[t]
+            if t == 0:
+                h.copy_(x_seq[0])  # u[-1] = 0
+            else:
+                torch.add(x_seq[t], u, alpha=decay, out=h)  # h = decay * u + I
+            torch.ge(h, theta, out=s_seq[t])
+            if t + 1 < steps:
+                torch.sub(h, s_seq[t], alpha=theta, out=u)  # soft reset u = h - theta * s
         ctx.save_for_backward(h_seq)
         ctx.constants = (decay, theta, alpha)
         return s_seq
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_s: torch.Tensor):
         (h_seq,) = ctx.saved_tensors
         decay, theta, alpha = ctx.constants
-        sg = torch.sigmoid(alpha * (h_seq - theta))
-        local = grad_s * (alpha * sg * (1.0 - sg))
-        grad_x = torch.empty_like(h_seq)
-        carry = torch.zeros_like(h_seq[0])
-        for t in range(h_seq.shape[0] - 1, -1, -1):
-            carry = torch.add(local[t], carry, alpha=decay)
-            grad_x[t] = carry
-        return grad_x, None, None, None
+        # sg'(z) = alpha * sig(alpha z) (1 - sig(alpha z)): sigmoid_backward computes
+        # grad * sig * (1 - sig) in one pass, in place; alpha is applied once after the
+        # recursion, which is linear.
+        local = torch.sub(h_seq, theta).mul_(alpha).sigmoid_()
+        torch.ops.aten.sigmoid_backward.grad_input(grad_s, local, grad_input=local)
+        for t in range(h_seq.shape[0] - 2, -1, -1):
+            local[t].add_(local[t + 1], alpha=decay)
+        return local.mul_(alpha), None, None, None
 
 
 def lif_multistep(x_seq: torch.Tensor, p: LIFParameters = LIFParameters()) -> torch.Tensor:
@@ -174,7 +191,8 @@ InhibitoryMode = Literal["identity", "floor"]
 
 def inhibitory_response(i_ie: torch.Tensor, mode: InhibitoryMode = "identity",
                         theta_i: float = 1.0) -> torch.Tensor:
-    """Fast-spiking interneurons: ``r_I = I_IE`` (reference) or ``floor(relu(I_IE)/theta_I)`` (paper).
+    """Fast-spiking interneurons: ``r_I = I_IE`` (reference) or ``floor(relu(I_IE)/theta_I)``
+    (paper).
 
     The identity is exact for the paper's ReLU because inputs and W_IE are non-negative; the floor
     is the spike count a neuron with soft reset emits within one step, with a straight-through
@@ -241,3 +259,227 @@ def ei_integrate(
 def ei_readout(i_ee: torch.Tensor, r_i: torch.Tensor, w_ei: torch.Tensor) -> torch.Tensor:
     """Output layer: ``o = I_EE - I_sub``; no division, no gains, no LIF (spec §3)."""
     return i_ee - pointwise_inhibition(w_ei, r_i)
+
+
+# --------------------------------------------------------------------------- fused E-I circuit
+StabilisationMode = Literal["adaptive", "fixed-eps"]
+
+#: Below this many positions per sample (H*W; 1 for linear layers) the point-wise W_EI product
+#: runs as a 1x1 convolution, above it as a batched matmul: on CPU, oneDNN's 1x1 convolution is
+#: several times slower than the matmul on large feature maps and several times faster on small
+#: ones (measured on VGG-8 shapes). The results are the same up to summation order.
+MATMUL_MIN_POSITIONS = 128
+
+
+def _by_position(t: torch.Tensor) -> torch.Tensor:
+    """View ``(N, C, *spatial)`` as ``(N, C, L)``: a linear layer is a conv with ``L = 1``.
+
+    This is what lets linear and conv layers share every line of the fused circuit below. (Not
+    ``(N, C, L, 1)``: a trailing unit axis sends TensorIterator down a slow, unvectorised loop
+    for new outputs, 8x slower on CPU.)
+    """
+    return t.reshape(t.shape[0], t.shape[1], -1)
+
+
+def _mix(w: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``out[n, e, l] = sum_i w[e, i] r[n, i, l]`` for ``r`` of shape ``(N, C, L)``."""
+    if r.shape[2] >= MATMUL_MIN_POSITIONS:
+        return torch.matmul(w, r)
+    return F.conv2d(r.unsqueeze(-1), w[:, :, None, None]).squeeze(-1)
+
+
+def _mix_backward(grad: torch.Tensor, r: torch.Tensor, w: torch.Tensor,
+                  need_r: bool, need_w: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of :func:`_mix`: ``w^T grad`` and ``sum_{n,l} grad r^T``, from one 1x1 conv
+    backward (one GEMM each; oneDNN/cuDNN contract over N and L without a transposed copy)."""
+    grad_r, grad_w, _ = torch.ops.aten.convolution_backward(
+        grad.unsqueeze(-1), r.unsqueeze(-1), w[:, :, None, None], None, [1, 1], [0, 0], [1, 1],
+        False, [0, 0], 1, [need_r, need_w, False])
+    return (grad_r.squeeze(-1) if grad_r is not None else None,
+            grad_w.view(w.shape) if grad_w is not None else None)
+
+
+def _interneurons(i_ie: torch.Tensor, mode: InhibitoryMode, theta_i: float) -> torch.Tensor:
+    """r_I (Eq. 11) as a fresh contiguous tensor: saved for the backward pass without keeping the
+    whole projection output (and its n_E excitatory channels) alive."""
+    if mode == "identity":
+        return i_ie.contiguous()
+    if mode == "floor":
+        return torch.relu(i_ie).div_(theta_i).floor_()
+    raise ValueError(f"unknown inhibitory mode {mode!r}; use 'identity' or 'floor'")
+
+
+def _compiling() -> bool:
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling and is_compiling())
+
+
+def _stabilise_(i_div: torch.Tensor, mode: StabilisationMode, eps: float) -> None:
+    """Stab() of §5.1 in place on ``(N, n_E, L)``: the values of ``stabilise_adaptive`` or
+    ``stabilise_fixed_eps``. The gradient is the identity (STE), so nothing needs saving."""
+    if mode == "fixed-eps":
+        i_div.add_(eps)
+        return
+    if mode != "adaptive":
+        raise ValueError(f"unknown stabilisation {mode!r}; use 'adaptive' or 'fixed-eps'")
+    if i_div.device.type == "cpu" and not _compiling() and bool(i_div.all()):
+        # Exact zeros are rare (none at all in VGG-8 at init): on CPU one read pass to rule them
+        # out saves three. On an accelerator the test would cost a host sync per layer, and
+        # under torch.compile the data-dependent branch would break the graph.
+        return
+    zero = i_div == 0
+    i_div.masked_fill_(zero, math.inf)  # an all-zero row keeps +inf: I_int = b_E there
+    row_min = i_div.amin(dim=(1, 2), keepdim=True)
+    i_div.copy_(torch.where(zero, row_min, i_div))
+
+
+class _EIIntegrate(torch.autograd.Function):
+    """Eqs. 11-14 from the fused projection ``both = [I_EE | I_IE]`` (channels), hand-derived.
+
+    Forward: one point-wise product with ``[-W_EI ; W_EI diag(g_I)]`` gives ``[-I_sub | I_div]``
+    (Eqs. 12-13 share W_EI), and the rest runs in place in that buffer::
+
+        D = Stab(I_div),   q = (I_EE - I_sub) / D,   I_int = g_E q + b_E
+
+    Backward, for the loss gradient ``g`` of I_int and ``a = g g_E / D``::
+
+        dL/db_E = sum g          dL/dg_E = sum g q        dL/dI_EE = a
+        dL/dI_sub = -a           dL/dI_div = dL/dD = -g g_E (I_EE - I_sub) / D^2 = -a q
+
+    (Stab is straight-through, §5.1). With ``G = [a q | a]``, the gradients of the point-wise
+    product are one GEMM each over that concatenation: ``dL/dr_I = -W_cat^T G`` and
+    ``dL/dW_cat = -G r_I^T`` for ``W_cat = [W_EI diag(g_I) ; W_EI]``, split back into
+    ``dL/dW_EI = dW_sub + dW_div diag(g_I)`` and ``dL/dg_I = sum_e dW_div * W_EI``. The floor
+    interneurons are straight-through as well, so ``dL/dI_IE = dL/dr_I``.
+
+    Saved: r_I and the buffer ``[q | g_E / D]``, which the backward pass turns into G in place (a
+    full-size allocation less per layer; a second backward through the node therefore fails
+    autograd's version check rather than read clobbered values). All in-place writes go through
+    tensor methods, never ``out=`` into a strided view, which torch.compile cannot trace.
+    """
+
+    @staticmethod
+    def forward(ctx, both: torch.Tensor, w_ei: torch.Tensor, gain_i: torch.Tensor,
+                gain_e: torch.Tensor, bias: torch.Tensor, stabilisation: StabilisationMode,
+                eps: float, inhibitory: InhibitoryMode, theta_i: float) -> torch.Tensor:
+        n_e = w_ei.shape[0]
+        both3 = _by_position(both)
+        r_i = _interneurons(both3[:, n_e:], inhibitory, theta_i)
+        mixed = _mix(torch.cat([-w_ei, w_ei * gain_i]), r_i)  # [-I_sub | I_div]
+        num, div = mixed[:, :n_e], mixed[:, n_e:]
+        num.add_(both3[:, :n_e])  # I_EE - I_sub
+        _stabilise_(div, stabilisation, eps)
+        div.reciprocal_()  # 1 / D: an all-zero row (D = +inf) gives 0, so I_int = b_E there
+        q = num.mul_(div)
+        g_e = channel_view(gain_e, 3)
+        div.mul_(g_e)  # g_E / D
+        ctx.save_for_backward(r_i, mixed, w_ei, gain_i)
+        out = torch.addcmul(channel_view(bias, 3), q, g_e)
+        return out.view(both.shape[0], n_e, *both.shape[2:])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        r_i, mixed, w_ei, gain_i = ctx.saved_tensors
+        n_e = w_ei.shape[0]
+        need_both, need_w, need_gi, need_ge, need_b = ctx.needs_input_grad[:5]
+        g = _by_position(grad)
+        spread = (0, 2)  # every axis but the channel
+        grad_bias = g.sum(spread) if need_b else None
+        q, ge_over_d = mixed[:, :n_e], mixed[:, n_e:]
+        grad_gain_e = (g * q).sum(spread) if need_ge else None
+        a = ge_over_d.mul_(g)
+        q.mul_(a)  # a q; the buffer is now G = [a q | a]
+        # The weight blocks in G's order, negated so the input gradient comes out with its sign.
+        w_cat = torch.cat([w_ei * gain_i, w_ei]).neg_()
+        grad_r, grad_w_cat = _mix_backward(mixed, r_i, w_cat, need_both, need_w or need_gi)
+        grad_w_ei = grad_gain_i = grad_both = None
+        if grad_w_cat is not None:
+            dw_div, dw_sub = grad_w_cat[:n_e], grad_w_cat[n_e:]
+            if need_w:
+                grad_w_ei = torch.addcmul(dw_sub, dw_div, gain_i).neg_()
+            if need_gi:
+                grad_gain_i = (dw_div * w_ei).sum(0).neg_()
+        if need_both:
+            grad_both = torch.cat([a, grad_r], 1).view(grad.shape[0], -1, *grad.shape[2:])
+        return grad_both, grad_w_ei, grad_gain_i, grad_gain_e, grad_bias, None, None, None, None
+
+
+class _EIReadout(torch.autograd.Function):
+    """Output layer ``o = I_EE - W_EI r_I`` from ``both``; gradients ``[g | -W_EI^T g]`` and
+    ``-g r_I^T`` as one tensor and one GEMM."""
+
+    @staticmethod
+    def forward(ctx, both: torch.Tensor, w_ei: torch.Tensor, inhibitory: InhibitoryMode,
+                theta_i: float) -> torch.Tensor:
+        n_e = w_ei.shape[0]
+        both3 = _by_position(both)
+        r_i = _interneurons(both3[:, n_e:], inhibitory, theta_i)
+        out = _mix(w_ei, r_i)
+        torch.sub(both3[:, :n_e], out, out=out)
+        ctx.save_for_backward(r_i, w_ei)
+        return out.view(both.shape[0], n_e, *both.shape[2:])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        r_i, w_ei = ctx.saved_tensors
+        need_both, need_w = ctx.needs_input_grad[:2]
+        g = _by_position(grad).contiguous()
+        grad_r, grad_w = _mix_backward(g, r_i, w_ei.neg(), need_both, need_w)
+        grad_both = None
+        if need_both:
+            grad_both = torch.cat([g, grad_r], 1).view(grad.shape[0], -1, *grad.shape[2:])
+        return grad_both, (grad_w.neg_() if grad_w is not None else None), None, None
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
+
+
+def _apply(function: type[torch.autograd.Function], both: torch.Tensor, w_ei: torch.Tensor,
+           *rest) -> torch.Tensor:
+    """Run a fused circuit; under autocast, in the parameters' precision with autocast off.
+
+    The division by Stab(I_div) is where bfloat16 hurts (the reference composition leaves it in
+    float32 too, since the float32 g_E promotes it). The projection feeding ``both`` stays in
+    bfloat16; the circuit's point-wise products, a few percent of the step, do not.
+    """
+    device_type = both.device.type
+    if not _autocast_enabled(device_type):
+        return function.apply(both, w_ei, *rest)
+    with torch.autocast(device_type, enabled=False):
+        return function.apply(both.to(torch.promote_types(both.dtype, w_ei.dtype)), w_ei, *rest)
+
+
+def ei_integrate_fused(
+    both: torch.Tensor,
+    w_ei: torch.Tensor,
+    gain_i: torch.Tensor,
+    gain_e: torch.Tensor,
+    bias: torch.Tensor,
+    stabilisation: StabilisationMode = "adaptive",
+    eps: float = 1e-3,
+    inhibitory: InhibitoryMode = "identity",
+    theta_i: float = 1.0,
+) -> torch.Tensor:
+    """``ei_integrate`` of ``inhibitory_response`` of the I_IE channels, in one autograd node.
+
+    ``both`` is the fused projection ``[I_EE | I_IE]`` (Eqs. 9-10) along the channel axis,
+    ``(N, n_E + n_I)`` or ``(N, n_E + n_I, H, W)``; ``w_ei`` is ``(n_E, n_I)`` (already through
+    ``scale_grad`` where E-I Prop applies); gains and bias are per-channel vectors.
+    ``stabilisation`` is ``adaptive`` (§5.1) or ``fixed-eps`` (divisor + ``eps``).
+    """
+    return _apply(_EIIntegrate, both, w_ei, gain_i, gain_e, bias, stabilisation, eps, inhibitory,
+                  theta_i)
+
+
+def ei_readout_fused(both: torch.Tensor, w_ei: torch.Tensor,
+                     inhibitory: InhibitoryMode = "identity", theta_i: float = 1.0) -> torch.Tensor:
+    """``ei_readout`` of ``inhibitory_response`` of the I_IE channels, in one autograd node."""
+    return _apply(_EIReadout, both, w_ei, inhibitory, theta_i)

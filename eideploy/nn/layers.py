@@ -29,13 +29,19 @@ def inhibitory_count(n_e: int, ei_ratio: int) -> int:
 class EILayer(nn.Module):
     """One DeepEISNN layer: E and I populations fed by the same input, lateral inhibition onto E.
 
-    Parameters (spec §3): ``weight_ee`` (n_E, *k), ``weight_ie`` (n_I, *k), ``weight_ei`` (n_E, n_I),
-    ``gain_i`` (n_I,), ``gain_e`` (n_E,), ``bias`` (n_E,). All but ``bias`` are non-negative.
-    The buffer ``initialised`` records that E-I Init has run; it is saved with the weights so a
-    loaded checkpoint is never re-initialised.
+    Parameters (spec §3): ``weight_ee`` (n_E, *k), ``weight_ie`` (n_I, *k),
+    ``weight_ei`` (n_E, n_I), ``gain_i`` (n_I,), ``gain_e`` (n_E,), ``bias`` (n_E,). All but
+    ``bias`` are non-negative. The buffer ``initialised`` records that E-I Init has run; it is
+    saved with the weights so a loaded checkpoint is never re-initialised.
 
     With ``readout=True`` the layer is the network's output: ``I_EE - I_sub`` with no division;
     its ``gain_i``, ``gain_e`` and ``bias`` exist (as in the reference) but receive no gradient.
+
+    Budgeted connectivity (hardware models, ``connectivity.py``): :meth:`set_connectivity`
+    registers 0/1 buffers ``mask_ee`` (n_E, *k), ``mask_ie`` (n_I, *k) and ``mask_ei``
+    (n_E, n_I), saved in the state_dict. :meth:`effective_weights` (the masked weights) is what
+    the forward pass and lowering use, and ``fan_in`` becomes the actual fan-in K_in (E-I Init's
+    lambda and g_I, and the 1/d gradient scale of W_EI).
     """
 
     def __init__(self, n_e: int, kernel_shape: tuple[int, ...], fan_in: int,
@@ -44,7 +50,8 @@ class EILayer(nn.Module):
         super().__init__()
         self.options = options or EIOptions()
         self.n_e = int(n_e)
-        self.n_i = int(n_i) if n_i is not None else inhibitory_count(self.n_e, self.options.ei_ratio)
+        self.n_i = (int(n_i) if n_i is not None
+                    else inhibitory_count(self.n_e, self.options.ei_ratio))
         self.fan_in = int(fan_in)
         self.readout = readout
         self.layer_name = type(self).__name__
@@ -54,6 +61,14 @@ class EILayer(nn.Module):
         self.gain_i = nn.Parameter(torch.ones(self.n_i))
         self.gain_e = nn.Parameter(torch.ones(self.n_e))
         self.bias = nn.Parameter(torch.zeros(self.n_e))
+        self.dense_fan_in = int(fan_in)
+        for name in ("mask_ee", "mask_ie", "mask_ei"):
+            self.register_buffer(name, None)
+        # Set by eideploy.train.qat during quantization-aware training: a callable
+        # ``(layer, x) -> output`` that runs the circuit on fake-quantized weights.
+        self.quantizer = None
+        if self.options.bias == "none":
+            self.bias.requires_grad_(False)  # no per-neuron DC on the chip: b_E stays 0
         if readout:
             # Dead in the readout (spec §3): kept for the parameter count and checkpoints, but
             # frozen so optimizers and DistributedDataParallel do not wait for their gradients.
@@ -76,6 +91,43 @@ class EILayer(nn.Module):
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
         self._ready = False  # re-read the loaded `initialised` buffer on the next forward
+        self._update_fan_in()
+
+    # ---- connectivity
+    @torch.no_grad()
+    def set_connectivity(self, mask_ee: torch.Tensor | np.ndarray,
+                         mask_ie: torch.Tensor | np.ndarray,
+                         mask_ei: torch.Tensor | np.ndarray) -> None:
+        """Keep only the synapses where the 0/1 masks are 1 (shapes of W_EE, W_IE, W_EI)."""
+        for name, value, ref in (("mask_ee", mask_ee, self.weight_ee),
+                                 ("mask_ie", mask_ie, self.weight_ie),
+                                 ("mask_ei", mask_ei, self.weight_ei)):
+            mask = torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
+            if tuple(mask.shape) != tuple(ref.shape):
+                raise ValueError(f"layer {self.layer_name}: {name} has shape {tuple(mask.shape)},"
+                                 f" its weight {tuple(ref.shape)}")
+            if not bool(((mask == 0) | (mask == 1)).all()):
+                raise ValueError(f"layer {self.layer_name}: {name} must hold only 0 and 1")
+            setattr(self, name, mask.clone())
+        self._update_fan_in()
+
+    @property
+    def masked(self) -> bool:
+        return self.mask_ee is not None
+
+    def _update_fan_in(self) -> None:
+        if self.mask_ee is not None:
+            per_neuron = self.mask_ee.reshape(self.n_e, -1).sum(1)
+            self.fan_in = max(1, int(round(float(per_neuron.mean()))))
+        else:
+            self.fan_in = self.dense_fan_in
+
+    def effective_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(W_EE, W_IE, W_EI)`` with absent synapses at 0: what the circuit and lowering use."""
+        if self.mask_ee is None:
+            return self.weight_ee, self.weight_ie, self.weight_ei
+        return (self.weight_ee * self.mask_ee, self.weight_ie * self.mask_ie,
+                self.weight_ei * self.mask_ei)
 
     # ---- what subclasses define
     def project(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -91,7 +143,8 @@ class EILayer(nn.Module):
 
     def currents(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eqs. 9-10: ``I_EE = W_EE * x`` and ``I_IE = W_IE * x`` in one fused projection."""
-        both = self.project(x, torch.cat([self.weight_ee, self.weight_ie]))
+        w_ee, w_ie, _ = self.effective_weights()
+        both = self.project(x, torch.cat([w_ee, w_ie]))
         return both[:, : self.n_e], both[:, self.n_e:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,13 +157,19 @@ class EILayer(nn.Module):
                     f"layer {self.layer_name} has not been initialised: call "
                     "eideploy.nn.ei_init(model, batch) once before training, or load a checkpoint")
             self._ready = True
-        i_ee, i_ie = self.currents(x)
-        r_i = EF.inhibitory_response(i_ie, self.options.inhibitory, self.options.theta_i)
-        w_ei = EF.scale_grad(self.weight_ei, self.options.grad_scale(self.fan_in))
+        if self.quantizer is not None:
+            return self.quantizer(self, x)
+        # Eqs. 9-10 as one projection; the fused functions take [I_EE | I_IE] whole, so the
+        # backward pass hands the projection one gradient tensor (see ``currents`` and
+        # ``EF.ei_integrate`` for the same circuit written op by op).
+        w_ee, w_ie, w_ei = self.effective_weights()
+        both = self.project(x, torch.cat([w_ee, w_ie]))
+        opts = self.options
+        w_ei = EF.scale_grad(w_ei, opts.grad_scale(self.fan_in))
         if self.readout:
-            return EF.ei_readout(i_ee, r_i, w_ei)
-        return EF.ei_integrate(i_ee, r_i, w_ei, self.gain_i, self.gain_e, self.bias,
-                               self._stabilise)
+            return EF.ei_readout_fused(both, w_ei, opts.inhibitory, opts.theta_i)
+        return EF.ei_integrate_fused(both, w_ei, self.gain_i, self.gain_e, self.bias,
+                                     opts.stabilisation, opts.eps, opts.inhibitory, opts.theta_i)
 
     # ---- E-I Init (spec §4.2)
     @torch.no_grad()
@@ -122,9 +181,9 @@ class EILayer(nn.Module):
         x64 = x.detach().double()
         if float(x64.min()) < 0:
             raise ValueError(
-                f"ei_init: the input of layer {name} has negative values (min {float(x64.min()):.4g});"
-                " E-I Init needs inputs >= 0 with a positive mean (pixels in [0, 1], spike counts):"
-                " do not mean/std-normalise the data")
+                f"ei_init: the input of layer {name} has negative values "
+                f"(min {float(x64.min()):.4g}); E-I Init needs inputs >= 0 with a positive mean "
+                "(pixels in [0, 1], spike counts): do not mean/std-normalise the data")
         m1 = float(x64.mean())
         m2 = float((x64 * x64).mean())
         v = float(x64.var(dim=0, unbiased=x64.shape[0] > 1).mean())
@@ -146,7 +205,18 @@ class EILayer(nn.Module):
                 if init == "kaiming-clamped":
                     drawn = np.maximum(drawn, 0.0)
             weight.copy_(torch.from_numpy(drawn.astype(np.float32)))
-        self.weight_ei.fill_(1.0 / self.n_i)
+        if self.mask_ei is None:
+            self.weight_ei.fill_(1.0 / self.n_i)
+        else:
+            # Budgeted (hardware) layers: W_EI = mask / K_inh, each row summing to 1 over the
+            # interneurons that E neuron hears (Eqs. 16-18: E[I_sub] = E[I_EE]). Their floor
+            # interneurons count spikes, r_I ~ I_IE / theta_I, so there the rows sum to
+            # theta_I, which keeps the balance for any threshold.
+            row_sum = self.options.theta_i if self.options.inhibitory == "floor" else 1.0
+            self.weight_ee.mul_(self.mask_ee)
+            self.weight_ie.mul_(self.mask_ie)
+            heard = self.mask_ei.sum(1, keepdim=True).clamp(min=1.0)
+            self.weight_ei.copy_(self.mask_ei * (row_sum / heard))
         gain = math.sqrt(m2 + v) / (math.sqrt(d) * m1)  # E[I_div] = std(I_EE), App. D.3
         self.gain_i.fill_(gain)
         self.gain_e.fill_(1.0)

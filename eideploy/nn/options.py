@@ -16,6 +16,7 @@ INIT_MODES = ("ei", "kaiming-clamped", "kaiming-unconstrained")
 STABILISATIONS = ("adaptive", "fixed-eps")
 WEI_GRAD_SCALES = ("1/d", "1/sqrt(d)", "none")
 INHIBITORY_MODES = ("identity", "floor")
+BIAS_MODES = ("free", "per_core", "none")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class EIOptions:
       (divisor + ``eps``: Table 2's failing ablation).
     * ``wei_grad_scale``: gradient factor on ``W_EI``: ``1/d`` (default), ``1/sqrt(d)``, ``none``.
     * ``inhibitory``: ``identity`` (reference) or ``floor`` (paper; ``floor(relu(I)/theta_i)``).
+    * ``bias``: ``free`` (reference: one trained b_E per E neuron), ``per_core`` (b_E tied over
+      each chunk of ``bias_group`` neurons, the chip's one DC current per core) or ``none``
+      (b_E frozen at 0): DYNAP-SE2 has no per-neuron bias (spec/dynapse2.md §3.1).
     """
 
     init: str = "ei"
@@ -41,11 +45,13 @@ class EIOptions:
     tau: float = 2.0
     v_threshold: float = 1.0
     surrogate_alpha: float = 4.0
+    bias: str = "free"
+    bias_group: int = 256
 
     def __post_init__(self) -> None:
         for name, allowed in (("init", INIT_MODES), ("stabilisation", STABILISATIONS),
                               ("wei_grad_scale", WEI_GRAD_SCALES),
-                              ("inhibitory", INHIBITORY_MODES)):
+                              ("inhibitory", INHIBITORY_MODES), ("bias", BIAS_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"EIOptions.{name} = {getattr(self, name)!r} is not one of "
                                  f"{', '.join(allowed)}")
@@ -55,6 +61,10 @@ class EIOptions:
                 raise ValueError(f"EIOptions.{name} must be a positive number, got {value!r}")
         if self.tau < 1:
             raise ValueError(f"EIOptions.tau must be >= 1 (decay = 1 - 1/tau), got {self.tau}")
+        if isinstance(self.bias_group, bool) or not isinstance(self.bias_group, int) \
+                or self.bias_group < 1:
+            raise ValueError("EIOptions.bias_group must be a positive integer, got "
+                             f"{self.bias_group!r}")
         if not isinstance(self.ei_ratio, int) or self.ei_ratio < 1:
             raise ValueError("EIOptions.ei_ratio must be a positive integer, got "
                              f"{self.ei_ratio!r}")

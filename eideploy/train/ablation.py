@@ -44,9 +44,12 @@ def _variant_recipe(base: Recipe, override: dict, seed: int) -> Recipe:
 
 
 def run_ablation(base: Recipe, *, seeds: int, out_dir: Path, device: str = "cpu",
-                 epochs: int | None = None, log=print) -> list[dict]:
+                 epochs: int | None = None, only: list[str] | None = None,
+                 log=print) -> list[dict]:
     rows = []
     for label, paper, override in VARIANTS:
+        if only and not any(word in label for word in only):
+            continue
         runs = []
         for k in range(seeds):
             seed = base.seed + k
@@ -94,10 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="run only variants whose label contains one of these words")
     args = parser.parse_args(argv)
     base = load_recipe(args.recipe)
     rows = run_ablation(base, seeds=args.seeds, out_dir=args.out, device=args.device,
-                        epochs=args.epochs)
+                        epochs=args.epochs, only=args.only)
     table = markdown_table(rows)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..nn.options import INHIBITORY_MODES, INIT_MODES, STABILISATIONS, WEI_GRAD_SCALES
+from ..nn.connectivity import CONNECTIVITIES
+from ..nn.encoding import ENCODINGS
+from ..nn.options import BIAS_MODES, INHIBITORY_MODES, INIT_MODES, STABILISATIONS, WEI_GRAD_SCALES
 
-__all__ = ["Recipe", "RecipeError", "load_recipe", "recipe_from_dict"]
+__all__ = ["Recipe", "RecipeError", "TargetSection", "load_recipe", "recipe_from_dict",
+           "HARDWARE_ARCHS"]
+
+#: Architectures whose connectivity, encoding and readout a ``target`` section sets.
+HARDWARE_ARCHS = ("ei-hw-mlp",)
 
 
 class RecipeError(ValueError):
@@ -44,6 +50,8 @@ class OptionsSection(_Strict):
     tau: float = Field(2.0, ge=1)
     v_threshold: float = Field(1.0, gt=0)
     surrogate_alpha: float = Field(4.0, gt=0)
+    bias: Literal[BIAS_MODES] = "free"  # type: ignore[valid-type]
+    bias_group: int = Field(256, ge=1, description="neurons sharing b_E under bias: per_core")
 
 
 class ModelSection(_Strict):
@@ -77,6 +85,71 @@ class TrainSection(_Strict):
                                         "(default: data.batch_size)")
 
 
+Connectivity = Literal[CONNECTIVITIES]  # type: ignore[valid-type]
+
+
+class TargetSection(_Strict):
+    """Train for a chip: the constraints a model must meet to be exported without violations.
+
+    The hardware architecture (``ei-hw-mlp``) takes its fan-in budgets, connectivity, input
+    encoding and readout from here (``build_from_recipe``), and the E-I options ``bias`` and
+    the divisor (``divisor: chip`` = ``stabilisation: fixed-eps`` with ``eps = leak``).
+    """
+
+    name: Literal["dynapse2"] = Field("dynapse2", description="hardware target (hardware/*.toml)")
+    fan_in: int | list[int] = Field(48, description="K_in: inputs per neuron (one value, or one "
+                                    "per E-I layer: hidden layers then the readout)")
+    fan_in_inh: int = Field(8, ge=1, description="K_inh: interneurons per E neuron")
+    connectivity: Connectivity | list[Connectivity] = Field(  # type: ignore[valid-type]
+        "random", description="random | local | pruned, one value or one per E-I layer")
+    window: int | None = Field(None, ge=1, description="side of local receptive fields")
+    prune_start: int = Field(0, ge=0, description="epoch at which pruning starts")
+    prune_epochs: int = Field(1, ge=1, description="epochs over which the per-neuron budget of "
+                              "'pruned' layers shrinks linearly from dense to fan_in")
+    input_encoding: Literal[ENCODINGS] = "if"  # type: ignore[valid-type]
+    spiking_readout: bool = Field(True, description="integrate-and-fire readout decoded by "
+                                  "spike counts")
+    theta_out: float = Field(1.0, gt=0, description="threshold of the spiking readout")
+    bias: Literal[BIAS_MODES] = Field("none", description="b_E: none (0), per_core (tied per "  # type: ignore[valid-type]
+                                      "core) or free (per neuron: does not fit the chip)")
+    divisor: Literal["chip", "adaptive"] = Field(
+        "chip", description="chip: I_div + leak (realisable); adaptive: the paper's Stab()")
+    leak: float = Field(0.05, gt=0, description="divisor floor: the membrane leak in current "
+                        "units (eps of fixed-eps stabilisation)")
+    qat_epochs: int = Field(0, ge=0, description="quantization-aware fine-tuning epochs after "
+                            "train.epochs")
+    qat_lr: float | None = Field(None, gt=0, description="peak lr of the QAT epochs (default "
+                                 "train.lr / 10), cosine to 0")
+    chips: int | None = Field(None, ge=1, description="chips on the board (default: the "
+                              "target's)")
+    seed: int | None = Field(None, description="seed of the connectivity (default: the "
+                             "recipe's seed)")
+
+    def budgets(self, n_layers: int) -> list[int]:
+        values = self.fan_in if isinstance(self.fan_in, list) else [self.fan_in] * n_layers
+        if len(values) != n_layers:
+            raise ValueError(f"target.fan_in has {len(values)} entries; the network has "
+                             f"{n_layers} E-I layers (hidden layers and the readout)")
+        return values
+
+    @model_validator(mode="after")
+    def _fits_the_cam(self) -> TargetSection:
+        from ..targets.dynapse2.target import load_target
+
+        limit = load_target(self.name).cam_entries_per_neuron
+        values = self.fan_in if isinstance(self.fan_in, list) else [self.fan_in]
+        for k_in in values:
+            if k_in < 1:
+                raise ValueError(f"target.fan_in must be >= 1, got {k_in}")
+            if k_in + 2 * self.fan_in_inh > limit:
+                raise ValueError(
+                    f"fan-in budget K_in + 2*K_inh = {k_in} + 2*{self.fan_in_inh} = "
+                    f"{k_in + 2 * self.fan_in_inh} exceeds the {limit} CAM entries of a "
+                    f"{self.name} neuron (each interneuron costs a GABA and a SHUNT entry); "
+                    "lower target.fan_in or target.fan_in_inh")
+        return self
+
+
 class Recipe(_Strict):
     name: str
     description: str = ""
@@ -84,10 +157,36 @@ class Recipe(_Strict):
     data: DataSection
     model: ModelSection
     train: TrainSection
-    target: dict[str, Any] | None = Field(None, description="hardware target constraints")
+    target: TargetSection | None = Field(None, description="hardware target constraints")
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    @model_validator(mode="after")
+    def _target_fits_the_model(self) -> Recipe:
+        if self.target is None:
+            return self
+        if self.model.arch not in HARDWARE_ARCHS:
+            raise ValueError(f"a target section needs a hardware architecture "
+                             f"({', '.join(HARDWARE_ARCHS)}), got model.arch {self.model.arch!r}")
+        clash = sorted(set(self.model.args) & _TARGET_ARGS)
+        if clash:
+            raise ValueError(f"model.args {', '.join(clash)} are set by the target section; "
+                             "give them there (target.fan_in, target.connectivity, ...)")
+        last = self.target.prune_start + self.target.prune_epochs
+        pruned = "pruned" in (self.target.connectivity if isinstance(self.target.connectivity,
+                                                                       list)
+                              else [self.target.connectivity])
+        if pruned and last > self.train.epochs:
+            raise ValueError(f"pruning ends after epoch {last} (target.prune_start + "
+                             f"target.prune_epochs) but train.epochs is {self.train.epochs}: "
+                             "the budget must be reached before training ends")
+        return self
+
+
+#: Architecture arguments of ``ei-hw-mlp`` that come from the target section.
+_TARGET_ARGS = frozenset({"fan_in", "fan_in_inh", "connectivity", "encoding", "theta_out",
+                          "window"})
 
 
 def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
@@ -98,10 +197,16 @@ def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
             fields = getattr(section, "model_fields", {})
             field = fields.get(str(part))
             section = field.annotation if field is not None else None
+            # ``Section | None``: look inside the optional
+            section = next((a for a in getattr(section, "__args__", ())
+                            if hasattr(a, "model_fields")), section)
         allowed = sorted(section.model_fields) if hasattr(section, "model_fields") else []
         return f"unknown key '{key}'" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
     if err["type"] == "missing":
         return f"missing required key '{key}'"
+    if err["type"] == "value_error":  # our own validators: the message says it all
+        message = str(err["msg"]).removeprefix("Value error, ")
+        return f"key '{key}': {message}" if key else message
     return f"key '{key}': {err['msg']} (got {err.get('input')!r})"
 
 

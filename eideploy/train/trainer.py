@@ -6,6 +6,15 @@ DistributedDataParallel. It writes into the run directory:
 * ``model.pt``: the best validation checkpoint (what ``eideploy export`` takes);
 * ``latest.pt``: the last epoch with optimizer, schedule and RNG states, for ``--resume``;
 * ``recipe.yaml``, ``metrics.csv`` (one row per epoch) and ``metrics.json`` (summary + history).
+
+A recipe with a ``target`` section trains for the chip (docs/hardware-aware.md): the hardware
+architecture takes its budgets, encoding and readout from it (:func:`build_from_recipe`),
+``pruned`` layers are magnitude-pruned to their budget on the schedule
+``target.prune_start``/``prune_epochs``, and ``target.qat_epochs`` quantization-aware epochs
+(``qat.py``) follow ``train.epochs``: then ``float.pt`` keeps the best float model and
+``model.pt`` the best QAT one. At the end, ``metrics.json`` gets a ``hardware`` block: for each
+of them the torch accuracy, the design-rule check of its lowered graph and the accuracy of the
+exported (quantized) graph on the test split.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import csv
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -30,9 +40,11 @@ from ..data import DATASET_INFO, iterate_batches, load_dataset, train_augmentati
 from ..data import eval_transform as data_eval_transform
 from ..networks import build_network
 from ..nn import EIOptions, constraint_violations, ei_init, is_initialised, project_nonnegative_
+from ..nn.connectivity import pruning_budget
+from ..nn.encoding import if_readout, readout_decision
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .distributed import DistContext, all_reduce_sum, broadcast_module_, setup_distributed
-from .recipe import Recipe, recipe_from_dict
+from .recipe import Recipe, RecipeError, recipe_from_dict
 from .schedule import warmup_cosine
 
 __all__ = ["TrainResult", "train", "evaluate", "build_from_recipe", "resolve_device"]
@@ -60,9 +72,58 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def build_from_recipe(recipe: Recipe, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    options = EIOptions.from_dict(recipe.model.options.model_dump())
+    """The recipe's network; a ``target`` section supplies the hardware architecture's budgets,
+    connectivity, encoding and readout, and the options ``bias`` and divisor."""
+    options = recipe.model.options.model_dump()
+    args = dict(recipe.model.args)
+    target = recipe.target
+    if target is not None:
+        options["bias"] = target.bias
+        if target.divisor == "chip":  # the leak current is the divisor's floor (dynapse2.md §2)
+            options.update(stabilisation="fixed-eps", eps=target.leak)
+        else:
+            options["stabilisation"] = "adaptive"
+        try:
+            budgets = target.budgets(len(args.get("widths") or []) + 1)
+        except ValueError as exc:
+            raise RecipeError(f"recipe {recipe.name}: {exc}") from None
+        args.update(fan_in=budgets, fan_in_inh=target.fan_in_inh,
+                    connectivity=target.connectivity, encoding=target.input_encoding,
+                    theta_out=target.theta_out if target.spiking_readout else None,
+                    window=target.window)
+        args.setdefault("seed", target.seed if target.seed is not None else recipe.seed)
     return build_network(recipe.model.arch, in_shape=tuple(in_shape), num_classes=num_classes,
-                         T=recipe.model.T, options=options, **recipe.model.args)
+                         T=recipe.model.T, options=EIOptions.from_dict(options), **args)
+
+
+def hardware_target(recipe: Recipe):
+    """The recipe's target board (``target.name`` limited to ``target.chips``), or None."""
+    if recipe.target is None:
+        return None
+    from ..export import resolve_target
+
+    return resolve_target(recipe.target.name, recipe.target.chips)
+
+
+def prune_for_epoch(model: nn.Module, recipe: Recipe, epoch: int) -> list[int] | None:
+    """Shrink the ``pruned`` layers' budgets for ``epoch`` (linear from dense, see
+    ``nn.connectivity.pruning_budget``); returns K_in per layer, or None when nothing prunes."""
+    net = getattr(model, "module", model)
+    target = recipe.target
+    if target is None or "pruned" not in getattr(net, "connectivity", ()):
+        return None
+    budgets = []
+    for layer, kind, (k_in, k_inh) in zip(net.ei_layers(), net.connectivity, net.budgets,
+                                          strict=True):
+        if kind != "pruned":  # fixed connectivity: already at its budget
+            budgets.append((k_in, k_inh))
+            continue
+        budgets.append((pruning_budget(layer.in_features, k_in, epoch, target.prune_start,
+                                       target.prune_epochs),
+                        pruning_budget(layer.n_i, k_inh, epoch, target.prune_start,
+                                       target.prune_epochs)))
+    net.prune_(budgets)
+    return [k for k, _ in budgets]
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -78,12 +139,20 @@ def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device
     ctx = ctx or DistContext()
     model.eval()
     correct = loss_sum = count = 0.0
+    net = getattr(model, "module", model)
+    theta_out = getattr(net, "theta_out", None)
     with torch.no_grad(), _autocast(device, amp):
         for x, y in iterate_batches(dataset, batch_size, shuffle=False, device=device,
                                     augment=transform, rank=ctx.rank, world_size=ctx.world_size):
-            logits = model(x).float()
+            if theta_out is None:
+                logits = model(x).float()
+                predicted = logits.argmax(1)
+            else:  # a spiking readout decides by spike count, ties broken by membrane
+                per_step = net.forward_sequence(x).float()
+                logits = per_step.mean(0)
+                predicted = readout_decision(*if_readout(per_step, theta_out))
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += float((logits.argmax(1) == y).sum())
+            correct += float((predicted == y).sum())
             count += y.numel()
     correct, loss_sum, count = all_reduce_sum([correct, loss_sum, count], device)
     return {"accuracy": 100.0 * correct / max(count, 1), "loss": loss_sum / max(count, 1)}
@@ -177,12 +246,24 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
     iters_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total_iters = tcfg.epochs * iters_per_epoch
     warmup_iters = int(round(tcfg.warmup_epochs * iters_per_epoch))
+    target = recipe.target
+    hw_target = hardware_target(recipe)
+    qat_epochs = target.qat_epochs if target is not None else 0
+    qat_lr = (target.qat_lr or tcfg.lr / 10) if target is not None else 0.0
+    all_epochs = tcfg.epochs + qat_epochs
     # Coupled L2 on every parameter that receives a gradient, gains and b_E included (spec §7).
     # One optimizer stands for the reference's two identical ones (clamped and free).
     opt = torch.optim.SGD(model.parameters(), lr=tcfg.init_lr, momentum=tcfg.momentum,
                           weight_decay=tcfg.weight_decay)
-    lr_at = lambda it: warmup_cosine(it, peak=tcfg.lr, init=tcfg.init_lr,  # noqa: E731
-                                     warmup_iters=warmup_iters, total_iters=total_iters)
+
+    def lr_at(it: int) -> float:
+        if it < total_iters:
+            return warmup_cosine(it, peak=tcfg.lr, init=tcfg.init_lr, warmup_iters=warmup_iters,
+                                 total_iters=total_iters)
+        # the QAT epochs: a fresh cosine from qat_lr down to 0
+        done = (it - total_iters) / max(1, qat_epochs * iters_per_epoch)
+        return 0.5 * qat_lr * (1.0 + math.cos(math.pi * min(done, 1.0)))
+
     history: list[dict[str, float]] = []
     start_epoch, iteration, best = 0, 0, -1.0
     is_ei = any(True for _ in _ei_layers(model))
@@ -198,7 +279,7 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
         start_epoch, iteration, best = st["next_epoch"], st["iteration"], st["best_accuracy"]
         history = list(st["history"])
         _set_rng_state(st["rng"])
-        log(f"resuming {recipe.name} at epoch {start_epoch + 1}/{tcfg.epochs} from {resume}")
+        log(f"resuming {recipe.name} at epoch {start_epoch + 1}/{all_epochs} from {resume}")
     elif is_ei:
         # E-I Init on one augmented training batch, as the reference does; rank 0 then broadcasts.
         init_bs = tcfg.init_batch_size or cfg.batch_size
@@ -230,11 +311,27 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
     bar = _progress(progress and ctx.is_main)
     final_acc = history[-1]["test_accuracy"] if history else float("nan")
     with bar if bar is not None else nullcontext():
-        last = tcfg.epochs if stop_after is None else min(tcfg.epochs, stop_after)
+        last = all_epochs if stop_after is None else min(all_epochs, stop_after)
         for epoch in range(start_epoch, last):
             net.train()
+            extra: dict[str, float] = {}
+            budgets = prune_for_epoch(model, recipe, epoch)
+            if budgets is not None and ctx.is_main and target is not None \
+                    and epoch < target.prune_start + target.prune_epochs:
+                log(f"epoch {epoch + 1}: pruned layers keep at most {budgets} inputs per neuron")
+            if epoch >= tcfg.epochs:
+                from .qat import attach_quantizers
+
+                if epoch == tcfg.epochs:
+                    # the float phase's best is kept as float.pt; model.pt becomes the best
+                    # QAT epoch (the model to export)
+                    if ctx.is_main and (run_dir / "model.pt").is_file():
+                        shutil.copyfile(run_dir / "model.pt", run_dir / "float.pt")
+                    best = -1.0
+                extra = {f"qat_{k}": v for k, v in
+                         attach_quantizers(model, hw_target, seed=0).items()}
             epoch_gen = torch.Generator().manual_seed(recipe.seed * 100003 + epoch)
-            task = bar.add_task(f"epoch {epoch + 1}/{tcfg.epochs}", total=iters_per_epoch,
+            task = bar.add_task(f"epoch {epoch + 1}/{all_epochs}", total=iters_per_epoch,
                                 info="") if bar else None
             t0 = time.perf_counter()
             loss_sum = correct = seen = 0.0
@@ -265,7 +362,9 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
             row = {"epoch": epoch + 1, "train_loss": loss_sum / seen,
                    "train_accuracy": 100.0 * correct / seen, "test_loss": metrics["loss"],
                    "test_accuracy": metrics["accuracy"], "lr": lr_at(iteration - 1),
-                   "epoch_seconds": train_time, "samples_per_second": seen / train_time}
+                   "epoch_seconds": train_time, "samples_per_second": seen / train_time,
+                   **({"qat": float(epoch >= tcfg.epochs), **extra} if target is not None
+                      else {})}
             history.append(row)
             improved = metrics["accuracy"] > best
             best = max(best, metrics["accuracy"])
@@ -284,10 +383,71 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
                                     "optimizer": opt.state_dict(), "rng": _rng_state()})
                 _write_metrics(run_dir, history, summary)
     seconds = time.perf_counter() - t_start
+    if qat_epochs:
+        from .qat import detach_quantizers
+
+        detach_quantizers(model)
     if ctx.is_main:
         log(f"{recipe.name}: best test accuracy {best:.2f}%, final {final_acc:.2f}% after "
-            f"{tcfg.epochs} epochs ({seconds:.1f} s); model written to {run_dir / 'model.pt'}")
-    return TrainResult(run_dir, best, final_acc, tcfg.epochs, seconds, history, model)
+            f"{all_epochs} epochs ({seconds:.1f} s); model written to {run_dir / 'model.pt'}")
+        if hw_target is not None and last == all_epochs and (run_dir / "model.pt").is_file():
+            hardware = hardware_summary(run_dir, test_set, hw_target,
+                                        batch_size=cfg.eval_batch_size, transform=eval_tf)
+            summary = json.loads((run_dir / "metrics.json").read_text())
+            summary["hardware"] = hardware
+            (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+            for name, rec in hardware.items():
+                exported = rec["exported_accuracy"]
+                log(f"{name}.pt: torch {rec['torch_accuracy']:.2f}%, exported (quantized) graph "
+                    + (f"{exported:.2f}%" if exported is not None else "n/a")
+                    + f", {rec['drc_violations']} design-rule violation(s)")
+    return TrainResult(run_dir, best, final_acc, all_epochs, seconds, history, model)
+
+
+def hardware_summary(run_dir: Path, test_set, target, *, batch_size: int = 256,
+                     transform: Callable | None = None) -> dict[str, dict[str, Any]]:
+    """For ``model.pt`` (and ``float.pt`` when QAT ran): the torch test accuracy, the design-rule
+    check of its lowered graph on ``target``, and the test accuracy of the float graph and of the
+    exported (quantized) graph, both run by the float executor."""
+    from ..graph.execute import FloatExecutor
+    from ..graph.lower import lower
+    from ..targets.dynapse2.compile import compile_graph
+    from ..targets.dynapse2.drc import check
+    from .checkpoint import load_model
+
+    cpu = torch.device("cpu")
+    out: dict[str, dict[str, Any]] = {}
+    for name in ("float.pt", "model.pt"):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        model, _ = load_model(path)
+        torch_acc = evaluate(model, test_set, batch_size=batch_size, device=cpu,
+                             transform=transform)["accuracy"]
+        graph = lower(model)
+        report = check(graph, target)
+        record: dict[str, Any] = {"torch_accuracy": torch_acc,
+                                  "drc_violations": len(report.violations),
+                                  "exported_accuracy": None}
+        if report.ok:
+            compiled = compile_graph(graph, target)
+            executors = (FloatExecutor(graph), FloatExecutor(compiled.qgraph.graph))
+            hits = [0, 0]
+            count = 0
+            for x, y in iterate_batches(test_set, batch_size, shuffle=False, device=cpu,
+                                        augment=transform):
+                for i, executor in enumerate(executors):
+                    hits[i] += int((executor.predict(x.numpy()) == y.numpy()).sum())
+                count += y.numel()
+            summary = compiled.summary()
+            record.update(graph_accuracy=100.0 * hits[0] / count,
+                          exported_accuracy=100.0 * hits[1] / count,
+                          quantization_relative_rmse=summary["quantization"]["relative_rmse"],
+                          neurons=summary["neurons"], cores=summary["cores"],
+                          chips=summary["chips"], max_fan_in=summary["cam"]["max_per_neuron"],
+                          dropped_synapses=summary["dropped_synapses"])
+        out[name.removesuffix(".pt")] = record
+    return out
 
 
 def _ei_layers(model: nn.Module):
@@ -298,7 +458,8 @@ def _ei_layers(model: nn.Module):
 
 def _write_metrics(run_dir: Path, history: list[dict[str, float]], summary: dict) -> None:
     with open(run_dir / "metrics.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        # QAT epochs add columns: the header is every key, in order of first appearance
+        writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in history for k in r)))
         writer.writeheader()
         writer.writerows(history)
     (run_dir / "metrics.json").write_text(json.dumps({**summary, "history": history}, indent=2))
