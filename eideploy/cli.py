@@ -81,7 +81,7 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="a model.pt written by 'eideploy train'")],
+    model: Annotated[Path, typer.Argument(help="a model.pt, or an export directory")],
     data: Annotated[str | None, typer.Option(help="data set (default: the model's recipe)")]
     = None,
     data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
@@ -89,8 +89,12 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
 ) -> None:
-    """Accuracy and loss of a trained model on a data split."""
+    """Accuracy of a trained model, or of an export's float and quantized E-I graphs."""
     from .data import eval_transform, load_dataset
+
+    if model.is_dir():
+        _evaluate_export(model, data, data_dir, split, batch_size)
+        return
     from .train import load_model
     from .train.trainer import evaluate as eval_fn
     from .train.trainer import resolve_device
@@ -111,6 +115,27 @@ def evaluate(
     name, metrics = _run(go)
     print(f"{model}: {name} {split} accuracy {metrics['accuracy']:.2f}%, "
           f"loss {metrics['loss']:.4f}")
+
+
+def _evaluate_export(out: Path, data: str | None, data_dir: str | None, split: str,
+                     batch_size: int) -> None:
+    """The exported network run by the graph's executor: float graph vs quantized graph."""
+    from .data import load_dataset, to_float
+    from .graph import EIGraph
+    from .graph.execute import accuracy
+
+    def go():
+        graphs = {"float": EIGraph.load(out), "quantized": EIGraph.load(out / "quantized")}
+        name = data or graphs["float"].meta.get("dataset")
+        if not name:
+            raise ValueError(f"{out}: the export names no data set; pass --data NAME")
+        dataset = load_dataset(name, split, data_dir, T=graphs["float"].T)
+        x, y = to_float(dataset.inputs).numpy(), dataset.labels.numpy()
+        return name, {k: accuracy(g, x, y, batch_size=batch_size) for k, g in graphs.items()}
+
+    name, acc = _run(go)
+    print(f"{out}: {name} {split} accuracy: float graph {acc['float']:.2f}%, quantized graph "
+          f"{acc['quantized']:.2f}% (drop {acc['float'] - acc['quantized']:.2f} points)")
 
 
 class _Stdout:

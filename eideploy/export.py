@@ -257,7 +257,9 @@ def export_model(model_path: str | Path, out_dir: str | Path, *,
     model, checkpoint = load_model(model_path)
     digest = sha256_file(model_path)
     try:
-        graph = lower(model, meta={"source_model_sha256": digest})
+        dataset = ((checkpoint.get("recipe") or {}).get("data") or {}).get("dataset")
+        meta = {"source_model_sha256": digest, **({"dataset": dataset} if dataset else {})}
+        graph = lower(model, meta=meta)
     except ValueError as exc:
         raise ValueError(f"{model_path}: the model cannot be exported: {exc}") from None
     timings["load+lower"] = time.perf_counter() - start
