@@ -326,7 +326,7 @@ def _bias_violations(neuron_pops: Sequence[Population], npc: int) -> list[Violat
         found.append(Violation(
             "per-neuron-bias", pop.layer, pop.name, worst_core * npc,
             int(distinct[worst_core]), 1,
-            "tie the bias per core during training: recipe target.bias: per_core (or zero)",
+            "tie the bias per core during training: recipe target.bias: none (or per_core)",
             f"the bias of {_where(pop)} varies inside {varying.size} of its {cores} core(s) (up to "
             f"{int(distinct[worst_core])} values in the core starting at neuron "
             f"{worst_core * npc}); a core holds one DC bias", neurons=neurons))
