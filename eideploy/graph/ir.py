@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
+
 __all__ = ["GRAPH_FORMAT", "GRAPH_FORMAT_VERSION", "Population", "Projection", "EIGraph",
            "GraphError", "ROLES", "KINDS", "OPS"]
 
@@ -75,6 +77,22 @@ class Population:
     @property
     def channels(self) -> int:
         return int(self.shape[0])
+
+    def per_neuron(self, key: str, default: float) -> np.ndarray:
+        """The array ``key`` with one float64 value per neuron (``default`` when absent):
+        a scalar is repeated, a per-channel vector repeated over each channel's pixels."""
+        value = self.arrays.get(key)
+        if value is None:
+            return np.full(self.size, float(default))
+        value = np.asarray(value, dtype=np.float64).reshape(-1)
+        if value.size == self.size:
+            return value
+        if value.size == 1:
+            return np.repeat(value, self.size)
+        if value.size == self.channels and self.size % self.channels == 0:
+            return np.repeat(value, self.size // self.channels)
+        raise GraphError(f"population {self.name}: {key} has {value.size} values; expected 1, "
+                         f"{self.channels} (per channel) or {self.size} (per neuron)")
 
 
 @dataclass
@@ -231,7 +249,7 @@ class EIGraph:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         doc, arrays = self.to_dict()
-        _atomic_write(directory / "graph.json",
+        atomic_write_bytes(directory / "graph.json",
                       (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
         fd, tmp = tempfile.mkstemp(prefix=".weights.", suffix=".npz", dir=directory)
         os.close(fd)
@@ -260,17 +278,6 @@ class EIGraph:
         except (ValueError, OSError) as exc:
             raise GraphError(f"{wpath}: cannot be read as an npz archive ({exc})") from None
         return cls.from_dict(doc, arrays, str(gpath))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _save_npz_deterministic(path: str, arrays: dict[str, np.ndarray]) -> None:

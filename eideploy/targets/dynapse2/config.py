@@ -45,14 +45,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ...atomic import atomic_write_bytes
 from ...graph.ir import EIGraph, Population, Projection
 from ...quant import subset_sums
 from .place import Placement
@@ -186,17 +185,7 @@ def config_bytes(config: Mapping[str, Any]) -> bytes:
 
 def write_config(config: Mapping[str, Any], path: str | Path) -> None:
     """Write ``config`` to ``path`` atomically (a failed write leaves no partial file)."""
-    path = Path(path)
-    data = config_bytes(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, config_bytes(config))
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -140,18 +140,10 @@ class Placement:
 def population_bias(pop: Population) -> np.ndarray:
     """The bias of every neuron (float64; 0 without a ``bias`` array), per-channel arrays
     repeated over each channel's pixels (channel-major order)."""
-    value = pop.arrays.get("bias")
-    if value is None:
-        return np.zeros(pop.size)
-    value = np.asarray(value, dtype=np.float64).reshape(-1)
-    if value.size == pop.size:
-        return value
-    if value.size == 1:
-        return np.repeat(value, pop.size)
-    if value.size == pop.channels and pop.size % pop.channels == 0:
-        return np.repeat(value, pop.size // pop.channels)
-    raise MappingError(f"population {pop.name}: bias has {value.size} values; expected 1, "
-                       f"{pop.channels} (per channel) or {pop.size} (per neuron)")
+    try:
+        return pop.per_neuron("bias", 0.0)
+    except ValueError as exc:
+        raise MappingError(str(exc)) from None
 
 
 def _uniform(values: np.ndarray) -> bool:

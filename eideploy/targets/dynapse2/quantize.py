@@ -166,18 +166,10 @@ def to_sparse(graph: EIGraph) -> EIGraph:
 
 
 def _per_neuron(pop: Population, key: str, default: float) -> np.ndarray:
-    value = pop.arrays.get(key)
-    if value is None:
-        return np.full(pop.size, default)
-    value = np.asarray(value, dtype=np.float64).reshape(-1)
-    if value.size == pop.size:
-        return value
-    if value.size == 1:
-        return np.repeat(value, pop.size)
-    if value.size == pop.channels and pop.size % pop.channels == 0:
-        return np.repeat(value, pop.size // pop.channels)
-    raise MappingError(f"population {pop.name}: {key} has {value.size} values; expected 1, "
-                       f"{pop.channels} (per channel) or {pop.size} (per neuron)")
+    try:
+        return pop.per_neuron(key, default)
+    except ValueError as exc:
+        raise MappingError(str(exc)) from None
 
 
 def core_levels(codebook: Codebook) -> np.ndarray:
