@@ -42,6 +42,7 @@ from ..networks import build_network
 from ..nn import EIOptions, constraint_violations, ei_init, is_initialised, project_nonnegative_
 from ..nn.connectivity import pruning_budget
 from ..nn.encoding import if_readout, readout_decision
+from ..nn.init import ei_layers
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .distributed import DistContext, all_reduce_sum, broadcast_module_, setup_distributed
 from .recipe import Recipe, RecipeError, recipe_from_dict
@@ -266,7 +267,7 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
 
     history: list[dict[str, float]] = []
     start_epoch, iteration, best = 0, 0, -1.0
-    is_ei = any(True for _ in _ei_layers(model))
+    is_ei = bool(ei_layers(model))
 
     if resume_state is not None:
         model.load_state_dict(resume_state["state_dict"])
@@ -448,12 +449,6 @@ def hardware_summary(run_dir: Path, test_set, target, *, batch_size: int = 256,
                           dropped_synapses=summary["dropped_synapses"])
         out[name.removesuffix(".pt")] = record
     return out
-
-
-def _ei_layers(model: nn.Module):
-    from ..nn import EILayer
-
-    return (m for m in model.modules() if isinstance(m, EILayer))
 
 
 def _write_metrics(run_dir: Path, history: list[dict[str, float]], summary: dict) -> None:
