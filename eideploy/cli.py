@@ -117,20 +117,59 @@ def evaluate(
           f"loss {metrics['loss']:.4f}")
 
 
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Argument(help="an export directory written by 'eideploy export'")],
+    data: Annotated[str | None, typer.Option(help="data set (default: the model's)")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
+    split: Annotated[str, typer.Option(help="train or test")] = "test",
+    division: Annotated[list[str] | None, typer.Option(
+        help="exact, lut:N, lut:N:newton or shift; repeat to compare")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+) -> None:
+    """Accuracy of the quantized network in the bit-accurate integer simulator.
+
+    The arithmetic is specified in docs/integer-semantics.md.
+    """
+    from .sim.integer import accuracy as int_accuracy
+
+    modes = division or ["exact", "lut:8", "shift"]
+
+    def go():
+        graph, x, y, name = _export_data(out, data, data_dir, split, quantized=True)
+        return name, {m: int_accuracy(graph, x, y, division=m, batch_size=batch_size)
+                      for m in modes}
+
+    name, results = _run(go)
+    for mode, (acc, saturations) in results.items():
+        sat = sum(saturations.values())
+        print(f"{out}: {name} {split} integer simulator, division {mode}: accuracy {acc:.2f}%, "
+              f"saturation events {sat}")
+
+
+def _export_data(out: Path, data: str | None, data_dir: str | None, split: str,
+                 quantized: bool):
+    """The (quantized) graph of an export directory and the data set it was trained on."""
+    from .data import load_dataset, to_float
+    from .graph import EIGraph
+
+    graph = EIGraph.load(out / "quantized" if quantized else out)
+    name = data or graph.meta.get("dataset")
+    if not name:
+        raise ValueError(f"{out}: the export names no data set; pass --data NAME")
+    dataset = load_dataset(name, split, data_dir, T=graph.T)
+    return graph, to_float(dataset.inputs).numpy(), dataset.labels.numpy(), name
+
+
 def _evaluate_export(out: Path, data: str | None, data_dir: str | None, split: str,
                      batch_size: int) -> None:
     """The exported network run by the graph's executor: float graph vs quantized graph."""
-    from .data import load_dataset, to_float
     from .graph import EIGraph
     from .graph.execute import accuracy
 
     def go():
-        graphs = {"float": EIGraph.load(out), "quantized": EIGraph.load(out / "quantized")}
-        name = data or graphs["float"].meta.get("dataset")
-        if not name:
-            raise ValueError(f"{out}: the export names no data set; pass --data NAME")
-        dataset = load_dataset(name, split, data_dir, T=graphs["float"].T)
-        x, y = to_float(dataset.inputs).numpy(), dataset.labels.numpy()
+        graph, x, y, name = _export_data(out, data, data_dir, split, quantized=False)
+        graphs = {"float": graph, "quantized": EIGraph.load(out / "quantized")}
         return name, {k: accuracy(g, x, y, batch_size=batch_size) for k, g in graphs.items()}
 
     name, acc = _run(go)

@@ -282,10 +282,10 @@ class IntegerSimulator:
         else:
             q = round_shift(i_num, frac_num - MEMBRANE_FRAC)
         q = saturate(q, ACCUMULATOR_BITS, True, f"{pop.name}/q", sat, peaks)
-        gain = _per_neuron(pop, "gain_e", 1.0)
+        gain = pop.per_neuron("gain_e", 1.0)
         if not np.all(gain == 1.0):
             q = round_shift(q * to_fixed(gain, GAIN_FRAC), GAIN_FRAC)
-        bias = to_fixed(_per_neuron(pop, "bias", 0.0), MEMBRANE_FRAC)
+        bias = to_fixed(pop.per_neuron("bias", 0.0), MEMBRANE_FRAC)
         return saturate(q + bias, ACCUMULATOR_BITS, True, f"{pop.name}/I_int", sat, peaks)
 
     def _readout(self, o: np.ndarray, pop: Population, sat: dict[str, int],
@@ -308,14 +308,6 @@ class IntegerSimulator:
     def predict(self, x: Any) -> np.ndarray:
         """Predicted classes: most readout spikes, ties by membrane (as the float executor)."""
         return self.run(x).predictions()
-
-
-def _per_neuron(pop: Population, key: str, default: float) -> np.ndarray:
-    value = pop.arrays.get(key)
-    if value is None:
-        return np.full(pop.size, default)
-    value = np.asarray(value, dtype=np.float64).reshape(-1)
-    return np.repeat(value, pop.size // value.size) if value.size != pop.size else value
 
 
 def accuracy(graph: EIGraph, x: Any, y: Any, division: str = "exact",
