@@ -24,3 +24,19 @@ def digits_batch(digits_arrays) -> torch.Tensor:
 @pytest.fixture
 def digits_labels(digits_arrays) -> torch.Tensor:
     return digits_arrays[1][:256].clone()
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """The small fictional target of hardware/tiny.toml."""
+    from eideploy.targets.dynapse2 import load_target
+
+    return load_target("tiny")
+
+
+@pytest.fixture(scope="session")
+def dynapse2():
+    """The DYNAP-SE2 Stack board of hardware/dynapse2.toml."""
+    from eideploy.targets.dynapse2 import load_target
+
+    return load_target("dynapse2")

@@ -111,16 +111,6 @@ def vgg_graph(plan: tuple[int | str, ...], in_shape: tuple[int, int, int], class
                    {"stabilisation": "adaptive", "eps": 1e-3})
 
 
-@pytest.fixture(scope="module")
-def tiny() -> Target:
-    return load_target("tiny")
-
-
-@pytest.fixture(scope="module")
-def dynapse2() -> Target:
-    return load_target("dynapse2")
-
-
 # --------------------------------------------------------------------------- the target
 def test_dynapse2_target_describes_the_stack_board(dynapse2: Target) -> None:
     t = dynapse2

@@ -120,16 +120,6 @@ def assert_graphs_equal(a: EIGraph, b: EIGraph) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny() -> Target:
-    return load_target("tiny")
-
-
-@pytest.fixture(scope="module")
-def dynapse2() -> Target:
-    return load_target("dynapse2")
-
-
-@pytest.fixture(scope="module")
 def two_layer(dynapse2: Target) -> CompiledNetwork:
     graph = ei_network(np.random.default_rng(0), 64, [(300, 60), (200, 60)], 10, k_in=40,
                        k_inh=8, k_i=48)

@@ -20,12 +20,12 @@ def project_nonnegative_(model: nn.Module) -> None:
     masks) at 0, and b_E tied per core (``bias='per_core'``: each chunk of ``bias_group``
     neurons takes its mean, the projection onto tied biases) or at 0 (``bias='none'``).
     """
-    for layer in model.modules():
-        if not isinstance(layer, EILayer):
-            continue
-        if layer.options.nonnegative:
-            for p in layer.constrained_parameters():
-                p.clamp_(min=0.0)
+    layers = [m for m in model.modules() if isinstance(m, EILayer)]
+    params = [p for layer in layers if layer.options.nonnegative
+              for p in layer.constrained_parameters()]
+    if params:
+        torch._foreach_clamp_min_(params, 0.0)  # one batched launch, not one per tensor
+    for layer in layers:
         if layer.masked:
             layer.weight_ee.mul_(layer.mask_ee)
             layer.weight_ie.mul_(layer.mask_ie)
@@ -50,7 +50,7 @@ def tie_per_core_(layer: EILayer) -> None:
     group = layer.options.bias_group
     for start in range(0, layer.n_e, group):
         chunk = layer.bias[start:start + group]
-        chunk.fill_(float(chunk.mean()))
+        chunk.fill_(chunk.mean())  # a 0-dim tensor: no device-to-host read per chunk
 
 
 def constraint_violations(model: nn.Module) -> list[str]:

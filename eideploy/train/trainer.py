@@ -48,6 +48,8 @@ from .distributed import DistContext, all_reduce_sum, broadcast_module_, setup_d
 from .recipe import Recipe, RecipeError, recipe_from_dict
 from .schedule import warmup_cosine
 
+PROGRESS_EVERY = 10  # iterations between progress-bar readings of the running loss
+
 __all__ = ["TrainResult", "train", "evaluate", "build_from_recipe", "resolve_device"]
 
 
@@ -335,7 +337,8 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
             task = bar.add_task(f"epoch {epoch + 1}/{all_epochs}", total=iters_per_epoch,
                                 info="") if bar else None
             t0 = time.perf_counter()
-            loss_sum = correct = seen = 0.0
+            running = torch.zeros(2, dtype=torch.float64, device=dev)  # loss sum, correct
+            seen = 0.0
             for x, y in _batches(train_set, rank_batch, epoch_gen, dev, augment, ctx):
                 lr = lr_at(iteration)
                 for group in opt.param_groups:
@@ -348,13 +351,19 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
                 opt.step()
                 project_nonnegative_(model)
                 iteration += 1
-                loss_sum += float(loss.detach()) * y.numel()
-                correct += float((logits.detach().argmax(1) == y).sum())
+                # Running sums stay on the device: reading them every step would stall a GPU.
+                running += torch.stack([loss.detach().double() * y.numel(),
+                                        (logits.detach().argmax(1) == y).sum().double()])
                 seen += y.numel()
                 if bar is not None:
-                    rate = seen * ctx.world_size / max(time.perf_counter() - t0, 1e-9)
-                    bar.update(task, advance=1, info=f"loss {loss_sum / seen:.3f} "
-                               f"acc {100 * correct / seen:.1f}% lr {lr:.2e} {rate:.0f} samples/s")
+                    info = None
+                    if iteration % PROGRESS_EVERY == 0:
+                        loss_sum, correct = running.tolist()
+                        rate = seen * ctx.world_size / max(time.perf_counter() - t0, 1e-9)
+                        info = (f"loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}% "
+                                f"lr {lr:.2e} {rate:.0f} samples/s")
+                    bar.update(task, advance=1, **({"info": info} if info else {}))
+            loss_sum, correct = running.tolist()
             train_time = time.perf_counter() - t0
             loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], dev)
             metrics = evaluate(model, test_set, batch_size=cfg.eval_batch_size, device=dev,
