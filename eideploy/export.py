@@ -32,12 +32,9 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -46,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
+from .atomic import staged_directory
 from .graph.ir import EIGraph
 from .targets.dynapse2.target import Target, load_target
 
@@ -190,49 +188,6 @@ def _absolute(path: Path) -> Path:
     return Path(os.path.abspath(path))
 
 
-@contextmanager
-def _staging(out_dir: Path, overwrite: bool) -> Iterator[Path]:
-    """A hidden directory next to ``out_dir``; renamed onto it when the block succeeds, removed
-    (with any parent directories it had to create) when it fails."""
-    created: list[Path] = []
-    parent = out_dir.parent
-    while not parent.exists():
-        created.append(parent)
-        parent = parent.parent
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
-        yield stage
-        _check_destination(out_dir, overwrite)  # again: it may have changed meanwhile
-        _replace_dir(stage, out_dir)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        for path in created:  # innermost first
-            try:
-                path.rmdir()
-            except OSError:
-                break
-        raise
-
-
-def _replace_dir(stage: Path, out_dir: Path) -> None:
-    """Rename ``stage`` to ``out_dir``; an existing ``out_dir`` is swapped out first and removed
-    only after the new one is in place (and put back if that rename fails)."""
-    os.chmod(stage, 0o755)  # mkdtemp makes it 0700; an export is an ordinary directory
-    if not out_dir.exists():
-        os.replace(stage, out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    old.rmdir()
-    os.replace(out_dir, old)
-    try:
-        os.replace(stage, out_dir)
-    except BaseException:
-        os.replace(old, out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------- export
 def export_model(model_path: str | Path, out_dir: str | Path, *,
                  target: str | Path | Target = "dynapse2", seed: int = 0,
@@ -296,7 +251,8 @@ def export_graph(graph: EIGraph, out_dir: str | Path, *,
 
     start = time.perf_counter()
     report = build_report(graph, compiled, resolved)
-    with _staging(_absolute(out_dir), overwrite) as stage:
+    absolute = _absolute(out_dir)
+    with staged_directory(absolute, lambda: _check_destination(absolute, overwrite)) as stage:
         manifest = write_export(stage, graph, compiled, resolved, report, source=source,
                                 seed=seed, log=log)
     timings["write"] = time.perf_counter() - start

@@ -248,7 +248,8 @@ class IntegerSimulator:
                 if return_states:
                     states[pop.name] = {"current": o, "counts": counts, "membrane": membrane}
                 continue
-            i_int = self._integrate(pop, i_num, frac_num, out, steps, batch, sat, peaks)
+            i_int, divisor = self._integrate(pop, i_num, frac_num, out, steps, batch, sat,
+                                             peaks)
             log2_tau = int(round(np.log2(float(pop.params["tau"]))))
             theta = int(to_fixed(float(pop.params["v_threshold"]), MEMBRANE_FRAC))
             u = np.zeros((batch, pop.size), dtype=np.int64)
@@ -261,12 +262,16 @@ class IntegerSimulator:
             out[pop.name] = spikes
             if return_states:
                 states[pop.name] = {"current": i_int, "output": spikes}
+                if divisor is not None:  # D in units of 2**-self.frac[(name, "div")]
+                    states[pop.name]["divisor"] = divisor
         return IntegerResult(counts, membrane, sat, peaks, states)
 
     def _integrate(self, pop: Population, i_num: np.ndarray, frac_num: int,
                    out: dict[str, np.ndarray], steps: int, batch: int, sat: dict[str, int],
-                   peaks: dict[str, int]) -> np.ndarray:
-        """Eq. 14 in integers: ``I_int = g_E N / D + b_E`` in Q.MEMBRANE_FRAC."""
+                   peaks: dict[str, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Eq. 14 in integers: ``I_int = g_E N / D + b_E`` in Q.MEMBRANE_FRAC, and ``D``
+        (``None`` without divisive inhibition)."""
+        d = None
         has_div = any(s.kind == "div" for s in self.synapses[pop.name])
         if has_div:
             frac_div = self.frac[(pop.name, "div")]
@@ -286,7 +291,7 @@ class IntegerSimulator:
         if not np.all(gain == 1.0):
             q = round_shift(q * to_fixed(gain, GAIN_FRAC), GAIN_FRAC)
         bias = to_fixed(pop.per_neuron("bias", 0.0), MEMBRANE_FRAC)
-        return saturate(q + bias, ACCUMULATOR_BITS, True, f"{pop.name}/I_int", sat, peaks)
+        return saturate(q + bias, ACCUMULATOR_BITS, True, f"{pop.name}/I_int", sat, peaks), d
 
     def _readout(self, o: np.ndarray, pop: Population, sat: dict[str, int],
                  peaks: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -50,7 +50,8 @@ from .schedule import warmup_cosine
 
 PROGRESS_EVERY = 10  # iterations between progress-bar readings of the running loss
 
-__all__ = ["TrainResult", "train", "evaluate", "build_from_recipe", "resolve_device"]
+__all__ = ["TrainResult", "train", "evaluate", "predict_batch", "build_from_recipe",
+           "resolve_device"]
 
 
 @dataclass
@@ -135,6 +136,18 @@ def _autocast(device: torch.device, enabled: bool):
     return nullcontext()
 
 
+def predict_batch(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float logits ``(B, classes)`` and predicted classes of one batch: the largest logit, or for
+    a spiking readout the most spikes with ties broken by the membrane (as on the chip)."""
+    net = getattr(model, "module", model)
+    theta_out = getattr(net, "theta_out", None)
+    if theta_out is None:
+        logits = model(x).float()
+        return logits, logits.argmax(1)
+    per_step = net.forward_sequence(x).float()
+    return per_step.mean(0), readout_decision(*if_readout(per_step, theta_out))
+
+
 def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device,
              transform: Callable | None = None, amp: bool = False,
              ctx: DistContext | None = None) -> dict[str, float]:
@@ -142,18 +155,10 @@ def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device
     ctx = ctx or DistContext()
     model.eval()
     correct = loss_sum = count = 0.0
-    net = getattr(model, "module", model)
-    theta_out = getattr(net, "theta_out", None)
     with torch.no_grad(), _autocast(device, amp):
         for x, y in iterate_batches(dataset, batch_size, shuffle=False, device=device,
                                     augment=transform, rank=ctx.rank, world_size=ctx.world_size):
-            if theta_out is None:
-                logits = model(x).float()
-                predicted = logits.argmax(1)
-            else:  # a spiking readout decides by spike count, ties broken by membrane
-                per_step = net.forward_sequence(x).float()
-                logits = per_step.mean(0)
-                predicted = readout_decision(*if_readout(per_step, theta_out))
+            logits, predicted = predict_batch(model, x)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += float((predicted == y).sum())
             count += y.numel()
