@@ -123,28 +123,206 @@ def simulate(
     data: Annotated[str | None, typer.Option(help="data set (default: the model's)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
     split: Annotated[str, typer.Option(help="train or test")] = "test",
+    backend: Annotated[str, typer.Option(
+        help="integer (bit-accurate, docs/integer-semantics.md) or analog "
+             "(DPI neurons with device mismatch, docs/analog-model.md)")] = "integer",
     division: Annotated[list[str] | None, typer.Option(
-        help="exact, lut:N, lut:N:newton or shift; repeat to compare")] = None,
+        help="integer backend: exact, lut:N, lut:N:newton or shift; repeat to compare")] = None,
+    mismatch: Annotated[float, typer.Option(
+        min=0.0, help="analog backend: relative std of device mismatch (0.1 = 10%)")] = 0.0,
+    trials: Annotated[int, typer.Option(min=1, help="analog backend: mismatch draws")] = 1,
+    seed: Annotated[int, typer.Option(help="analog backend: seed of the first draw")] = 0,
+    rasters: Annotated[Path | None, typer.Option(
+        help="directory for the spike rasters of the first sample (default OUT/simulation)")]
+    = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
 ) -> None:
-    """Accuracy of the quantized network in the bit-accurate integer simulator.
-
-    The arithmetic is specified in docs/integer-semantics.md.
-    """
+    """Accuracy of the exported network in the integer or analog simulator; writes rasters."""
+    if backend not in ("integer", "analog"):
+        _fail(ValueError(f"--backend {backend!r}: use 'integer' or 'analog'"), EXIT_BAD_INPUT)
+    raster_dir = rasters if rasters is not None else out / "simulation"
+    if backend == "analog":
+        _simulate_analog(out, data, data_dir, split, mismatch, trials, seed, raster_dir,
+                         batch_size)
+        return
+    from .sim.integer import IntegerSimulator
     from .sim.integer import accuracy as int_accuracy
 
     modes = division or ["exact", "lut:8", "shift"]
 
     def go():
         graph, x, y, name = _export_data(out, data, data_dir, split, quantized=True)
-        return name, {m: int_accuracy(graph, x, y, division=m, batch_size=batch_size)
-                      for m in modes}
+        results = {m: int_accuracy(graph, x, y, division=m, batch_size=batch_size)
+                   for m in modes}
+        raster = {}
+        for mode in modes:
+            states = IntegerSimulator(graph, mode).run(x[:1], return_states=True).states
+            raster[f"integer {mode}"] = {p: s["output"][:, 0].reshape(graph.T, -1)
+                                         for p, s in states.items() if "output" in s}
+        return name, results, _write_rasters(raster_dir, raster, f"{name} sample 0")
 
-    name, results = _run(go)
+    name, results, written = _run(go)
     for mode, (acc, saturations) in results.items():
         sat = sum(saturations.values())
         print(f"{out}: {name} {split} integer simulator, division {mode}: accuracy {acc:.2f}%, "
               f"saturation events {sat}")
+    print(f"spike rasters of sample 0: {', '.join(str(p) for p in written)}")
+
+
+def _write_rasters(directory: Path, raster: dict, title: str) -> list[Path]:
+    """``raster.png`` and ``spikes.npz`` (``variant/population`` -> (T, neurons)) of one sample."""
+    import io
+
+    import numpy as np
+
+    from .atomic import atomic_write_bytes
+    from .validate.report_plots import plot_raster
+
+    directory.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{f"{v}/{p}": a for v, pops in raster.items()
+                                   for p, a in pops.items()})
+    atomic_write_bytes(directory / "spikes.npz", buffer.getvalue())
+    png = directory / "raster.png"
+    plot_raster(raster, directory / ".raster.png.partial", title=title)
+    (directory / ".raster.png.partial").replace(png)
+    return [png, directory / "spikes.npz"]
+
+
+def _simulate_analog(out: Path, data: str | None, data_dir: str | None, split: str,
+                     mismatch: float, trials: int, seed: int, raster_dir: Path,
+                     batch_size: int) -> None:
+    from .sim.analog import AnalogSimulator, accuracy_trials
+    from .targets.dynapse2.config import read_config
+
+    def go():
+        graph, x, y, name = _export_data(out, data, data_dir, split, quantized=True)
+        config = read_config(out / "dynapse2.json")
+        result = accuracy_trials(config, x, y, mismatch=mismatch, trials=trials, seed=seed,
+                                 batch_size=batch_size, progress=True)
+        sample = AnalogSimulator(config, mismatch=mismatch, seed=seed).run(x[:1])
+        written = []
+        if getattr(sample, "raster", None):
+            written = _write_rasters(raster_dir, {"analog": sample.raster}, f"{name} sample 0")
+        return name, result, written
+
+    name, result, written = _run(go)
+    spread = f" +- {result.std:.2f}" if trials > 1 else ""
+    print(f"{out}: {name} {split} analog simulator, mismatch {100 * mismatch:g}%, "
+          f"{trials} draw(s) from seed {seed}: accuracy {result.mean:.2f}%{spread} "
+          f"(per draw: {', '.join(f'{a:.2f}' for a in result.per_trial)})")
+    if written:
+        print(f"spike rasters of sample 0: {', '.join(str(p) for p in written)}")
+
+
+@app.command()
+def validate(
+    model: Annotated[Path, typer.Argument(help="the trained model.pt")],
+    out: Annotated[Path, typer.Argument(
+        help="its export directory (exported to DYNAP-SE2 first if it does not exist)")],
+    data: Annotated[str | None, typer.Option(help="data set (default: the model's)")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
+    split: Annotated[str, typer.Option(help="train or test")] = "test",
+    division: Annotated[list[str] | None, typer.Option(
+        help="integer division modes to compare (default exact, lut:8, shift)")] = None,
+    analog: Annotated[bool, typer.Option(help="include the analog simulator")] = True,
+    mismatch: Annotated[float, typer.Option(min=0.0, help="analog device mismatch")] = 0.1,
+    trials: Annotated[int, typer.Option(min=0, help="analog mismatch draws")] = 5,
+    report_dir: Annotated[Path | None, typer.Option(
+        help="where report.json, report.md and the plots go (default OUT/validation)")] = None,
+    max_accuracy_drop: Annotated[float | None, typer.Option(
+        min=0.0, help="exit 1 when an integer mode loses more than this many points against "
+                      "the float model")]
+    = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="use the first N samples only")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+) -> None:
+    """Compare float model, float and quantized graphs, integer simulator (each division mode)
+    and analog simulator: accuracy, agreement, firing rates, spike-exactness, saturation."""
+    from rich.table import Table
+
+    from .validate.compare import accuracy_gate, validate_export, write_report
+
+    directory = report_dir if report_dir is not None else out / "validation"
+
+    def go():
+        if not out.exists():
+            from .export import export_model
+
+            console.print(f"{out} does not exist: exporting {model} to DYNAP-SE2 first")
+            export_model(model, out, target="dynapse2")
+        report, arrays = validate_export(
+            model, out, data=data, data_dir=data_dir, split=split,
+            divisions=division or ("exact", "lut:8", "shift"),
+            analog_mismatch=mismatch if analog else None, analog_trials=trials if analog else 0,
+            batch_size=batch_size, limit=limit, log=lambda m: console.print(m, highlight=False))
+        write_report(report, arrays, directory)
+        return report
+
+    report = _run(go)
+    table = Table(title=f"validation of {out} ({report['data']['dataset']} {split}, "
+                        f"{report['data']['samples']} samples)")
+    for column in ("variant", "accuracy %", "agrees with float %", "saturation events"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for variant, entry in report["variants"].items():
+        table.add_row(variant, f"{entry['accuracy']:.2f}", f"{entry['agreement_with_float']:.2f}",
+                      str(entry.get("saturation_events", "")))
+    _stdout.print(table)
+    for pop, exact in report["spike_exact"].items():
+        print(f"{pop}: {100 * exact['steps']:.2f}% of time steps spike-exact between the "
+              f"quantized graph and integer exact ({100 * exact['spikes']:.3f}% of spikes)")
+    if "mismatch" in report.get("analog", {}):
+        m = report["analog"]["mismatch"]
+        print(f"analog, {100 * m['relative_std']:g}% mismatch over {m['trials']} draws: "
+              f"{m['accuracy_mean']:.2f} +- {m['accuracy_std']:.2f}%")
+    print(f"report: {directory / 'report.md'} (and report.json, rates.png, raster.png, "
+          "divisors.png)")
+    if max_accuracy_drop is not None:
+        failed = accuracy_gate(report, max_accuracy_drop)
+        if failed:
+            console.print("[bold red]accuracy drop above --max-accuracy-drop "
+                          f"{max_accuracy_drop:g}:[/] " + "; ".join(failed), highlight=False)
+            raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("run")
+def run_command(
+    out: Annotated[Path, typer.Argument(help="an export directory written by 'eideploy export'")],
+    device: Annotated[str, typer.Option(help="the board kind")] = "dynapse2",
+    data: Annotated[str | None, typer.Option(help="data set (default: the model's)")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
+    split: Annotated[str, typer.Option(help="train or test")] = "test",
+    board: Annotated[int, typer.Option(min=0, help="which connected board")] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="use the first N samples only")] = None,
+) -> None:
+    """Run the exported network on a connected DYNAP-SE2 board through the vendor's samna."""
+    if device != "dynapse2":
+        _fail(ValueError(f"--device {device!r}: eideploy runs on 'dynapse2' boards"),
+              EXIT_BAD_INPUT)
+    from .targets.dynapse2.board import BoardUnavailable, check_board, run_on_board
+
+    try:
+        check_board()  # before any data is read: no samna or no board answers in well under 1 s
+    except BoardUnavailable as exc:
+        _fail(exc, EXIT_MISSING)
+
+    def go():
+        graph, x, y, name = _export_data(out, data, data_dir, split, quantized=True)
+        if limit is not None:
+            x, y = x[:limit], y[:limit]
+        try:
+            return name, run_on_board(out, x, y, board_index=board, progress=True)
+        except BoardUnavailable as exc:
+            raise MissingDependency(str(exc)) from None
+
+    import numpy as np
+
+    name, result = _run(go)
+    print(f"{out}: {name} {split} on the DYNAP-SE2 board: accuracy {result.accuracy:.2f}% "
+          f"({result.events_sent} input events, {result.events_received} output events, "
+          f"{result.seconds:.1f} s)")
+    for pop, rate in (result.rates or {}).items():
+        print(f"  {pop}: mean rate {float(np.mean(rate)):.1f} Hz")
 
 
 def _export_data(out: Path, data: str | None, data_dir: str | None, split: str,

@@ -1,0 +1,131 @@
+"""Plots of a validation or simulation: firing rates, spike rasters and the divisors of Eq. 14.
+
+* ``rates.png``: per population, every neuron's rate in each variant against its rate in the
+  quantized graph (the diagonal is agreement), with the Pearson r in the legend;
+* ``raster.png``: one sample's spikes, one panel per population and variant (time step x neuron;
+  interneuron spike counts as marker size);
+* ``divisors.png``: the histogram of ``D = I_div + eps`` per population, with the floor ``eps``.
+
+Each figure is drawn on its own ``Figure`` with the Agg canvas (no pyplot state) and saved without
+metadata, so the bytes depend only on the numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_rates", "plot_raster", "plot_divisors", "REFERENCE"]
+
+REFERENCE = "quantized graph"
+DPI = 100
+_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
+    return path
+
+
+def plot_rates(rates: Mapping[str, Mapping[str, np.ndarray]], path: str | Path) -> Path:
+    """Scatter of per-neuron rates of each variant against the quantized graph's."""
+    reference = rates.get(REFERENCE) or next(iter(rates.values()), {})
+    pops = list(reference)
+    fig = _figure(4.2 * max(len(pops), 1), 4.2)
+    if not pops:
+        fig.text(0.5, 0.5, "no spiking populations", ha="center")
+        return _save(fig, path)
+    others = [v for v in rates if v != REFERENCE]
+    for i, pop in enumerate(pops):
+        ax = fig.add_subplot(1, len(pops), i + 1)
+        ref = np.asarray(reference[pop], dtype=np.float64)
+        top = max(float(ref.max()), 1e-9)
+        for colour, variant in zip(_COLOURS, others, strict=False):
+            if pop not in rates[variant]:
+                continue
+            value = np.asarray(rates[variant][pop], dtype=np.float64)
+            top = max(top, float(value.max()))
+            r = (np.corrcoef(ref, value)[0, 1] if ref.std() > 0 and value.std() > 0 else
+                 float("nan"))
+            ax.scatter(ref, value, s=6, alpha=0.6, color=colour, label=f"{variant} (r={r:.3f})")
+        ax.plot([0, top], [0, top], color="#888888", linewidth=0.8, linestyle="--")
+        ax.set_title(pop, fontsize=9)
+        ax.set_xlabel("quantized graph rate (per step)", fontsize=8)
+        if i == 0:
+            ax.set_ylabel("variant rate (per step)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="upper left", frameon=False)
+    fig.suptitle("Per-neuron firing rates against the quantized graph", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_raster(raster: Mapping[str, Mapping[str, np.ndarray]], path: str | Path,
+                title: str = "Spikes of one sample") -> Path:
+    """One panel per (population, variant): dots at (time step, neuron) where it spiked."""
+    variants = list(raster)
+    pops = list(next(iter(raster.values()), {}))
+    fig = _figure(3.6 * max(len(variants), 1), 2.4 * max(len(pops), 1))
+    if not pops:
+        fig.text(0.5, 0.5, "no spiking populations", ha="center")
+        return _save(fig, path)
+    for row, pop in enumerate(pops):
+        for col, variant in enumerate(variants):
+            ax = fig.add_subplot(len(pops), len(variants), row * len(variants) + col + 1)
+            spikes = np.asarray(raster[variant].get(pop, np.zeros((0, 0))), dtype=np.float64)
+            t, n = np.nonzero(spikes)
+            binary = spikes.max(initial=0) <= 1  # spikes; else interneuron counts
+            sizes = 12.0 if binary else 2 + 4 * np.minimum(spikes[t, n], 4)
+            ax.scatter(t, n, s=sizes, color="#222222", marker="|" if binary else "o",
+                       linewidths=0.8)
+            ax.set_xlim(-0.5, spikes.shape[0] - 0.5 if spikes.size else 0.5)
+            ax.set_ylim(-0.5, spikes.shape[1] - 0.5 if spikes.size else 0.5)
+            ax.tick_params(labelsize=6)
+            ax.set_title(f"{pop}: {variant} ({int(spikes.sum())} spikes)", fontsize=8)
+            if row == len(pops) - 1:
+                ax.set_xlabel("time step", fontsize=7)
+            if col == 0:
+                ax.set_ylabel("neuron", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_divisors(divisors: Mapping[str, np.ndarray], summary: Mapping[str, Mapping[str, float]],
+                  path: str | Path) -> Path:
+    """Histogram of the divisor values per population (log x), the floor eps marked."""
+    pops = [p for p, v in divisors.items() if np.asarray(v).size]
+    fig = _figure(4.2 * max(len(pops), 1), 3.4)
+    if not pops:
+        fig.text(0.5, 0.5, "no divisive inhibition in this network", ha="center")
+        return _save(fig, path)
+    for i, pop in enumerate(pops):
+        ax = fig.add_subplot(1, len(pops), i + 1)
+        values = np.asarray(divisors[pop], dtype=np.float64)
+        low, high = max(values.min(), 1e-12), max(values.max(), values.min() * 1.01, 1e-11)
+        ax.hist(values, bins=np.geomspace(low, high * 1.0001, 40), color="#7570b3")
+        ax.set_xscale("log")
+        eps = summary.get(pop, {}).get("eps")
+        if eps:
+            ax.axvline(eps, color="#d95f02", linestyle="--", linewidth=1, label=f"eps = {eps:g}")
+            ax.legend(fontsize=7, frameon=False)
+        ax.set_title(pop, fontsize=9)
+        ax.set_xlabel("D = I_div + eps (model units)", fontsize=8)
+        ax.set_ylabel("count (samples x steps x neurons)", fontsize=7)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("Divisors of Eq. 14 in the integer simulator (exact)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

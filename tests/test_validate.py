@@ -1,0 +1,124 @@
+"""`eideploy validate` and `eideploy simulate` rasters on the shipped digits model: every stage
+of the pipeline side by side, with a report a user can read and a gate a CI can use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from eideploy.cli import app
+from eideploy.validate.compare import REPORT_SCHEMA_VERSION, accuracy_gate
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "digits-dynapse2.pt"
+PNG = b"\x89PNG\r\n\x1a\n"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory) -> tuple[Path, dict, str]:
+    """``validate`` on an export directory that does not exist yet: it exports first."""
+    out = tmp_path_factory.mktemp("val") / "digits-dynapse2"
+    res = runner.invoke(app, ["validate", str(MODEL), str(out), "--no-analog"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "validation" / "report.json").read_text())
+    return out, report, res.output
+
+
+def test_validate_exports_first_and_writes_the_report_and_three_plots(validated):
+    out, report, output = validated
+    assert (out / "manifest.json").is_file() and (out / "dynapse2.json").is_file()
+    for name in ("rates.png", "raster.png", "divisors.png"):
+        assert (out / "validation" / name).read_bytes()[:8] == PNG
+    markdown = (out / "validation" / "report.md").read_text()
+    assert "| integer lut:8 |" in markdown and "spike-exact" in markdown
+    assert report["schema_version"] == REPORT_SCHEMA_VERSION
+    assert report["data"] == {"dataset": "digits", "split": "test", "samples": 360}
+    assert "report.md" in output
+
+
+def test_integer_lut8_is_within_one_point_of_the_quantized_graph(validated):
+    variants = validated[1]["variants"]
+    assert set(variants) >= {"float (torch)", "float graph", "quantized graph", "integer exact",
+                             "integer lut:8", "integer shift"}
+    assert abs(variants["integer lut:8"]["accuracy"] - variants["quantized graph"]["accuracy"]) \
+        <= 1.0
+    assert variants["float (torch)"]["accuracy"] >= 95.0
+    for mode in ("exact", "lut:8", "shift"):
+        entry = variants[f"integer {mode}"]
+        assert entry["agreement_with_quantized"] >= 98.0
+        assert entry["saturation_events"] == sum(entry["saturations"].values())
+
+
+def test_integer_rates_follow_the_quantized_graph_neuron_by_neuron(validated):
+    variants = validated[1]["variants"]
+    for mode in ("exact", "lut:8"):
+        correlations = variants[f"integer {mode}"]["rate_correlation_with_quantized"]
+        assert correlations and min(correlations.values()) >= 0.99
+    # the float graph is a different network (unquantized weights): correlated, not identical
+    assert 0.9 <= min(variants["float graph"]["rate_correlation_with_quantized"].values()) < 1.0
+
+
+def test_quantized_graph_and_integer_exact_agree_spike_for_spike_almost_everywhere(validated):
+    exact = validated[1]["spike_exact"]
+    assert exact, "the digits model has an excitatory population"
+    for pop, fractions in exact.items():
+        assert fractions["spikes"] >= 0.99, pop
+        assert 0.5 <= fractions["steps"] <= fractions["spikes"], pop
+
+
+def test_the_divisors_never_fall_below_the_floor(validated):
+    for pop, d in validated[1]["divisors"].items():
+        assert d["min"] >= d["eps"] * (1 - 1e-3), pop
+        assert d["min"] <= d["median"] <= d["max"], pop
+
+
+def test_max_accuracy_drop_passes_with_room_and_fails_the_gate_when_exceeded(validated,
+                                                                             monkeypatch):
+    out, report, _ = validated
+    res = runner.invoke(app, ["validate", str(MODEL), str(out), "--no-analog", "--division",
+                              "lut:8", "--max-accuracy-drop", "1.0", "--limit", "64"])
+    assert res.exit_code == 0, res.output
+    worse = json.loads(json.dumps(report))
+    worse["variants"]["integer shift"]["accuracy"] -= 3.0
+    assert len(accuracy_gate(worse, 2.0)) == 1 and accuracy_gate(worse, 5.0) == []
+    import eideploy.validate.compare as compare
+
+    real = compare.validate_export
+    monkeypatch.setattr(compare, "validate_export",
+                        lambda *a, **k: (worse, real(*a, **k)[1]))
+    res = runner.invoke(app, ["validate", str(MODEL), str(out), "--no-analog", "--limit", "16",
+                              "--max-accuracy-drop", "2", "--report-dir", str(out / "gate")])
+    assert res.exit_code == 1, res.output
+    assert "integer shift" in res.output
+
+
+def test_validate_refuses_an_export_of_another_model(validated, tmp_path):
+    out = validated[0]
+    other = tmp_path / "other.pt"
+    checkpoint = torch.load(MODEL, weights_only=True)
+    key = next(k for k, v in checkpoint["state_dict"].items() if v.is_floating_point())
+    checkpoint["state_dict"][key] = checkpoint["state_dict"][key] * 1.01
+    torch.save(checkpoint, other)
+    res = runner.invoke(app, ["validate", str(other), str(out), "--no-analog",
+                              "--report-dir", str(tmp_path / "report")])
+    assert res.exit_code == 2, res.output
+    assert "exported from another model" in res.output
+    assert not (tmp_path / "report").exists()
+
+
+def test_simulate_writes_rasters_of_the_first_sample_per_division_mode(validated, tmp_path):
+    out = validated[0]
+    res = runner.invoke(app, ["simulate", str(out), "--division", "exact", "--division", "shift",
+                              "--rasters", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / "raster.png").read_bytes()[:8] == PNG
+    spikes = np.load(tmp_path / "r" / "spikes.npz")
+    exc = [k for k in spikes.files if k.startswith("integer exact/") and "exc" in k]
+    assert exc and spikes[exc[0]].shape[0] == 8  # T steps
+    assert set(np.unique(spikes[exc[0]])) <= {0, 1}
