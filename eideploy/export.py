@@ -201,7 +201,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, *,
     ``ValueError`` (a model that has no E-I graph form), ``DoesNotFit`` (design rules, with the
     full report) or ``MappingError`` (placement or routing). Nothing is written on any error.
     """
-    from .graph.lower import lower
+    from .graph.lowering import lower
     from .train.checkpoint import load_model
 
     model_path, out_dir = Path(model_path), Path(out_dir)
@@ -562,7 +562,7 @@ def model_overview(model_path: str | Path, *, target: str | Path | Target = "dyn
     stay convolutions, nothing is unrolled). A model that has no E-I graph form (a ResNet, a
     BN baseline) is still described; its ``drc`` is ``None`` and ``drc_error`` says why.
     """
-    from .graph.lower import lower
+    from .graph.lowering import lower
     from .nn import EIConv2d, EILayer
     from .targets.dynapse2.drc import check
     from .train.checkpoint import load_model

@@ -360,9 +360,9 @@ def test_conv_fan_in_is_exact_per_neuron_including_borders_and_pools(stride: int
 
 def test_counting_conv_without_unrolling_agrees_with_unrolled_synapses(dynapse2: Target) -> None:
     """Cross-check with lowering's ``unroll_conv`` (explicit sparse synapses, pools expanded)."""
-    unroll_conv = getattr(pytest.importorskip("eideploy.graph.lower"), "unroll_conv", None)
+    unroll_conv = getattr(pytest.importorskip("eideploy.graph.unroll"), "unroll_conv", None)
     if unroll_conv is None:
-        pytest.skip("eideploy.graph.lower has no unroll_conv yet")
+        pytest.skip("eideploy.graph.unroll has no unroll_conv yet")
     graph = vgg_graph((4, "P", 6, "P"), (2, 13, 13), 4, np.random.default_rng(8), density=0.5,
                       ei_ratio=2)
     unrolled = unroll_conv(graph)

@@ -341,7 +341,7 @@ def test_a_failure_while_writing_leaves_nothing_and_keeps_the_old_export(tmp_pat
 def test_cli_export_of_a_fitting_network_prints_the_summary(tmp_path, dense_model, monkeypatch):
     """Models trained for hardware lower to fitting graphs; until lowering makes them, the
     lowered graph is replaced by a fitting one to run the command end to end."""
-    lowering = importlib.import_module("eideploy.graph.lower")  # the package re-exports lower()
+    lowering = importlib.import_module("eideploy.graph.lowering")  # the package re-exports lower()
 
     monkeypatch.setattr(lowering, "lower", lambda model, **kwargs: fitting_graph())
     out = tmp_path / "out"
@@ -358,7 +358,7 @@ def test_cli_export_of_a_fitting_network_prints_the_summary(tmp_path, dense_mode
 
 def test_reexport_into_the_directory_holding_the_model_is_refused(tmp_path, dense_model,
                                                                    monkeypatch):
-    lowering = importlib.import_module("eideploy.graph.lower")
+    lowering = importlib.import_module("eideploy.graph.lowering")
     monkeypatch.setattr(lowering, "lower", lambda model, **kwargs: fitting_graph())
     out = tmp_path / "out"
     assert runner.invoke(app, ["export", str(dense_model), "-o", str(out), "--chips", "1"]
@@ -372,7 +372,7 @@ def test_reexport_into_the_directory_holding_the_model_is_refused(tmp_path, dens
 
 def test_cli_export_without_rockpool_exits_3_and_writes_nothing(tmp_path, dense_model,
                                                                  monkeypatch):
-    lowering = importlib.import_module("eideploy.graph.lower")  # the package re-exports lower()
+    lowering = importlib.import_module("eideploy.graph.lowering")  # the package re-exports lower()
 
     def no_rockpool():
         raise ImportError("samna.json is written through rockpool's samna mirrors: "

@@ -309,3 +309,17 @@ def test_golden_trace_of_the_tiny_network_is_reproduced_bit_for_bit(division):
     assert result.states["exc"]["current"][:, 0].tolist() == GOLDEN_I_INT[division]
     assert result.states["inh"]["output"][:, 0, 0].tolist() == [4, 8, 12, 8]
     assert result.states["exc"]["output"][:, 0].tolist() == [[0, 1], [1, 1], [1, 1], [1, 1]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(x=st.integers(-(1 << 40), 1 << 40), left=st.integers(0, 80),
+       bits=st.sampled_from([ACCUMULATOR_BITS, DIVIDEND_BITS]))
+def test_a_left_alignment_saturates_at_the_width_and_never_wraps(x, left, bits):
+    from eideploy.sim.integer import align
+
+    counts: dict[str, int] = {}
+    got = int(saturate(align(np.array([x], dtype=np.int64), -left, bits), bits, True, "v",
+                       counts, {})[0])
+    high = (1 << (bits - 1)) - 1
+    assert got == max(-high - 1, min(high, x << left))
+    assert counts["v"] == int(not -high - 1 <= x << left <= high)

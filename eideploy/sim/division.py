@@ -21,10 +21,13 @@ the sign (so ``divide(-N, D) == -divide(N, D)``):
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 __all__ = ["divide", "reciprocal_lut", "lut_reciprocal", "lut_bound", "parse_division",
-           "bit_length", "RECIPROCAL_BITS", "DIVISOR_BITS", "SHIFT_BOUNDS", "MODES"]
+           "bit_length", "normalise", "RECIPROCAL_BITS", "DIVISOR_BITS", "SHIFT_BOUNDS", "MODES"]
 
 #: Fractional bits ``P`` of the table's reciprocals: entries ``round(2**P / m_mid)`` lie in
 #: ``(2**(P-1), 2**P]``, so one entry is ``P + 1`` bits (17 for P = 16).
@@ -34,6 +37,8 @@ DIVISOR_BITS = 31
 #: ``shift``'s relative error of ``1/D``: ``2**k / D - 1`` lies in ``[1/sqrt2 - 1, sqrt2 - 1]``.
 SHIFT_BOUNDS = (2 ** -0.5 - 1.0, 2 ** 0.5 - 1.0)
 MODES = ("exact", "lut", "shift")
+#: Elements per chunk of :func:`divide` (its temporaries then fit in a core's cache).
+CHUNK = 1 << 15
 
 
 def parse_division(division: str) -> tuple[str, int, bool]:
@@ -50,25 +55,42 @@ def parse_division(division: str) -> tuple[str, int, bool]:
                      "'lut:N:newton'")
 
 
-def bit_length(d: np.ndarray) -> np.ndarray:
-    """``floor(log2 d) + 1`` for positive int64 ``d``, exactly (no float rounding at 2**k - 1)."""
+#: Bits of an IEEE float64's fraction field.
+_FRACTION_BITS = 52
+_FRACTION_MASK = (1 << _FRACTION_BITS) - 1
+#: ``floor((sqrt 2 - 1) 2**52)``, exactly (integer square root): a fraction field above it means
+#: a mantissa above sqrt 2 (never equal: sqrt 2 is irrational).
+_SQRT2_FRACTION = math.isqrt(2 << (2 * _FRACTION_BITS)) - (1 << _FRACTION_BITS)
+
+
+def normalise(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Leading-zero normalisation ``d = 2**k (1 + f / 2**52)`` of positive int64 ``d < 2**53``:
+    ``(k, f)`` exactly. A float64 holds every such integer without rounding, so its exponent
+    field is ``k`` and its fraction field ``f`` is ``d``'s bits after the leading one, shifted
+    to the top (the bits a hardware leading-zero counter and barrel shifter give)."""
+    bits = np.asarray(d, dtype=np.int64).astype(np.float64).view(np.int64)
+    return (bits >> _FRACTION_BITS) - 1023, bits & _FRACTION_MASK
+
+
+def bit_length(d: np.ndarray, *, check: bool = True) -> np.ndarray:
+    """``floor(log2 d) + 1`` for positive int64 ``d < 2**53``, exactly (:func:`normalise`)."""
     d = np.asarray(d, dtype=np.int64)
-    k = np.zeros(d.shape, dtype=np.int64)
-    rest = d.copy()
-    for step in (32, 16, 8, 4, 2, 1):  # a leading-zero count by binary search, as hardware does
-        big = rest >= (np.int64(1) << step)
-        k += np.where(big, step, 0)
-        rest = np.where(big, rest >> step, rest)
-    return k + (rest > 0)
+    if check and d.size and (d.min() < 1 or d.max() >= (np.int64(1) << 53)):
+        raise ValueError("bit_length: values must lie in [1, 2**53)")
+    return normalise(d)[0] + 1
 
 
+@functools.lru_cache(maxsize=64)
 def reciprocal_lut(bits: int, precision: int = RECIPROCAL_BITS) -> np.ndarray:
-    """The table: entry ``i`` is ``round(2**P / (1 + (i + 1/2) / 2**n))`` (midpoint), int64."""
+    """The table: entry ``i`` is ``round(2**P / (1 + (i + 1/2) / 2**n))`` (midpoint), int64
+    (read-only: one table per ``(n, P)``, built once)."""
     i = np.arange(1 << bits, dtype=np.int64)
     # exact rational rounding: 2**P * 2**(n+1) / (2**(n+1) + 2i + 1), half away from zero
     den = (np.int64(1) << (bits + 1)) + 2 * i + 1
     num = np.int64(1) << (precision + bits + 1)
-    return (2 * num + den) // (2 * den)
+    table = (2 * num + den) // (2 * den)
+    table.flags.writeable = False
+    return table
 
 
 def lut_bound(bits: int, newton: bool = False, precision: int = RECIPROCAL_BITS) -> float:
@@ -86,16 +108,13 @@ def lut_bound(bits: int, newton: bool = False, precision: int = RECIPROCAL_BITS)
 def lut_reciprocal(d: np.ndarray, bits: int, newton: bool = False,
                    precision: int = RECIPROCAL_BITS) -> tuple[np.ndarray, np.ndarray]:
     """``(recip, shift)`` with ``1/d ~ recip / 2**shift``: ``recip`` in ``(2**(P-1), 2**P]``."""
-    d = np.asarray(d, dtype=np.int64)
-    k = bit_length(d) - 1  # d = 2**k m, 1 <= m < 2
-    # the n bits after the leading one; for k < n the low bits are zeros (left shift first)
-    index = np.where(k >= bits, d >> np.maximum(k - bits, 0),
-                     d << np.maximum(bits - k, 0)) - (np.int64(1) << bits)
-    recip = reciprocal_lut(bits, precision)[index]
+    k, fraction = normalise(d)  # d = 2**k m, 1 <= m < 2 (callers keep d in [1, 2**31))
+    # the n bits after the leading one (zeros below d's last bit when k < n)
+    index = fraction >> (_FRACTION_BITS - bits)
+    recip = np.take(reciprocal_lut(bits, precision), index)
     if newton:
         # m in Q.P (truncated to P fractional bits), then x1 = x0 (2 - m x0) in Q.P
-        m = np.where(k >= precision, d >> np.maximum(k - precision, 0),
-                     d << np.maximum(precision - k, 0))
+        m = (np.int64(1) << precision) + (fraction >> (_FRACTION_BITS - precision))
         mx = (m * recip) >> precision
         recip = (recip * ((np.int64(2) << precision) - mx)) >> precision
     return recip, k + precision
@@ -103,27 +122,45 @@ def lut_reciprocal(d: np.ndarray, bits: int, newton: bool = False,
 
 def _round_shift(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """``round(x / 2**shift)`` half away from zero for ``x >= 0``, ``shift >= 0``."""
-    half = np.where(shift > 0, np.int64(1) << np.maximum(shift - 1, 0), 0)
-    return (x + half) >> shift
+    return (x + ((np.int64(1) << shift) >> 1)) >> shift  # half is 0 for shift 0
 
 
-def divide(n: np.ndarray, d: np.ndarray, method: str = "exact") -> np.ndarray:
+def divide(n: np.ndarray, d: np.ndarray, method: str = "exact", *, check: bool = True
+           ) -> np.ndarray:
     """``N / D`` rounded half away from zero, by ``method`` (module doc); int64 arrays,
-    broadcast. ``D`` must lie in ``[1, 2**DIVISOR_BITS)``; ``|N| * recip`` must fit in 63 bits
-    (``|N| < 2**(62 - P)`` for ``lut``), which the simulator's widths guarantee."""
+    broadcast. ``D`` must lie in ``[1, 2**DIVISOR_BITS)`` (checked unless ``check`` is False:
+    for callers that clamp ``D`` themselves); ``|N| * recip`` must fit in 63 bits
+    (``|N| < 2**(62 - P)`` for ``lut``), which the simulator's widths guarantee.
+
+    Large arrays are divided in chunks of ``CHUNK`` elements: the same values, computed while
+    the temporaries stay in the processor's cache (3-4x faster than whole-array passes)."""
     n = np.asarray(n, dtype=np.int64)
     d = np.asarray(d, dtype=np.int64)
-    if d.size and (d.min() < 1 or d.max() >= (np.int64(1) << DIVISOR_BITS)):
+    if check and d.size and (d.min() < 1 or d.max() >= (np.int64(1) << DIVISOR_BITS)):
         raise ValueError(f"divisor out of [1, 2**{DIVISOR_BITS}): min {d.min()}, max {d.max()}")
-    method_name, bits, newton = parse_division(method)
-    magnitude, sign = np.abs(n), np.where(n < 0, -1, 1)
+    parsed = parse_division(method)
+    n, d = np.broadcast_arrays(n, d)
+    if n.size <= CHUNK:
+        return _divide(n, d, *parsed)
+    out = np.empty(n.shape, dtype=np.int64)
+    flat_n, flat_d, flat_out = n.reshape(-1), d.reshape(-1), out.reshape(-1)
+    for start in range(0, flat_n.size, CHUNK):
+        part = slice(start, start + CHUNK)
+        flat_out[part] = _divide(flat_n[part], flat_d[part], *parsed)
+    return out
+
+
+def _divide(n: np.ndarray, d: np.ndarray, method_name: str, bits: int, newton: bool
+            ) -> np.ndarray:
+    magnitude = np.abs(n)
     if method_name == "exact":
         q = (2 * magnitude + d) // (2 * d)
     elif method_name == "shift":
-        k = bit_length(d) - 1
-        k = k + (d * d >= (np.int64(1) << (2 * k + 1)))  # nearest power of two in log2
+        k, fraction = normalise(d)
+        k = k + (fraction > _SQRT2_FRACTION)  # nearest power of two in log2: m >= sqrt 2
         q = _round_shift(magnitude, k)
     else:
         recip, shift = lut_reciprocal(d, bits, newton)
         q = _round_shift(magnitude * recip, shift)
-    return sign * q
+    sign = n >> 63  # -1 where n < 0, else 0: (q ^ -1) + 1 == -q restores the sign
+    return (q ^ sign) - sign

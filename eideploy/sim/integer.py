@@ -28,7 +28,7 @@ from ..graph.ir import EIGraph, GraphError, Population, Projection
 from .division import DIVISOR_BITS, divide, parse_division
 
 __all__ = ["IntegerSimulator", "IntegerResult", "Synapses", "accuracy", "to_fixed",
-           "round_shift", "lif_decay", "saturate", "WEIGHT_BITS", "ACCUMULATOR_BITS",
+           "round_shift", "align", "lif_decay", "saturate", "WEIGHT_BITS", "ACCUMULATOR_BITS",
            "COUNT_BITS", "MEMBRANE_BITS", "MEMBRANE_FRAC", "DIVIDEND_BITS", "GAIN_FRAC",
            "MAX_FRAC"]
 
@@ -63,6 +63,22 @@ def round_shift(x: np.ndarray, shift: int) -> np.ndarray:
     return np.where(x < 0, -((-x + half) >> shift), (x + half) >> shift)
 
 
+def align(x: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    """:func:`round_shift` onto a signed ``bits``-wide quantity, a left shift that cannot wrap:
+    a value whose shifted magnitude would leave the width is first clipped to the smallest
+    magnitude that still leaves it, so the following :func:`saturate` clamps it to the exact
+    limit and counts it (an int64 shift of the raw value could wrap past 63 bits)."""
+    if shift > 0:
+        return round_shift(x, shift)
+    left = -shift
+    high = (1 << (bits - 1)) - 1
+    if left >= bits - 1:  # every non-zero value leaves the width
+        return np.sign(x) * (np.int64(1) << bits)
+    # the smallest magnitudes that leave [-(high + 1), high] once shifted, on either side
+    above, below = (high >> left) + 1, ((high + 1) >> left) + 1
+    return np.clip(x, -below, above) << left
+
+
 def lif_decay(u: np.ndarray, log2_tau: int) -> np.ndarray:
     """``u (1 - 2**-j)`` as ``u - ceil(u / 2**j)`` = ``u + ((-u) >> j)``: for tau = 2 (j = 1)
     this is ``u >> 1``, the arithmetic shift (floor) by one."""
@@ -75,12 +91,15 @@ def saturate(x: np.ndarray, bits: int, signed: bool, name: str,
     ``[0, 2**b - 1]``), adding the number of clamped elements to ``counts[name]``."""
     high = (np.int64(1) << (bits - 1 if signed else bits)) - 1
     low = -high - 1 if signed else np.int64(0)
-    over = int(np.count_nonzero((x > high) | (x < low)))
-    counts[name] = counts.get(name, 0) + over
-    if over:
-        x = np.clip(x, low, high)
+    over = 0
     if x.size:
-        peaks[name] = max(peaks.get(name, 0), int(np.abs(x).max()))
+        lo, hi = int(x.min()), int(x.max())
+        if lo < low or hi > high:
+            over = int(np.count_nonzero((x > high) | (x < low)))
+            x = np.clip(x, low, high)
+            lo, hi = (min(max(v, int(low)), int(high)) for v in (lo, hi))
+        peaks[name] = max(peaks.get(name, 0), abs(lo), abs(hi))
+    counts[name] = counts.get(name, 0) + over
     return x
 
 
@@ -94,10 +113,20 @@ def grid_frac(max_weight: float) -> int:
     return min(frac, MAX_FRAC)
 
 
+#: Largest weight matrix (target x source elements) multiplied densely; larger ones stay sparse.
+DENSE_LIMIT = 1 << 22
+
+
 @dataclass
 class Synapses:
     """One projection as integers: ``levels`` (nnz,) unsigned on the grid ``2**-frac``, and
-    the (target, source) ``indices``; ``matrix`` the int64 CSR (target x source)."""
+    the (target, source) ``indices``; ``matrix`` the int64 CSR (target x source).
+
+    :meth:`apply` sums ``levels x source outputs`` per target. Every partial sum of that
+    product is an integer no larger than ``max(source) * row_bound``; where that bound is below
+    ``2**24`` (``2**53``) float32 (float64) arithmetic represents every partial sum exactly, in
+    any order, so the product runs as a float BLAS multiply and converts back to the identical
+    integers; above ``2**53`` it runs in int64."""
 
     projection: str
     kind: str
@@ -106,6 +135,44 @@ class Synapses:
     indices: np.ndarray
     frac: int
     matrix: scipy.sparse.csr_matrix
+    row_bound: int = 0
+    _float: dict[type, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        sums = np.asarray(abs(self.matrix).sum(axis=1)).ravel()
+        self.row_bound = int(sums.max()) if sums.size else 0
+
+    def _weights(self, dtype: type) -> Any:
+        if dtype not in self._float:
+            rows, cols = self.matrix.shape
+            matrix = self.matrix.astype(dtype)
+            self._float[dtype] = (matrix.T.toarray() if rows * cols <= DENSE_LIMIT
+                                  else matrix.T.tocsr())
+        return self._float[dtype]
+
+    def apply(self, src: SourceOutput) -> np.ndarray:
+        """A source's ``(N, n_source)`` outputs -> ``(N, n_target)`` int64 summed currents."""
+        bound = src.top * self.row_bound
+        if bound >= 1 << 53:
+            return np.asarray((self.matrix @ src.values.T).T)
+        dtype = np.float32 if bound < 1 << 24 else np.float64
+        product = src.as_float(dtype) @ self._weights(dtype)
+        return np.asarray(product).astype(np.int64)
+
+
+class SourceOutput:
+    """A population's integer outputs ``(N, n)``, their largest magnitude, and their float
+    copies made once for every projection that reads them (:meth:`Synapses.apply`)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+        self.top = max(int(values.max()), -int(values.min())) if values.size else 0
+        self._float: dict[type, np.ndarray] = {}
+
+    def as_float(self, dtype: type) -> np.ndarray:
+        if dtype not in self._float:
+            self._float[dtype] = self.values.astype(dtype)
+        return self._float[dtype]
 
 
 @dataclass
@@ -197,20 +264,25 @@ class IntegerSimulator:
                         matrix)
 
     # ---- the pass
-    def _current(self, pop: Population, kinds: tuple[str, ...], out: dict[str, np.ndarray],
+    def _current(self, pop: Population, kinds: tuple[str, ...],
+                 sources: dict[str, SourceOutput],
                  steps: int, batch: int, sat: dict[str, int], peaks: dict[str, int]
                  ) -> np.ndarray:
         """Sum of ``kinds`` into ``pop`` as ``(T, B, n)`` int64 (sub negated), saturated."""
-        total = np.zeros((steps, batch, pop.size), dtype=np.int64)
+        total = None
         for syn in self.synapses[pop.name]:
             if syn.kind not in kinds:
                 continue
-            src = out[syn.source].reshape(steps * batch, -1)
-            part = np.asarray((syn.matrix @ src.T).T).reshape(steps, batch, pop.size)
+            part = syn.apply(sources[syn.source]).reshape(steps, batch, pop.size)
             name = f"{pop.name}/I_{syn.kind}"
             part = saturate(part, ACCUMULATOR_BITS, True, name, sat, peaks)
-            total = total - part if syn.kind == "sub" else total + part
-        return total
+            if syn.kind == "sub":
+                np.negative(part, out=part)
+            if total is None:
+                total = part
+            else:
+                total += part
+        return np.zeros((steps, batch, pop.size), dtype=np.int64) if total is None else total
 
     def run(self, x: Any, *, return_states: bool = False) -> IntegerResult:
         """Run a batch ``(B, *in_shape)`` or ``(B, T, *in_shape)`` (as the float executor)."""
@@ -221,34 +293,35 @@ class IntegerSimulator:
         spikes_in = self.host.encode_input(self.host.fold_input(x))
         spikes_in = np.broadcast_to(spikes_in, (steps, *spikes_in.shape[1:]))
         batch = spikes_in.shape[1]
-        out: dict[str, np.ndarray] = {self.host.input.name: spikes_in.astype(np.int64)}
+        sources = {self.host.input.name: SourceOutput(
+            spikes_in.astype(np.int64).reshape(steps * batch, -1))}
         counts = membrane = np.zeros((batch, 0), dtype=np.int64)
         for pop in graph.populations:
             if pop.role == "input":
                 continue
             if pop.role == "inh":
                 frac = self.frac[(pop.name, "num")]
-                i_ie = self._current(pop, ("exc",), out, steps, batch, sat, peaks)
+                i_ie = self._current(pop, ("exc",), sources, steps, batch, sat, peaks)
                 theta = max(int(to_fixed(float(pop.params.get("theta_i", 1.0)), frac)), 1)
                 # floor(relu(I_IE) / theta_I): the interneuron's spike count, a division by a
                 # constant (a multiply-shift in hardware), exact here in every mode
                 r_i = saturate(np.maximum(i_ie, 0) // theta, COUNT_BITS, False,
                                f"{pop.name}/r_I", sat, peaks)
-                out[pop.name] = r_i
+                sources[pop.name] = SourceOutput(r_i.reshape(steps * batch, -1))
                 if return_states:
                     states[pop.name] = {"current": i_ie, "output": r_i}
                 continue
             frac_num = self.frac[(pop.name, "num")]
-            i_num = saturate(self._current(pop, ("exc", "sub"), out, steps, batch, sat, peaks),
+            i_num = saturate(self._current(pop, ("exc", "sub"), sources, steps, batch, sat, peaks),
                              ACCUMULATOR_BITS, True, f"{pop.name}/I_num", sat, peaks)
             if pop.role == "readout":
-                o = saturate(round_shift(i_num, frac_num - MEMBRANE_FRAC), ACCUMULATOR_BITS,
-                             True, f"{pop.name}/o", sat, peaks)
+                o = saturate(align(i_num, frac_num - MEMBRANE_FRAC, ACCUMULATOR_BITS),
+                             ACCUMULATOR_BITS, True, f"{pop.name}/o", sat, peaks)
                 counts, membrane = self._readout(o, pop, sat, peaks)
                 if return_states:
                     states[pop.name] = {"current": o, "counts": counts, "membrane": membrane}
                 continue
-            i_int, divisor = self._integrate(pop, i_num, frac_num, out, steps, batch, sat,
+            i_int, divisor = self._integrate(pop, i_num, frac_num, sources, steps, batch, sat,
                                              peaks)
             log2_tau = int(round(np.log2(float(pop.params["tau"]))))
             theta = int(to_fixed(float(pop.params["v_threshold"]), MEMBRANE_FRAC))
@@ -259,7 +332,7 @@ class IntegerSimulator:
                              f"{pop.name}/v", sat, peaks)
                 spikes[t] = h >= theta
                 u = h - spikes[t] * theta
-            out[pop.name] = spikes
+            sources[pop.name] = SourceOutput(spikes.reshape(steps * batch, -1))
             if return_states:
                 states[pop.name] = {"current": i_int, "output": spikes}
                 if divisor is not None:  # D in units of 2**-self.frac[(name, "div")]
@@ -267,7 +340,8 @@ class IntegerSimulator:
         return IntegerResult(counts, membrane, sat, peaks, states)
 
     def _integrate(self, pop: Population, i_num: np.ndarray, frac_num: int,
-                   out: dict[str, np.ndarray], steps: int, batch: int, sat: dict[str, int],
+                   sources: dict[str, SourceOutput], steps: int, batch: int,
+                   sat: dict[str, int],
                    peaks: dict[str, int]) -> tuple[np.ndarray, np.ndarray | None]:
         """Eq. 14 in integers: ``I_int = g_E N / D + b_E`` in Q.MEMBRANE_FRAC, and ``D``
         (``None`` without divisive inhibition)."""
@@ -275,23 +349,25 @@ class IntegerSimulator:
         has_div = any(s.kind == "div" for s in self.synapses[pop.name])
         if has_div:
             frac_div = self.frac[(pop.name, "div")]
-            i_div = self._current(pop, ("div",), out, steps, batch, sat, peaks)
+            i_div = self._current(pop, ("div",), sources, steps, batch, sat, peaks)
             # D = I_div + eps on the div grid, floored at 1 LSB (divisor never 0)
             eps = max(int(to_fixed(self.eps, frac_div)), 1)
+            # I_div >= 0 (unsigned weights and counts), so D >= eps >= 1 after the clamp
             d = saturate(i_div + eps, DIVISOR_BITS, False, f"{pop.name}/D", sat, peaks)
-            d = np.maximum(d, 1)
             # N / D in Q.MEMBRANE_FRAC: N (Q.frac_num) aligned by 2**(MEMBRANE_FRAC + F_div - F_num)
-            dividend = saturate(round_shift(i_num, frac_num - MEMBRANE_FRAC - frac_div),
+            dividend = saturate(align(i_num, frac_num - MEMBRANE_FRAC - frac_div, DIVIDEND_BITS),
                                 DIVIDEND_BITS, True, f"{pop.name}/N", sat, peaks)
-            q = divide(dividend, d, self.division)
+            q = divide(dividend, d, self.division, check=False)  # D clamped to [1, 2**31)
         else:
-            q = round_shift(i_num, frac_num - MEMBRANE_FRAC)
+            q = align(i_num, frac_num - MEMBRANE_FRAC, ACCUMULATOR_BITS)
         q = saturate(q, ACCUMULATOR_BITS, True, f"{pop.name}/q", sat, peaks)
         gain = pop.per_neuron("gain_e", 1.0)
         if not np.all(gain == 1.0):
             q = round_shift(q * to_fixed(gain, GAIN_FRAC), GAIN_FRAC)
         bias = to_fixed(pop.per_neuron("bias", 0.0), MEMBRANE_FRAC)
-        return saturate(q + bias, ACCUMULATOR_BITS, True, f"{pop.name}/I_int", sat, peaks), d
+        if bias.any():
+            q = q + bias
+        return saturate(q, ACCUMULATOR_BITS, True, f"{pop.name}/I_int", sat, peaks), d
 
     def _readout(self, o: np.ndarray, pop: Population, sat: dict[str, int],
                  peaks: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:

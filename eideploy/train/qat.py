@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..graph.lower import lower
+from ..graph.lowering import lower
 from ..nn import EILayer, EILinear
 from ..nn import functional as EF
 from ..targets.dynapse2.place import place

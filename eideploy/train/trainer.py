@@ -425,7 +425,7 @@ def hardware_summary(run_dir: Path, test_set, target, *, batch_size: int = 256,
     check of its lowered graph on ``target``, and the test accuracy of the float graph and of the
     exported (quantized) graph, both run by the float executor."""
     from ..graph.execute import FloatExecutor
-    from ..graph.lower import lower
+    from ..graph.lowering import lower
     from ..targets.dynapse2.compile import compile_graph
     from ..targets.dynapse2.drc import check
     from .checkpoint import load_model

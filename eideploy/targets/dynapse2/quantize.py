@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from ...graph.ir import EIGraph, GraphError, Population, Projection
-from ...graph.lower import unroll_conv
+from ...graph.unroll import unroll_conv
 from ...quant import (
     Codebook,
     fit_codebook,
