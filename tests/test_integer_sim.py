@@ -122,7 +122,9 @@ def quantized_digits(tmp_path_factory) -> EIGraph:
         pytest.skip(f"{MODEL} is not shipped in this checkout")
     out = tmp_path_factory.mktemp("int-export") / "export"
     export_model(MODEL, out, target="dynapse2")
-    return EIGraph.load(out / "quantized")
+    graph = EIGraph.load(out / "quantized")
+    graph.meta["export_dir"] = str(out)
+    return graph
 
 
 @pytest.fixture(scope="module")
@@ -323,3 +325,16 @@ def test_a_left_alignment_saturates_at_the_width_and_never_wraps(x, left, bits):
     high = (1 << (bits - 1)) - 1
     assert got == max(-high - 1, min(high, x << left))
     assert counts["v"] == int(not -high - 1 <= x << left <= high)
+
+
+def test_the_chip_configuration_simulates_exactly_as_the_quantized_graph(quantized_digits,
+                                                                         digits_test):
+    x, _ = digits_test
+    from_config = IntegerSimulator.from_export(quantized_digits.meta["export_dir"], "lut:8")
+    from_graph = IntegerSimulator(quantized_digits, "lut:8")
+    a, b = from_config.run(x[:64], return_states=True), from_graph.run(x[:64], return_states=True)
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_array_equal(a.membrane, b.membrane)
+    for pop, state in b.states.items():
+        for key, value in state.items():
+            np.testing.assert_array_equal(a.states[pop][key], value, err_msg=f"{pop} {key}")
