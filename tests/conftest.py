@@ -40,3 +40,22 @@ def dynapse2():
     from eideploy.targets.dynapse2 import load_target
 
     return load_target("dynapse2")
+
+
+@pytest.fixture(scope="session")
+def quantized_digits(tmp_path_factory):
+    """The shipped hardware-sized digits model exported once per session: its quantized graph,
+    with the export directory in ``meta["export_dir"]``."""
+    from pathlib import Path
+
+    from eideploy.export import export_model
+    from eideploy.graph import EIGraph
+
+    model = Path(__file__).resolve().parents[1] / "models" / "digits-dynapse2.pt"
+    if not model.is_file():
+        pytest.skip(f"{model} is not shipped in this checkout")
+    out = tmp_path_factory.mktemp("digits-export") / "export"
+    export_model(model, out, target="dynapse2")
+    graph = EIGraph.load(out / "quantized")
+    graph.meta["export_dir"] = str(out)
+    return graph

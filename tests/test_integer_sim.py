@@ -115,19 +115,6 @@ def test_lif_decay_for_tau_2_is_an_arithmetic_right_shift_by_one(u):
 
 # ---------------------------------------------------------------- the digits model
 @pytest.fixture(scope="module")
-def quantized_digits(tmp_path_factory) -> EIGraph:
-    from eideploy.export import export_model
-
-    if not MODEL.is_file():
-        pytest.skip(f"{MODEL} is not shipped in this checkout")
-    out = tmp_path_factory.mktemp("int-export") / "export"
-    export_model(MODEL, out, target="dynapse2")
-    graph = EIGraph.load(out / "quantized")
-    graph.meta["export_dir"] = str(out)
-    return graph
-
-
-@pytest.fixture(scope="module")
 def digits_test():
     ds = load_digits("test")
     return ds.inputs.numpy(), ds.labels.numpy()

@@ -327,17 +327,6 @@ def test_the_package_imports_without_the_extra_and_names_it_when_used(monkeypatc
 
 
 # ---------------------------------------------------------------- the shipped digits model
-@pytest.fixture(scope="module")
-def quantized_digits(tmp_path_factory) -> EIGraph:
-    from eideploy.export import export_model
-
-    if not MODEL.is_file():
-        pytest.skip(f"{MODEL} is not shipped in this checkout")
-    out = tmp_path_factory.mktemp("onnx-export") / "export"
-    export_model(MODEL, out, target="dynapse2")
-    return EIGraph.load(out / "quantized")
-
-
 @pytest.mark.parametrize("division", ["exact", "lut:8", "shift"])
 def test_onnxruntime_reproduces_the_simulator_on_the_whole_digits_test_split(
         quantized_digits, division):
