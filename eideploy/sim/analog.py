@@ -1,0 +1,744 @@
+"""Continuous-time simulation of a DYNAP-SE2 configuration with device mismatch.
+
+Specification and measurements: docs/analog-model.md.
+
+The network a ``dynapse2.json`` describes, run as the chip's circuits would run it: DPI neurons
+(Chicca et al. 2014; rockpool's DynapSim, ``rockpool/devices/dynapse/simulation/dynapsim.py``)
+with one DPI synapse per dendrite type (AMPA, GABA, SHUNT), every current recovered from the
+(coarse, fine) codes of the configuration through rockpool's bias generator tables
+(``biases.bias_current``), integrated with a time step ``dt`` of a few microseconds.
+
+Per neuron ``j`` (currents in A, time in s; module functions named in brackets):
+
+* synapse of dendrite ``d`` [:func:`synapse_step`]: a presynaptic spike opens a pulse of width
+  ``t_pulse`` (``SYPD_EXT_N``) during which the synapse is driven by the CAM entry's weight
+  current ``I_w`` (the sum of the core's ``SYAM_W0..3`` currents its mask selects); the DPI in its
+  linear regime filters the drive: ``tau_d dI_d/dt = -I_d + (I_gain_d / I_tau_d) sum I_w``,
+  ``tau_d = C_d U_T / (kappa I_tau_d)``;
+* membrane [:func:`membrane_step`]: ``I_in = I_ampa - I_gaba + I_dc`` (GABA subtracts),
+  ``I_leak = I_tau + I_shunt`` (SHUNT adds to the leak),
+  ``tau (1 + I_gain / I_mem) dI_mem/dt = I_inf - I_mem`` with ``tau = C_mem U_T / (kappa
+  I_leak)`` and ``I_inf = (I_gain / I_leak) (I_in - I_leak)`` (clipped at 0);
+* spike when ``I_mem >= I_spkthr``; ``I_mem`` is reset to the dark current ``I_0`` and held there
+  for ``t_ref`` (``SOIF_REFR_N``); the spike reaches its targets one ``dt`` later.
+
+Inputs are the host's events: the graph's input encoded exactly as the float executor encodes it
+(``FloatExecutor.encode_input``), the spikes of model step ``t`` sent at ``t * DT_SECONDS``. The
+readout's spike counts over the window decide the class (ties: the higher membrane current, as
+``readout_decision``). Interneurons (role ``inh``) are spiking neurons of their own cores; the
+model's ``floor(relu(I_IE) / theta_I)`` is their spike count per step.
+
+Biases the configuration does not hold (``compile.py`` writes leak, threshold, DC, the base
+weights and the dendrite gains only) are filled by a documented policy, ``unset``:
+``"derived"`` (default: the currents that make the DPI circuits compute the discrete model the
+graph was trained as, :func:`derived_currents`) or ``"dynapsim"`` (rockpool's DynapSim defaults,
+which is what ``samna.json`` uploads for them). Every filled current is rounded to a code the
+generator realises.
+
+Device mismatch (``mismatch`` = relative standard deviation, ``numpy.random.default_rng(seed)``):
+each neuron's leak, gain, threshold, DC and refractory currents, each neuron's synapse time
+constant and gain current per dendrite, and each CAM entry's weight current and pulse width are
+multiplied by their own factor ``1 + mismatch * N(0, 1)`` (clipped at ``MISMATCH_FLOOR``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+
+from ..graph.execute import FloatExecutor, readout_decision
+from ..graph.ir import EIGraph
+from ..quant import subset_sums
+from ..targets.dynapse2 import biases
+from ..targets.dynapse2.compile import (
+    DC_BIAS,
+    DENDRITE_GAIN_BIAS,
+    DENDRITE_GAIN_RATIO,
+    DENDRITE_REFERENCE_TAU,
+    LEAK_BIAS,
+    THRESHOLD_BIAS,
+)
+from ..targets.dynapse2.config import ConfigError, config_to_graph
+
+__all__ = ["AnalogSimulator", "AnalogResult", "AnalogAccuracy", "CoreBiases", "accuracy_trials",
+           "core_biases", "derived_currents", "fi_curve", "dpi_rate", "membrane_step",
+           "synapse_step", "DEFAULT_DT", "I_0", "GAIN_BIAS", "REFRACTORY_BIAS", "PULSE_BIAS",
+           "SYNAPSE_TAU_BIAS", "UNSET_POLICIES", "MISMATCH_FLOOR", "TAIL_STEPS"]
+
+#: Integration step (s). The fastest things the circuits do: the 100 us pulses of the derived
+#: biases (10 us with rockpool's defaults, still resolved), a counting neuron's inter-spike
+#: interval down to ~50 us at 20 spikes per model step, and the DPI's start from reset (a few us,
+#: followed exactly in the log domain). Spike times are interpolated within the step, so rates
+#: do not snap to the grid. Measured on the digits model: 5 us moves accuracy by < 1 point, 20 us
+#: loses ~2 points; 10 us runs the 360-sample test split in ~3 s per trial on one thread.
+DEFAULT_DT = 1e-5
+#: Dark current (A): the membrane's reset value and floor (rockpool's ``default_layout["Io"]``).
+I_0 = 5e-13
+GAIN_BIAS = "SOIF_GAIN_N"
+REFRACTORY_BIAS = "SOIF_REFR_N"
+PULSE_BIAS = "SYPD_EXT_N"
+#: The time-constant bias of each dendrite's DPI synapse (rockpool's ``sim2device_se2``).
+SYNAPSE_TAU_BIAS = {"ampa": "DEAM_ETAU_P", "nmda": "DENM_ETAU_P", "gaba": "DEGA_ITAU_P",
+                    "shunt": "DESC_ITAU_P"}
+#: How a dendrite's current enters the neuron.
+_EXCITATORY, _SUBTRACTIVE, _SHUNTING = ("ampa", "nmda"), ("gaba",), ("shunt",)
+UNSET_POLICIES = ("derived", "dynapsim")
+#: Smallest mismatch factor: a current stays positive even at a 5-sigma draw of 20% mismatch.
+MISMATCH_FLOOR = 0.05
+#: The host counts readout spikes for ``T + TAIL_STEPS`` model steps: the analog chain needs
+#: time to pass the last input step's charge on (a synapse of ``tau_syn = DT`` has delivered all
+#: but ``exp(-2)`` of it two steps later); the model computes each step without latency.
+TAIL_STEPS = 2
+#: rockpool's DynapSim name of each bias that ``unset="dynapsim"`` fills (``default_currents``).
+_DYNAPSIM_NAMES = {GAIN_BIAS: "Igain_mem", REFRACTORY_BIAS: "Iref", PULSE_BIAS: "Ipulse",
+                   LEAK_BIAS: "Itau_mem", "DEAM_ETAU_P": "Itau_ampa", "DENM_ETAU_P": "Itau_nmda",
+                   "DEGA_ITAU_P": "Itau_gaba", "DESC_ITAU_P": "Itau_shunt"}
+
+
+# --------------------------------------------------------------------------- the circuits
+def synapse_step(i_syn: np.ndarray, drive: np.ndarray, decay: np.ndarray) -> np.ndarray:
+    """One step of the DPI synapse in its linear regime (rockpool's DynapSim):
+    ``tau dI/dt = -I + drive``, exact for a drive constant over the step,
+    ``decay = exp(-dt / tau)``; ``drive = (I_gain / I_tau) * sum of the open pulses' I_w``."""
+    return drive + (i_syn - drive) * decay
+
+
+def membrane_step(i_mem: np.ndarray, i_in: np.ndarray, i_leak: np.ndarray, i_gain: np.ndarray,
+                  h: np.ndarray | float) -> np.ndarray:
+    """``I_mem`` after ``h`` seconds of the DPI neuron (Chicca et al. 2014, the "adaptive
+    exponential" neuron without its exponential feedback and adaptation):
+
+    ``tau (1 + I_gain / I_mem) dI_mem/dt = I_inf - I_mem``, ``tau = C_mem U_T / (kappa I_leak)``,
+    ``I_inf = (I_gain / I_leak) (I_in - I_leak)`` clipped at 0.
+
+    The left side is the derivative of ``z = I_mem + I_gain ln I_mem``, so in ``u = z / I_gain =
+    w + ln w`` (``w = I_mem / I_gain``) the neuron is a plain relaxation,
+    ``tau du/dt = w_inf - w``, integrated by exponential Euler:
+    ``u += (w_inf - w) (1 - exp(-h / tau))``. That is exact where the DPI is linear (``w >> 1``:
+    ``u ~ w``, first-order relaxation) and where the input dominates (``w << w_inf``: ``u``
+    grows linearly, through the exponential start after a reset as well), and stable for any
+    ``h``; ``w`` is recovered from ``u`` by the Wright omega function. Floored at ``I_0``.
+    """
+    w = i_mem / i_gain
+    w_inf = np.maximum((i_in - i_leak) / i_leak, 0.0)  # I_inf / I_gain
+    relax = -np.expm1(-h * biases.KAPPA * i_leak / (biases.C_MEM * biases.U_T))
+    u = w + np.log(w) + (w_inf - w) * relax
+    return np.maximum(i_gain * _omega(u), I_0)
+
+
+def _omega(u: np.ndarray) -> np.ndarray:
+    """Wright omega ``w(u)``, the ``w > 0`` with ``w + ln w = u``: Newton in ``ln w`` from
+    ``u`` (``u < 1``: ``w ~ e^u``) or ``ln(u - ln u)`` (large ``u``); four steps reach 2e-9
+    relative (``scipy.special.wrightomega`` agrees), at a third of its cost."""
+    v = np.where(u < 1.0, u, np.log(np.maximum(u - np.log(np.maximum(u, 1.0)), 1e-300)))
+    for _ in range(4):
+        e = np.exp(v)
+        v -= (e + v - u) / (e + 1.0)
+    return np.exp(v)
+
+
+def dpi_rate(currents: Mapping[str, float], input_current: Any, *, gaba_current: float = 0.0,
+             shunt_current: float = 0.0) -> np.ndarray:
+    """Closed-form firing rate (Hz) of :func:`membrane_step`'s neuron under constant currents.
+
+    From reset (``I_0``) to threshold the ODE integrates to
+    ``t = tau [(1 + I_g/I_inf) ln((I_inf - I_0)/(I_inf - I_thr)) + (I_g/I_inf) ln(I_thr/I_0)]``,
+    and the rate is ``1 / (t + t_ref)``; 0 where ``I_inf <= I_thr`` (below rheobase).
+    ``currents`` as for :func:`fi_curve`.
+    """
+    leak, gain, thr, dc, t_ref = _neuron_constants(currents)
+    i_in = np.asarray(input_current, dtype=np.float64) - gaba_current + dc
+    i_leak = leak + shunt_current
+    tau = biases.C_MEM * biases.U_T / (biases.KAPPA * i_leak)
+    i_inf = gain / i_leak * (i_in - i_leak)
+    above = i_inf > thr
+    safe = np.where(above, i_inf, 2.0 * thr)
+    t = tau * ((1 + gain / safe) * np.log((safe - I_0) / (safe - thr))
+               + gain / safe * np.log(thr / I_0))
+    return np.where(above, 1.0 / (t + t_ref), 0.0)
+
+
+def _neuron_constants(currents: Mapping[str, float]) -> tuple[float, float, float, float, float]:
+    missing = [n for n in (LEAK_BIAS, GAIN_BIAS, THRESHOLD_BIAS) if n not in currents]
+    if missing:
+        raise ValueError(f"neuron currents need {', '.join(missing)} (A)")
+    t_ref = (biases.V_TH * biases.C_REF / float(currents[REFRACTORY_BIAS])
+             if REFRACTORY_BIAS in currents else 0.0)
+    return (float(currents[LEAK_BIAS]), float(currents[GAIN_BIAS]),
+            float(currents[THRESHOLD_BIAS]), float(currents.get(DC_BIAS, 0.0)), t_ref)
+
+
+def fi_curve(currents: Mapping[str, float], input_currents: Any, *, gaba_current: float = 0.0,
+             shunt_current: float = 0.0, duration: float = 0.2, dt: float = DEFAULT_DT
+             ) -> np.ndarray:
+    """Simulated f-I curve (Hz) of one neuron of a core, by the simulator's own step functions.
+
+    ``currents``: the core's neuron biases in A by name, ``SOIF_LEAK_N``, ``SOIF_GAIN_N``,
+    ``SOIF_SPKTHR_P`` (required), ``SOIF_REFR_N`` (refractory; none if absent) and ``SOIF_DC_P``
+    (e.g. ``core_biases(config)[(chip, core)].currents``). ``input_currents`` (A, any shape): a
+    constant excitatory (AMPA) current per curve point; ``gaba_current`` is subtracted from it and
+    ``shunt_current`` added to the leak, both constant, injected at the neuron as the synapses'
+    outputs would be. The rate is the steady one, ``(spikes - 1) / (last - first spike time)``
+    over ``duration`` s (``spikes / duration`` with fewer than two spikes).
+    """
+    leak, gain, thr, dc, t_ref = _neuron_constants(currents)
+    i_in = np.asarray(input_currents, dtype=np.float64) - gaba_current + dc
+    shape = i_in.shape
+    i_in = i_in.reshape(-1)
+    i_leak = np.full_like(i_in, leak + shunt_current)
+    i_mem = np.full_like(i_in, I_0)
+    timer = np.zeros_like(i_in)
+    count = np.zeros_like(i_in)
+    first = np.full_like(i_in, np.nan)
+    last = np.full_like(i_in, np.nan)
+    for step in range(int(round(duration / dt))):
+        spikes, t_cross = _neuron_update(i_mem, timer, i_in, i_leak, gain, thr, t_ref, dt)
+        if spikes.any():
+            at = step * dt + t_cross[spikes]
+            first[spikes] = np.where(np.isnan(first[spikes]), at, first[spikes])
+            last[spikes] = at
+            count[spikes] += 1
+    steady = np.where(count >= 2, (count - 1) / np.where(count >= 2, last - first, 1.0), 0.0)
+    return np.where(count >= 2, steady, count / duration).reshape(shape)
+
+
+def _neuron_update(i_mem: np.ndarray, timer: np.ndarray, i_in: np.ndarray, i_leak: np.ndarray,
+                   gain: Any, thr: Any, t_ref: Any, dt: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """One ``dt`` of the neurons, in place: refractory timer, membrane, threshold, reset.
+
+    A neuron still refractory for ``timer`` seconds integrates only the rest of the step,
+    ``h = dt - timer``. A crossing is located within the step by interpolating ``u`` (see
+    :func:`membrane_step`); the
+    neuron then stays at ``I_0`` for ``t_ref`` from that instant (the part of ``t_ref`` left at
+    the end of the step is carried in ``timer``), so rates do not depend on where spikes fall on
+    the ``dt`` grid. Returns the spikes and their times within the step.
+    """
+    h = np.clip(dt - timer, 0.0, dt)
+    timer -= dt - h
+    old = i_mem.copy()
+    i_mem[...] = np.where(h > 0, membrane_step(i_mem, i_in, i_leak, gain, h), i_mem)
+    spikes = i_mem >= thr
+    if not spikes.any():
+        return spikes, np.zeros_like(i_mem)
+    # u = w + ln w grows linearly in time while the input dominates: interpolate the crossing
+    lo, hi, at = (_u(old, gain), _u(i_mem, gain), _u(np.broadcast_to(thr, i_mem.shape), gain))
+    frac = np.clip(np.where(spikes, (at - lo) / np.where(hi > lo, hi - lo, 1.0), 1.0), 0.0, 1.0)
+    t_cross = (dt - h) + frac * h
+    ref = np.broadcast_to(t_ref, i_mem.shape)
+    timer[spikes] = np.maximum(ref[spikes] - (dt - t_cross[spikes]), 0.0)
+    i_mem[spikes] = I_0
+    return spikes, t_cross
+
+
+def _u(i_mem: np.ndarray, gain: Any) -> np.ndarray:
+    w = i_mem / gain
+    return w + np.log(w)
+
+
+# --------------------------------------------------------------------------- bias currents
+@dataclass(frozen=True)
+class CoreBiases:
+    """One core's bias currents (A) as the simulator uses them, and where each came from:
+    ``"config"`` (its code in ``dynapse2.json``), ``"derived"`` or ``"dynapsim"`` (filled)."""
+
+    chip: int
+    core: int
+    role: str
+    currents: dict[str, float]
+    source: dict[str, str]
+
+
+def derived_currents(role: str, *, threshold: float, eps: float | None = None,
+                     dt_model: float = biases.DT_SECONDS) -> dict[str, float]:
+    """Currents (A) for the biases ``compile.py`` leaves unset, derived from the discrete model
+    the graph was trained as (one step = ``dt_model``; a model current 1.0 =
+    ``WEIGHT_UNIT_CURRENT``; ``threshold`` = the core's ``SOIF_SPKTHR_P`` current, i.e.
+    ``theta * WEIGHT_UNIT_CURRENT``; docs/analog-model.md §2):
+
+    * synapses: the model holds a spike's current for the step it arrives in, so every dendrite
+      gets ``tau_syn = dt_model``. The configuration's dendrite gains are
+      ``s_d * DENDRITE_GAIN_RATIO * I_tau(DENDRITE_REFERENCE_TAU)``, and a pulse of width ``t_p``
+      delivers ``(I_gain_d / I_tau_d) I_w t_p``: the model's charge ``s_d level
+      WEIGHT_UNIT_CURRENT dt_model`` needs ``t_p tau_syn = dt_model DENDRITE_REFERENCE_TAU /
+      DENDRITE_GAIN_RATIO``, so ``t_p`` = 100 us (``SYPD_EXT_N``);
+    * ``SOIF_GAIN_N``: interneurons and the readout count threshold crossings (the model's
+      ``floor(I / theta)``), so their gain makes the charge from reset to threshold, ``(C_mem U_T /
+      kappa) (I_thr / I_gain + ln(I_thr / I_0))`` (the DPI's exponential start from ``I_0``
+      included), equal the model's ``I_thr dt_model``. An E neuron (leaky, divided by ``I_div +
+      eps``) gets the linear-regime match of its membrane: a charge ``Q`` raises ``I_mem`` by
+      ``I_gain kappa Q / (C_mem U_T)``, the model's membrane by ``Q / eps``, so ``I_gain = C_mem
+      U_T / (kappa dt_model eps)`` (``eps = 1`` without division; also the fallback of a counter
+      whose threshold charge is below the exponential start's);
+    * ``SOIF_REFR_N``: an E neuron fires at most once per model step: ``t_ref = dt_model``;
+      counters have no such limit: ``t_ref = dt_model / 100``;
+    * interneurons (no ``tau`` in the model: a count has no leak): ``SOIF_LEAK_N`` 0 A, i.e. the
+      smallest code.
+    """
+    if role not in ("exc", "inh", "readout"):
+        raise ValueError(f"no derived currents for core role {role!r}")
+    scale = 1.0 if eps is None else float(eps)
+    if not scale > 0 or not threshold > 0:
+        raise ValueError(f"eps and threshold must be > 0, got {eps}, {threshold}")
+    charge_unit = biases.C_MEM * biases.U_T / biases.KAPPA  # C: Q / charge_unit e-folds I_mem
+    gain = charge_unit / (dt_model * scale)
+    if role != "exc":
+        linear = threshold * dt_model / charge_unit - math.log(threshold / I_0)
+        if linear > 0:
+            gain = threshold / linear
+    t_syn = dt_model
+    currents = {
+        GAIN_BIAS: gain,
+        PULSE_BIAS: biases.pulse_current(dt_model * DENDRITE_REFERENCE_TAU
+                                         / (DENDRITE_GAIN_RATIO * t_syn)),
+        REFRACTORY_BIAS: biases.refractory_current(dt_model if role == "exc" else dt_model / 100),
+    }
+    for dendrite, name in SYNAPSE_TAU_BIAS.items():
+        currents[name] = biases.synapse_tau_current(t_syn, dendrite)
+    if role == "inh":
+        currents[LEAK_BIAS] = 0.0
+    return currents
+
+
+def _dynapsim_currents() -> dict[str, float]:
+    from ..targets.dynapse2.samna_json import _default_parameters
+
+    codes = {name: (c, f) for name, c, f in _default_parameters()}
+    return {name: biases.bias_current(name, *codes[name]) for name in _DYNAPSIM_NAMES}
+
+
+def _realised(name: str, current: float) -> float:
+    """The current the code nearest ``current`` realises (0 A: the smallest code)."""
+    return biases.bias_code(name, max(float(current), 0.0)).realised
+
+
+def core_biases(config: Mapping[str, Any], *, unset: str = "derived", source: str = "<config>",
+                overrides: Mapping[str, Mapping[str, float]] | None = None
+                ) -> dict[tuple[int, int], CoreBiases]:
+    """Every used core's currents, keyed by (chip, core): the configuration's codes through
+    ``biases.bias_current``, the biases it leaves unset filled by ``unset`` (module doc).
+
+    Raises ``ConfigError`` (a ``ValueError``) naming the core and the field when a bias the
+    simulation needs and ``compile.py`` writes is missing or malformed: ``SOIF_SPKTHR_P``,
+    ``SOIF_DC_P``, ``SYAM_W0..3_P``, the gain of every dendrite the core's CAM entries use, and
+    ``SOIF_LEAK_N`` of E and readout cores. ``overrides`` (``{role: {NAME: current}}``) replaces
+    currents of every core of a role, for what-if studies (source ``"override"``).
+    """
+    if unset not in UNSET_POLICIES:
+        raise ValueError(f"unset must be one of {UNSET_POLICIES}, got {unset!r}")
+    graph = config.get("graph", {})
+    kind_dendrites = dict(config["target"]["kind_dendrites"])
+    weight_biases = list(config["target"]["weight_biases"])
+    division = dict(graph.get("division", {}))
+    eps = (float(division.get("eps", 0.0)) or None
+           if division.get("stabilisation") == "fixed-eps" else None)
+    divided = {p["target"] for p in graph.get("projections", []) if p["kind"] == "div"}
+    dendrites_into: dict[str, set[str]] = {}
+    for p in graph.get("projections", []):
+        dendrites_into.setdefault(p["target"], set()).add(kind_dendrites[p["kind"]])
+    dynapsim = _dynapsim_currents() if unset == "dynapsim" else {}
+    out: dict[tuple[int, int], CoreBiases] = {}
+    for ci, chip in enumerate(config["chips"]):
+        for ki, core in enumerate(chip["cores"]):
+            where = f"chips[{ci}].cores[{ki}]"
+            key = (int(chip["id"]), int(core["id"]))
+            role = str(core.get("role", ""))
+            names = sorted({s["population"] for s in core.get("populations", [])})
+            label = f"{source}: core (chip {key[0]}, core {key[1]}) [{role}: {', '.join(names)}]"
+            if role not in ("exc", "inh", "readout"):
+                raise ConfigError(f"{label}: field '{where}.role' is {role!r}, not exc, inh or "
+                                  "readout")
+            codes = core.get("bias_codes")
+            if not isinstance(codes, dict):
+                raise ConfigError(f"{label}: field '{where}.bias_codes' is missing")
+            used = set().union(*(dendrites_into.get(n, set()) for n in names))
+            required = [THRESHOLD_BIAS, DC_BIAS, *weight_biases,
+                        *(DENDRITE_GAIN_BIAS[d] for d in sorted(used))]
+            if role != "inh":
+                required.append(LEAK_BIAS)
+            missing = [f"{where}.bias_codes.{n}" for n in required if n not in codes]
+            if missing:
+                raise ConfigError(f"{label}: field(s) {', '.join(missing)} missing: the "
+                                  "simulation needs their (coarse, fine) codes")
+            currents = {name: _code_current(label, f"{where}.bias_codes.{name}", name, code)
+                        for name, code in sorted(codes.items())}
+            origin = dict.fromkeys(currents, "config")
+            if unset == "derived":
+                divides = role == "exc" and any(n in divided for n in names)
+                derived = derived_currents(role, threshold=currents[THRESHOLD_BIAS],
+                                           eps=eps if divides else None)
+                filled = {n: _realised(n, c) for n, c in derived.items()}
+            else:
+                filled = dynapsim
+            for name, value in filled.items():
+                if name not in currents:
+                    currents[name], origin[name] = value, unset
+            for name, value in (overrides or {}).get(role, {}).items():
+                currents[name], origin[name] = float(value), "override"
+            out[key] = CoreBiases(key[0], key[1], role, currents, origin)
+    return out
+
+
+def _code_current(label: str, where: str, name: str, code: Any) -> float:
+    try:
+        coarse, fine = code["coarse"], code["fine"]
+    except (KeyError, TypeError):
+        raise ConfigError(f"{label}: field '{where}' has no coarse/fine code") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (coarse, fine)):
+        raise ConfigError(f"{label}: field '{where}' coarse/fine must be integers, got "
+                          f"({coarse!r}, {fine!r})")
+    try:
+        return biases.bias_current(name, coarse, fine)
+    except ValueError as exc:
+        raise ConfigError(f"{label}: field '{where}': {exc}") from None
+
+
+# --------------------------------------------------------------------------- the network
+@dataclass
+class _Network:
+    """The configuration as arrays. Neurons: every non-input population, in graph order; the
+    columns of the weight matrices are ``dendrite * n + neuron``; a weight is the synapse's
+    drive while its pulse is open, ``(I_gain_d / I_tau_d) * I_w``, in A."""
+
+    populations: dict[str, slice]
+    dendrites: tuple[str, ...]
+    leak: np.ndarray
+    gain: np.ndarray
+    threshold: np.ndarray
+    dc: np.ndarray
+    t_ref: np.ndarray
+    synapse_decay: np.ndarray        # (dendrites, n): exp(-dt / tau_d)
+    w_input: scipy.sparse.csr_matrix  # (input channels, dendrites * n)
+    w_neurons: scipy.sparse.csr_matrix  # (n, dendrites * n)
+    pulse_groups: list[tuple[np.ndarray, int, float]]  # (neurons, whole steps, fraction)
+
+    @property
+    def size(self) -> int:
+        return int(self.leak.size)
+
+
+def _factors(rng: np.random.Generator | None, mismatch: float, shape: tuple[int, ...]
+             ) -> np.ndarray:
+    if rng is None:
+        return np.ones(shape)
+    return np.maximum(1.0 + mismatch * rng.standard_normal(shape), MISMATCH_FLOOR)
+
+
+def _build_network(config: Mapping[str, Any], graph: EIGraph,
+                   cores: Mapping[tuple[int, int], CoreBiases], dt: float, mismatch: float,
+                   seed: int, mismatched: Collection[str] | None = None) -> _Network:
+    """Arrays of the network (nominal currents times mismatch factors, drawn in a fixed order:
+    neuron leak, gain, threshold, DC, refractory; synapse tau, synapse gain per dendrite; CAM
+    weight and pulse width per synapse in the graph's projection order). ``mismatched`` limits
+    the factors to the neurons of those populations and the synapses onto them (the draws are
+    the same, so the other neurons keep their nominal values)."""
+    kind_dendrites = dict(config["target"]["kind_dendrites"])
+    weight_biases = list(config["target"]["weight_biases"])
+    offsets: dict[str, int] = {}
+    populations: dict[str, slice] = {}
+    n = 0
+    for pop in graph.populations:
+        if pop.role != "input":
+            offsets[pop.name] = n
+            populations[pop.name] = slice(n, n + pop.size)
+            n += pop.size
+    dendrites = tuple(d for d in (*_EXCITATORY, *_SUBTRACTIVE, *_SHUNTING)
+                      if any(kind_dendrites[p.kind] == d for p in graph.projections))
+    keys = sorted(cores)
+    core_of = np.full(n, -1, dtype=np.int64)
+    scales = np.ones((len(keys), len(dendrites)))
+    levels = np.zeros((len(keys), 1 << len(weight_biases)))
+    realised = np.zeros_like(levels)
+    docs = {(int(chip["id"]), int(core["id"])): core
+            for chip in config["chips"] for core in chip["cores"]}
+    for c, key in enumerate(keys):
+        doc = docs[key]
+        for s in doc["populations"]:
+            start = offsets[s["population"]]
+            core_of[start + int(s["start"]):start + int(s["stop"])] = c
+        for d, dendrite in enumerate(dendrites):
+            scales[c, d] = float(doc.get("dendrite_scales", {}).get(dendrite, 1.0))
+        levels[c] = subset_sums(np.asarray(doc["base_weights"], dtype=np.float64))
+        realised[c] = subset_sums(np.array([cores[key].currents[w] for w in weight_biases]))
+
+    def per_core(name: str) -> np.ndarray:
+        return np.array([cores[k].currents[name] for k in keys])[core_of]
+
+    unknown = sorted(set(mismatched or ()) - set(populations))
+    if unknown:
+        raise ValueError(f"no simulated population(s) {unknown}; known: {sorted(populations)}")
+    affected = np.ones(n, dtype=bool)
+    if mismatched is not None:
+        affected[:] = False
+        for name in mismatched:
+            affected[populations[name]] = True
+    rng = np.random.default_rng(seed) if mismatch > 0 else None
+
+    def varied(shape: tuple[int, ...], targets: np.ndarray | slice = slice(None)) -> np.ndarray:
+        return np.where(affected[targets], _factors(rng, mismatch, shape), 1.0)
+
+    leak = per_core(LEAK_BIAS) * varied((n,))
+    gain = per_core(GAIN_BIAS) * varied((n,))
+    threshold = per_core(THRESHOLD_BIAS) * varied((n,))
+    dc = per_core(DC_BIAS) * varied((n,))
+    t_ref = biases.V_TH * biases.C_REF / (per_core(REFRACTORY_BIAS) * varied((n,)))
+    shape = (len(dendrites), n)
+    syn_tau_current = np.stack([per_core(SYNAPSE_TAU_BIAS[d]) for d in dendrites]) if dendrites \
+        else np.zeros(shape)
+    syn_tau_current = syn_tau_current * varied(shape)
+    syn_gain = np.stack([per_core(DENDRITE_GAIN_BIAS[d]) for d in dendrites]) if dendrites \
+        else np.zeros(shape)
+    syn_gain = syn_gain * varied(shape)
+    capacitance = np.array([biases.C_DENDRITE[d] for d in dendrites])[:, None]
+    syn_tau = biases.U_T * capacitance / (biases.KAPPA * syn_tau_current)
+    ratio = syn_gain / syn_tau_current  # I_gain_d / I_tau_d per (dendrite, neuron)
+
+    input_pop = graph.input["population"]
+    rows = {"input": [], "neurons": []}
+    cols = {"input": [], "neurons": []}
+    vals = {"input": [], "neurons": []}
+    for proj in graph.projections:
+        d = dendrites.index(kind_dendrites[proj.kind])
+        target = offsets[proj.target] + proj.indices[:, 0]
+        c = core_of[target]
+        candidates = scales[c, d][:, None] * levels[c]
+        mask = np.abs(candidates - proj.weight[:, None]).argmin(axis=1)
+        picked = candidates[np.arange(mask.size), mask]
+        if np.any(np.abs(picked - proj.weight) > 1e-9 * np.maximum(np.abs(proj.weight), 1e-30)):
+            raise ConfigError(f"projection {proj.name}: a weight is no dendrite scale times a "
+                              "base-weight subset sum of its core")
+        # each CAM entry's weight current and pulse width (the charge it delivers)
+        i_w = realised[c, mask] * varied(mask.shape, target) * varied(mask.shape, target)
+        which = "input" if proj.source == input_pop else "neurons"
+        source = proj.indices[:, 1] + (0 if which == "input" else offsets[proj.source])
+        rows[which].append(source)
+        cols[which].append(d * n + target)
+        vals[which].append(ratio[d, target] * i_w)
+    n_input = graph.population(input_pop).size
+
+    def matrix(which: str, n_rows: int) -> scipy.sparse.csr_matrix:
+        if not rows[which]:
+            return scipy.sparse.csr_matrix((n_rows, len(dendrites) * n))
+        return scipy.sparse.csr_matrix(
+            (np.concatenate(vals[which]), (np.concatenate(rows[which]),
+                                           np.concatenate(cols[which]))),
+            shape=(n_rows, len(dendrites) * n))
+
+    pulse = biases.V_TH * biases.C_PULSE / per_core(PULSE_BIAS)
+    groups: list[tuple[np.ndarray, int, float]] = []
+    for width in np.unique(pulse):
+        steps = width / dt
+        whole = int(math.floor(steps + 1e-9))
+        groups.append((np.flatnonzero(pulse == width), whole, float(max(steps - whole, 0.0))))
+    return _Network(populations, dendrites, leak, gain, threshold, dc, t_ref,
+                    np.exp(-dt / syn_tau), matrix("input", n_input), matrix("neurons", n), groups)
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class AnalogResult:
+    """Spike ``counts`` of the readout neurons (B, classes), their membrane current ``membrane``
+    (A) at the end of the window (the tie-break), the mean firing rate ``rates`` (Hz) of every
+    neuron of every population over the window, averaged over the batch, and for sample 0 a
+    ``raster``: per population (spike times in s, neuron indices)."""
+
+    counts: np.ndarray
+    membrane: np.ndarray
+    rates: dict[str, np.ndarray]
+    window: float
+    raster: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+
+    def predictions(self) -> np.ndarray:
+        """Classes (B,): the most readout spikes; among equal counts, the higher membrane."""
+        return readout_decision(self.counts, self.membrane)
+
+
+@dataclass
+class AnalogAccuracy:
+    """Accuracy (percent) over mismatch trials: trial ``i`` draws its mismatch with seed
+    ``seed + i``; ``std`` is the sample standard deviation (0 for one trial)."""
+
+    mean: float
+    std: float
+    per_trial: list[float]
+    mismatch: float
+    trials: int
+    seconds_per_trial: float = 0.0
+
+
+# --------------------------------------------------------------------------- the simulator
+class AnalogSimulator:
+    """A ``dynapse2.json`` configuration (as ``read_config`` returns it) prepared for
+    continuous-time runs: one mismatch draw per instance (module doc).
+
+    ``dt`` (s) defaults to ``DEFAULT_DT``; ``unset`` fills the biases the configuration does not
+    hold (``"derived"`` or ``"dynapsim"``); ``batch_size`` bounds the samples simulated at once.
+    What-if knobs: ``overrides`` (``{role: {BIAS: current}}``, see :func:`core_biases`) and
+    ``mismatch_populations`` (mismatch only the neurons of these populations and the synapses
+    onto them; the same draws as a full mismatch).
+    """
+
+    def __init__(self, config: Mapping[str, Any], *, mismatch: float = 0.0, seed: int = 0,
+                 dt: float | None = None, unset: str = "derived", batch_size: int = 128,
+                 source: str = "<config>",
+                 overrides: Mapping[str, Mapping[str, float]] | None = None,
+                 mismatch_populations: Collection[str] | None = None) -> None:
+        self.dt = DEFAULT_DT if dt is None else float(dt)
+        if not 0 < self.dt <= biases.DT_SECONDS / 10:
+            raise ValueError(f"dt must be in (0, {biases.DT_SECONDS / 10}] s (a tenth of a model "
+                             f"step at least), got {dt}")
+        if not (math.isfinite(mismatch) and mismatch >= 0):
+            raise ValueError(f"mismatch is a relative standard deviation >= 0, got {mismatch}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.mismatch, self.seed, self.unset = float(mismatch), int(seed), unset
+        self.batch_size = int(batch_size)
+        self.graph = config_to_graph(config, source=source)
+        self.host = FloatExecutor(self.graph)  # the host's input encoding, bit for bit
+        if self.host.readout_mode != "spiking" or self.host.encoding == "direct":
+            raise ValueError(f"{source}: the chip takes spikes and returns spikes: the graph "
+                             f"needs spike input and a spiking readout (it has "
+                             f"{self.host.encoding!r} input, a {self.host.readout_mode!r} "
+                             "readout)")
+        self.cores = core_biases(config, unset=unset, source=source, overrides=overrides)
+        self.network = _build_network(config, self.graph, self.cores, self.dt, self.mismatch,
+                                      self.seed, mismatch_populations)
+        self.readout = self.graph.readout["population"]
+        self.window = (self.graph.T + TAIL_STEPS) * biases.DT_SECONDS
+
+    def run(self, x: Any, *, raster: bool = False) -> AnalogResult:
+        """Run a batch of raw inputs ``(B, *in_shape)`` or ``(B, T, *in_shape)`` (as the float
+        executor takes them); ``raster`` records sample 0's spikes."""
+        spikes_in = self.host.encode_input(self.host.fold_input(x))
+        spikes_in = np.broadcast_to(spikes_in, (self.graph.T, *spikes_in.shape[1:]))
+        spikes_in = spikes_in.reshape(self.graph.T, spikes_in.shape[1], -1)
+        batch = spikes_in.shape[1]
+        net = self.network
+        totals = np.zeros(net.size)
+        counts, membranes = [], []
+        recorded = None
+        for start in range(0, batch, self.batch_size):
+            part = spikes_in[:, start:start + self.batch_size]
+            c, m, r = _simulate(net, part, self.dt, self.window, raster and start == 0)
+            totals += c.sum(axis=0)
+            counts.append(c[:, net.populations[self.readout]])
+            membranes.append(m[:, net.populations[self.readout]])
+            recorded = recorded if r is None else r
+        rates = {name: totals[s] / (batch * self.window) for name, s in net.populations.items()}
+        rast = None
+        if recorded is not None:
+            times, neurons = recorded
+            rast = {}
+            for name, s in net.populations.items():
+                keep = (neurons >= s.start) & (neurons < s.stop)
+                rast[name] = (times[keep], neurons[keep] - s.start)
+        return AnalogResult(np.concatenate(counts).astype(np.int64), np.concatenate(membranes),
+                            rates, self.window, rast)
+
+    def predict(self, x: Any) -> np.ndarray:
+        return self.run(x).predictions()
+
+
+def _simulate(net: _Network, spikes_in: np.ndarray, dt: float, window: float, record: bool,
+              probe: dict[str, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """One batch ``(T, B, channels)`` of host events through the network: spike counts and final
+    membrane currents ``(B, n)``, and sample 0's (times, neurons) when ``record``."""
+    steps_model, batch = spikes_in.shape[:2]
+    n, n_d = net.size, len(net.dendrites)
+    arrivals = {int(round(t * biases.DT_SECONDS / dt)): t for t in range(steps_model)}
+    history = 2 + max(whole for _, whole, _ in net.pulse_groups)
+    pulses = np.zeros((history, batch, n_d, n))
+    drive = np.zeros((batch, n_d, n))
+    i_syn = np.zeros((batch, n_d, n))
+    i_mem = np.full((batch, n), I_0)
+    timer = np.zeros((batch, n))
+    counts = np.zeros((batch, n))
+    excitatory = [i for i, d in enumerate(net.dendrites) if d in _EXCITATORY]
+    subtractive = [i for i, d in enumerate(net.dendrites) if d in _SUBTRACTIVE]
+    shunting = [i for i, d in enumerate(net.dendrites) if d in _SHUNTING]
+    whole_net = len(net.pulse_groups) == 1
+    spikes = np.zeros((batch, n), dtype=bool)
+    times: list[np.ndarray] = []
+    neurons: list[np.ndarray] = []
+    for k in range(int(round(window / dt))):
+        arrived = None
+        if k in arrivals:
+            events = spikes_in[arrivals[k]]
+            if events.any():
+                arrived = (scipy.sparse.csr_matrix(events) @ net.w_input).toarray()
+        if spikes.any():
+            routed = (scipy.sparse.csr_matrix(spikes, dtype=np.float64) @ net.w_neurons).toarray()
+            arrived = routed if arrived is None else arrived + routed
+        slot = k % history
+        if arrived is None:
+            pulses[slot] = 0.0
+        else:
+            pulses[slot] = arrived.reshape(batch, n_d, n)
+            drive += pulses[slot]
+        # a pulse of `whole + frac` steps: it closes (1 - frac) after `whole` steps, the rest
+        # one step later
+        for members, whole, frac in net.pulse_groups:
+            ending = pulses[(k - whole) % history]
+            late = pulses[(k - whole - 1) % history]
+            if whole_net:
+                drive -= (1.0 - frac) * ending + frac * late
+            else:
+                drive[:, :, members] -= ((1.0 - frac) * ending[:, :, members]
+                                         + frac * late[:, :, members])
+        i_syn = synapse_step(i_syn, drive, net.synapse_decay)
+        if probe is not None:
+            probe["charge"] = probe.get("charge", 0.0) + i_syn * dt
+        i_in = net.dc + (i_syn[:, excitatory].sum(axis=1) if excitatory else 0.0)
+        if subtractive:
+            i_in = i_in - i_syn[:, subtractive].sum(axis=1)
+        i_leak = net.leak + (i_syn[:, shunting].sum(axis=1) if shunting else 0.0)
+        spikes, t_cross = _neuron_update(i_mem, timer, i_in, i_leak, net.gain, net.threshold,
+                                         net.t_ref, dt)
+        counts += spikes
+        if record and spikes[0].any():
+            fired = np.flatnonzero(spikes[0])
+            neurons.append(fired)
+            times.append(k * dt + t_cross[0, fired])
+    recorded = None
+    if record:
+        recorded = (np.concatenate(times) if times else np.zeros(0),
+                    np.concatenate(neurons) if neurons else np.zeros(0, dtype=np.int64))
+    return counts, i_mem, recorded
+
+
+# --------------------------------------------------------------------------- accuracy
+def accuracy_trials(config: Mapping[str, Any], x: Any, y: Any, *, mismatch: float, trials: int,
+                    seed: int = 0, batch_size: int = 128, progress: bool = False,
+                    dt: float | None = None, unset: str = "derived",
+                    mismatch_populations: Collection[str] | None = None) -> AnalogAccuracy:
+    """Top-1 accuracy (percent) of the configuration over ``trials`` mismatch draws (trial ``i``:
+    seed ``seed + i``); ``progress`` prints one line per trial to stderr. ``dt``, ``unset`` and
+    ``mismatch_populations`` as for :class:`AnalogSimulator`."""
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    labels = np.asarray(y).reshape(-1)
+    if len(labels) != len(x) or len(labels) == 0:
+        raise ValueError(f"accuracy_trials: {len(x)} inputs and {len(labels)} labels")
+    per_trial: list[float] = []
+    start = time.perf_counter()
+    for i in range(trials):
+        sim = AnalogSimulator(config, mismatch=mismatch, seed=seed + i, dt=dt, unset=unset,
+                              batch_size=batch_size,
+                              mismatch_populations=mismatch_populations)
+        predicted = sim.run(x).predictions()
+        per_trial.append(100.0 * float(np.mean(predicted == labels)))
+        if progress:
+            print(f"mismatch {100 * mismatch:g}%: trial {i + 1}/{trials} (seed {seed + i}): "
+                  f"accuracy {per_trial[-1]:.2f}%", file=sys.stderr, flush=True)
+    elapsed = (time.perf_counter() - start) / trials
+    std = float(np.std(per_trial, ddof=1)) if trials > 1 else 0.0
+    return AnalogAccuracy(float(np.mean(per_trial)), std, per_trial, float(mismatch), trials,
+                          elapsed)
