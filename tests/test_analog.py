@@ -159,15 +159,25 @@ def test_a_missing_bias_code_is_refused_naming_the_core_and_the_field(counting):
         AnalogSimulator(broken)
 
 
-def test_biases_the_configuration_leaves_unset_are_filled_by_the_stated_policy(counting):
-    derived = core_biases(counting)[(0, 0)]
-    assert derived.source["SOIF_SPKTHR_P"] == "config"
-    assert derived.source["SOIF_GAIN_N"] == "derived"
-    tau_syn = biases.synapse_tau(derived.currents["DEAM_ETAU_P"], "ampa")
+def test_the_export_writes_the_dynamics_biases_and_older_files_get_them_by_policy(counting):
+    written = core_biases(counting)[(0, 0)]
+    assert written.source["SOIF_SPKTHR_P"] == "config"
+    assert written.source["SOIF_GAIN_N"] == "config"  # compile.derived_currents, coded
+    tau_syn = biases.synapse_tau(written.currents["DEAM_ETAU_P"], "ampa")
     assert tau_syn == pytest.approx(biases.DT_SECONDS, rel=0.02)  # a spike's current lasts a step
-    pulse = biases.V_TH * biases.C_PULSE / derived.currents["SYPD_EXT_N"]
+    pulse = biases.V_TH * biases.C_PULSE / written.currents["SYPD_EXT_N"]
     assert pulse == pytest.approx(100e-6, rel=0.02)
-    rockpool = core_biases(counting, unset="dynapsim")[(0, 0)]
+    older = copy.deepcopy(counting)  # a dynapse2.json written before these biases were
+    dynamics = ("SOIF_GAIN_N", "SOIF_REFR_N", "SYPD_EXT_N", "DEAM_ETAU_P", "DEGA_ITAU_P",
+                "DESC_ITAU_P", "DENM_ETAU_P")
+    for chip in older["chips"]:
+        for core in chip["cores"]:
+            for name in dynamics:
+                core["bias_codes"].pop(name, None)
+    derived = core_biases(older)[(0, 0)]
+    assert derived.source["SOIF_GAIN_N"] == "derived"
+    assert derived.currents["SOIF_GAIN_N"] == pytest.approx(written.currents["SOIF_GAIN_N"])
+    rockpool = core_biases(older, unset="dynapsim")[(0, 0)]
     assert rockpool.source["SOIF_GAIN_N"] == "dynapsim"
     assert rockpool.currents["SOIF_GAIN_N"] == pytest.approx(21.2e-12, rel=0.01)  # 4 x 5.3 pA
 

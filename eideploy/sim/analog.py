@@ -60,10 +60,14 @@ from ..targets.dynapse2 import biases
 from ..targets.dynapse2.compile import (
     DC_BIAS,
     DENDRITE_GAIN_BIAS,
-    DENDRITE_GAIN_RATIO,
-    DENDRITE_REFERENCE_TAU,
+    GAIN_BIAS,
+    I_0,
     LEAK_BIAS,
+    PULSE_BIAS,
+    REFRACTORY_BIAS,
+    SYNAPSE_TAU_BIAS,
     THRESHOLD_BIAS,
+    derived_currents,
 )
 from ..targets.dynapse2.config import ConfigError, config_to_graph
 
@@ -79,14 +83,6 @@ __all__ = ["AnalogSimulator", "AnalogResult", "AnalogAccuracy", "CoreBiases", "a
 #: do not snap to the grid. Measured on the digits model: 5 us moves accuracy by < 1 point, 20 us
 #: loses ~2 points; 10 us runs the 360-sample test split in ~3 s per trial on one thread.
 DEFAULT_DT = 1e-5
-#: Dark current (A): the membrane's reset value and floor (rockpool's ``default_layout["Io"]``).
-I_0 = 5e-13
-GAIN_BIAS = "SOIF_GAIN_N"
-REFRACTORY_BIAS = "SOIF_REFR_N"
-PULSE_BIAS = "SYPD_EXT_N"
-#: The time-constant bias of each dendrite's DPI synapse (rockpool's ``sim2device_se2``).
-SYNAPSE_TAU_BIAS = {"ampa": "DEAM_ETAU_P", "nmda": "DENM_ETAU_P", "gaba": "DEGA_ITAU_P",
-                    "shunt": "DESC_ITAU_P"}
 #: How a dendrite's current enters the neuron.
 _EXCITATORY, _SUBTRACTIVE, _SHUNTING = ("ampa", "nmda"), ("gaba",), ("shunt",)
 UNSET_POLICIES = ("derived", "dynapsim")
@@ -254,57 +250,6 @@ class CoreBiases:
     role: str
     currents: dict[str, float]
     source: dict[str, str]
-
-
-def derived_currents(role: str, *, threshold: float, eps: float | None = None,
-                     dt_model: float = biases.DT_SECONDS) -> dict[str, float]:
-    """Currents (A) for the biases ``compile.py`` leaves unset, derived from the discrete model
-    the graph was trained as (one step = ``dt_model``; a model current 1.0 =
-    ``WEIGHT_UNIT_CURRENT``; ``threshold`` = the core's ``SOIF_SPKTHR_P`` current, i.e.
-    ``theta * WEIGHT_UNIT_CURRENT``; docs/analog-model.md §2):
-
-    * synapses: the model holds a spike's current for the step it arrives in, so every dendrite
-      gets ``tau_syn = dt_model``. The configuration's dendrite gains are
-      ``s_d * DENDRITE_GAIN_RATIO * I_tau(DENDRITE_REFERENCE_TAU)``, and a pulse of width ``t_p``
-      delivers ``(I_gain_d / I_tau_d) I_w t_p``: the model's charge ``s_d level
-      WEIGHT_UNIT_CURRENT dt_model`` needs ``t_p tau_syn = dt_model DENDRITE_REFERENCE_TAU /
-      DENDRITE_GAIN_RATIO``, so ``t_p`` = 100 us (``SYPD_EXT_N``);
-    * ``SOIF_GAIN_N``: interneurons and the readout count threshold crossings (the model's
-      ``floor(I / theta)``), so their gain makes the charge from reset to threshold, ``(C_mem U_T /
-      kappa) (I_thr / I_gain + ln(I_thr / I_0))`` (the DPI's exponential start from ``I_0``
-      included), equal the model's ``I_thr dt_model``. An E neuron (leaky, divided by ``I_div +
-      eps``) gets the linear-regime match of its membrane: a charge ``Q`` raises ``I_mem`` by
-      ``I_gain kappa Q / (C_mem U_T)``, the model's membrane by ``Q / eps``, so ``I_gain = C_mem
-      U_T / (kappa dt_model eps)`` (``eps = 1`` without division; also the fallback of a counter
-      whose threshold charge is below the exponential start's);
-    * ``SOIF_REFR_N``: an E neuron fires at most once per model step: ``t_ref = dt_model``;
-      counters have no such limit: ``t_ref = dt_model / 100``;
-    * interneurons (no ``tau`` in the model: a count has no leak): ``SOIF_LEAK_N`` 0 A, i.e. the
-      smallest code.
-    """
-    if role not in ("exc", "inh", "readout"):
-        raise ValueError(f"no derived currents for core role {role!r}")
-    scale = 1.0 if eps is None else float(eps)
-    if not scale > 0 or not threshold > 0:
-        raise ValueError(f"eps and threshold must be > 0, got {eps}, {threshold}")
-    charge_unit = biases.C_MEM * biases.U_T / biases.KAPPA  # C: Q / charge_unit e-folds I_mem
-    gain = charge_unit / (dt_model * scale)
-    if role != "exc":
-        linear = threshold * dt_model / charge_unit - math.log(threshold / I_0)
-        if linear > 0:
-            gain = threshold / linear
-    t_syn = dt_model
-    currents = {
-        GAIN_BIAS: gain,
-        PULSE_BIAS: biases.pulse_current(dt_model * DENDRITE_REFERENCE_TAU
-                                         / (DENDRITE_GAIN_RATIO * t_syn)),
-        REFRACTORY_BIAS: biases.refractory_current(dt_model if role == "exc" else dt_model / 100),
-    }
-    for dendrite, name in SYNAPSE_TAU_BIAS.items():
-        currents[name] = biases.synapse_tau_current(t_syn, dendrite)
-    if role == "inh":
-        currents[LEAK_BIAS] = 0.0
-    return currents
 
 
 def _dynapsim_currents() -> dict[str, float]:

@@ -49,7 +49,7 @@ from ...graph.ir import EIGraph
 from . import biases
 from .config import build_config
 from .drc import DRCReport, check
-from .place import MappingError, Placement, place
+from .place import CoreAssignment, MappingError, Placement, place
 from .quantize import QuantizedGraph, quantize_graph, target_dendrites
 from .route import Routing, route
 from .target import Target
@@ -75,6 +75,68 @@ def dendrite_gain_reference(dendrite: str) -> float:
     """The gain current (A) of dendrite scale 1: DynapSim's default ``Igain_<dendrite>``,
     ``DENDRITE_GAIN_RATIO * synapse_tau_current(DENDRITE_REFERENCE_TAU, dendrite)``."""
     return DENDRITE_GAIN_RATIO * biases.synapse_tau_current(DENDRITE_REFERENCE_TAU, dendrite)
+
+
+GAIN_BIAS = "SOIF_GAIN_N"
+REFRACTORY_BIAS = "SOIF_REFR_N"
+PULSE_BIAS = "SYPD_EXT_N"
+#: The time-constant bias of each dendrite's DPI synapse (rockpool's ``sim2device_se2``).
+SYNAPSE_TAU_BIAS = {"ampa": "DEAM_ETAU_P", "nmda": "DENM_ETAU_P", "gaba": "DEGA_ITAU_P",
+                    "shunt": "DESC_ITAU_P"}
+#: Dark current (A): the membrane's reset value and floor (rockpool's ``default_layout["Io"]``).
+I_0 = 5e-13
+
+
+def derived_currents(role: str, *, threshold: float, eps: float | None = None,
+                     dt_model: float = biases.DT_SECONDS) -> dict[str, float]:
+    """Currents (A) of the dynamics biases, derived from the discrete model the graph was trained
+    as (one step = ``dt_model``; a model current 1.0 =
+    ``WEIGHT_UNIT_CURRENT``; ``threshold`` = the core's ``SOIF_SPKTHR_P`` current, i.e.
+    ``theta * WEIGHT_UNIT_CURRENT``; docs/analog-model.md §2; :func:`core_bias_currents` writes
+    them into every core's codes):
+
+    * synapses: the model holds a spike's current for the step it arrives in, so every dendrite
+      gets ``tau_syn = dt_model``. The configuration's dendrite gains are
+      ``s_d * DENDRITE_GAIN_RATIO * I_tau(DENDRITE_REFERENCE_TAU)``, and a pulse of width ``t_p``
+      delivers ``(I_gain_d / I_tau_d) I_w t_p``: the model's charge ``s_d level
+      WEIGHT_UNIT_CURRENT dt_model`` needs ``t_p tau_syn = dt_model DENDRITE_REFERENCE_TAU /
+      DENDRITE_GAIN_RATIO``, so ``t_p`` = 100 us (``SYPD_EXT_N``);
+    * ``SOIF_GAIN_N``: interneurons and the readout count threshold crossings (the model's
+      ``floor(I / theta)``), so their gain makes the charge from reset to threshold, ``(C_mem U_T /
+      kappa) (I_thr / I_gain + ln(I_thr / I_0))`` (the DPI's exponential start from ``I_0``
+      included), equal the model's ``I_thr dt_model``. An E neuron (leaky, divided by ``I_div +
+      eps``) gets the linear-regime match of its membrane: a charge ``Q`` raises ``I_mem`` by
+      ``I_gain kappa Q / (C_mem U_T)``, the model's membrane by ``Q / eps``, so ``I_gain = C_mem
+      U_T / (kappa dt_model eps)`` (``eps = 1`` without division; also the fallback of a counter
+      whose threshold charge is below the exponential start's);
+    * ``SOIF_REFR_N``: an E neuron fires at most once per model step: ``t_ref = dt_model``;
+      counters have no such limit: ``t_ref = dt_model / 100``;
+    * interneurons (no ``tau`` in the model: a count has no leak): ``SOIF_LEAK_N`` 0 A, i.e. the
+      smallest code.
+    """
+    if role not in ("exc", "inh", "readout"):
+        raise ValueError(f"no derived currents for core role {role!r}")
+    scale = 1.0 if eps is None else float(eps)
+    if not scale > 0 or not threshold > 0:
+        raise ValueError(f"eps and threshold must be > 0, got {eps}, {threshold}")
+    charge_unit = biases.C_MEM * biases.U_T / biases.KAPPA  # C: Q / charge_unit e-folds I_mem
+    gain = charge_unit / (dt_model * scale)
+    if role != "exc":
+        linear = threshold * dt_model / charge_unit - math.log(threshold / I_0)
+        if linear > 0:
+            gain = threshold / linear
+    t_syn = dt_model
+    currents = {
+        GAIN_BIAS: gain,
+        PULSE_BIAS: biases.pulse_current(dt_model * DENDRITE_REFERENCE_TAU
+                                         / (DENDRITE_GAIN_RATIO * t_syn)),
+        REFRACTORY_BIAS: biases.refractory_current(dt_model if role == "exc" else dt_model / 100),
+    }
+    for dendrite, name in SYNAPSE_TAU_BIAS.items():
+        currents[name] = biases.synapse_tau_current(t_syn, dendrite)
+    if role == "inh":
+        currents[LEAK_BIAS] = 0.0
+    return currents
 
 
 class DoesNotFit(ValueError):
@@ -140,13 +202,16 @@ class CompiledNetwork:
 
 
 def core_bias_currents(role: str, params: dict[str, Any], dc: float, bases: np.ndarray,
-                       target: Target, dendrite_scales: Mapping[str, float] | None = None
-                       ) -> dict[str, float]:
+                       target: Target, dendrite_scales: Mapping[str, float] | None = None,
+                       divisor_floor: float | None = None) -> dict[str, float]:
     """Requested currents (A) of one core's parameters, keyed by bias name (module doc).
 
     ``dendrite_scales`` (``{dendrite: s_d}``, as ``QuantizedGraph.dendrite_scales`` holds them per
     core) adds each dendrite's gain bias ``s_d * dendrite_gain_reference(d)``; without it no gain
-    is requested (the chip's gains are then whatever they were).
+    is requested (the chip's gains are then whatever they were). The dynamics biases (membrane
+    gain, refractory period, pulse width, synapse time constants, the interneurons' leak) come
+    from :func:`derived_currents`; ``divisor_floor`` is the ``eps`` of an E core that receives
+    divisive (SHUNT) inhibition.
     """
     unit = biases.WEIGHT_UNIT_CURRENT
     currents: dict[str, float] = {}
@@ -161,6 +226,10 @@ def core_bias_currents(role: str, params: dict[str, Any], dc: float, bases: np.n
     if threshold is not None:
         currents[THRESHOLD_BIAS] = float(threshold) * unit
     currents[DC_BIAS] = float(dc) * unit
+    if threshold is not None and float(threshold) > 0 and role in ("exc", "inh", "readout"):
+        derived = derived_currents(role, threshold=float(threshold) * unit, eps=divisor_floor)
+        for name, current in derived.items():
+            currents.setdefault(name, current)
     for name, base in zip(target.weight_biases, np.asarray(bases, dtype=np.float64),
                           strict=True):
         currents[name] = float(base) * unit
@@ -183,6 +252,18 @@ def _core_scales(qgraph: QuantizedGraph, key: tuple[int, int], target: Target
     return {d: float(scales.get(d, 1.0)) for d in target_dendrites(target)}
 
 
+def _divisor_floor(graph: EIGraph, assignment: CoreAssignment) -> float | None:
+    """``eps`` of an E core whose populations receive SHUNT inhibition (``fixed-eps``), else
+    ``None``."""
+    names = {p for p, _, _ in assignment.slices}
+    divided = any(p.kind == "div" and p.target in names for p in graph.projections)
+    if assignment.role != "exc" or not divided:
+        return None
+    if graph.division.get("stabilisation") != "fixed-eps":
+        return None
+    return float(graph.division.get("eps", 0.0)) or None
+
+
 def _bias_codes(qgraph: QuantizedGraph, placement: Placement, target: Target
                 ) -> tuple[dict[tuple[int, int], dict[str, dict[str, Any]]], list[dict[str, Any]]]:
     per_core: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
@@ -192,7 +273,8 @@ def _bias_codes(qgraph: QuantizedGraph, placement: Placement, target: Target
         try:
             currents = core_bias_currents(assignment.role, assignment.params, qgraph.dc[key],
                                           qgraph.codebooks[key].bases, target,
-                                          _core_scales(qgraph, key, target))
+                                          _core_scales(qgraph, key, target),
+                                          _divisor_floor(qgraph.graph, assignment))
         except ValueError as exc:
             names = ", ".join(p for p, _, _ in assignment.slices)
             raise MappingError(f"core {key} ({names}): {exc}") from None
