@@ -237,7 +237,13 @@ def core_bias_currents(role: str, params: dict[str, Any], dc: float, bases: np.n
         if dendrite not in DENDRITE_GAIN_BIAS:
             raise MappingError(f"no gain bias for dendrite {dendrite!r}; known: "
                                f"{', '.join(DENDRITE_GAIN_BIAS)}")
-        currents[DENDRITE_GAIN_BIAS[dendrite]] = float(scale) * dendrite_gain_reference(dendrite)
+        gain = float(scale) * dendrite_gain_reference(dendrite)
+        if dendrite == "shunt" and divisor_floor and currents.get(LEAK_BIAS):
+            # the chip's divisor is I_leak + I_shunt, the model's eps + I_div: a model unit of
+            # I_div must be I_leak / eps of SHUNT current (not the 10 nA unit of the others),
+            # so that the leak is the floor eps and the division is the trained one
+            gain *= currents[LEAK_BIAS] / (divisor_floor * unit)
+        currents[DENDRITE_GAIN_BIAS[dendrite]] = gain
     unknown = [n for n in currents if n not in target.bias_names]
     if unknown:
         raise MappingError(f"target {target.name} has no per-core bias {unknown}")
