@@ -132,6 +132,9 @@ def simulate(
         min=0.0, help="analog backend: relative std of device mismatch (0.1 = 10%)")] = 0.0,
     trials: Annotated[int, typer.Option(min=1, help="analog backend: mismatch draws")] = 1,
     seed: Annotated[int, typer.Option(help="analog backend: seed of the first draw")] = 0,
+    calibrate: Annotated[int, typer.Option(
+        min=0, help="analog backend: also score each draw after calibrating the readout on "
+                    "this many unlabelled training samples (0: off)")] = 0,
     rasters: Annotated[Path | None, typer.Option(
         help="directory for the spike rasters of the first sample (default OUT/simulation)")]
     = None,
@@ -142,8 +145,8 @@ def simulate(
         _fail(ValueError(f"--backend {backend!r}: use 'integer' or 'analog'"), EXIT_BAD_INPUT)
     raster_dir = rasters if rasters is not None else out / "simulation"
     if backend == "analog":
-        _simulate_analog(out, data, data_dir, split, mismatch, trials, seed, raster_dir,
-                         batch_size)
+        _simulate_analog(out, data, data_dir, split, mismatch, trials, seed, calibrate,
+                         raster_dir, batch_size)
         return
     from .sim.integer import IntegerSimulator
     from .sim.integer import accuracy as int_accuracy
@@ -190,7 +193,7 @@ def _write_rasters(directory: Path, raster: dict, title: str) -> list[Path]:
 
 
 def _simulate_analog(out: Path, data: str | None, data_dir: str | None, split: str,
-                     mismatch: float, trials: int, seed: int, raster_dir: Path,
+                     mismatch: float, trials: int, seed: int, calibrate: int, raster_dir: Path,
                      batch_size: int) -> None:
     from .sim.analog import AnalogSimulator, accuracy_trials
     from .targets.dynapse2.config import read_config
@@ -198,8 +201,10 @@ def _simulate_analog(out: Path, data: str | None, data_dir: str | None, split: s
     def go():
         graph, x, y, name = _export_data(out, data, data_dir, split, quantized=True)
         config = read_config(out / "dynapse2.json")
+        x_cal = _export_data(out, data, data_dir, "train", quantized=True)[1][:calibrate] \
+            if calibrate else None
         result = accuracy_trials(config, x, y, mismatch=mismatch, trials=trials, seed=seed,
-                                 batch_size=batch_size, progress=True)
+                                 batch_size=batch_size, progress=True, calibration=x_cal)
         sample = AnalogSimulator(config, mismatch=mismatch, seed=seed).run(x[:1])
         written = []
         if getattr(sample, "raster", None):
@@ -211,6 +216,10 @@ def _simulate_analog(out: Path, data: str | None, data_dir: str | None, split: s
     print(f"{out}: {name} {split} analog simulator, mismatch {100 * mismatch:g}%, "
           f"{trials} draw(s) from seed {seed}: accuracy {result.mean:.2f}%{spread} "
           f"(per draw: {', '.join(f'{a:.2f}' for a in result.per_trial)})")
+    if result.calibrated_per_trial is not None:
+        print(f"  with the readout calibrated on {calibrate} unlabelled training samples: "
+              f"{result.calibrated_mean:.2f}%"
+              + (f" +- {result.calibrated_std:.2f}" if trials > 1 else ""))
     if written:
         print(f"spike rasters of sample 0: {', '.join(str(p) for p in written)}")
 
@@ -228,6 +237,9 @@ def validate(
     analog: Annotated[bool, typer.Option(help="include the analog simulator")] = True,
     mismatch: Annotated[float, typer.Option(min=0.0, help="analog device mismatch")] = 0.1,
     trials: Annotated[int, typer.Option(min=0, help="analog mismatch draws")] = 5,
+    calibrate: Annotated[int, typer.Option(
+        min=0, help="also score the analog draws after calibrating the readout on this many "
+                    "unlabelled training samples (0: off)")] = 200,
     report_dir: Annotated[Path | None, typer.Option(
         help="where report.json, report.md and the plots go (default OUT/validation)")] = None,
     max_accuracy_drop: Annotated[float | None, typer.Option(
@@ -255,6 +267,7 @@ def validate(
             model, out, data=data, data_dir=data_dir, split=split,
             divisions=division or ("exact", "lut:8", "shift"),
             analog_mismatch=mismatch if analog else None, analog_trials=trials if analog else 0,
+            analog_calibration=calibrate,
             batch_size=batch_size, limit=limit, log=lambda m: console.print(m, highlight=False))
         write_report(report, arrays, directory)
         return report
@@ -273,8 +286,11 @@ def validate(
               f"quantized graph and integer exact ({100 * exact['spikes']:.3f}% of spikes)")
     if "mismatch" in report.get("analog", {}):
         m = report["analog"]["mismatch"]
+        calibrated = (f"; {m['calibrated_accuracy_mean']:.2f} +- "
+                      f"{m['calibrated_accuracy_std']:.2f}% with the readout calibrated"
+                      if "calibrated_accuracy_mean" in m else "")
         print(f"analog, {100 * m['relative_std']:g}% mismatch over {m['trials']} draws: "
-              f"{m['accuracy_mean']:.2f} +- {m['accuracy_std']:.2f}%")
+              f"{m['accuracy_mean']:.2f} +- {m['accuracy_std']:.2f}%{calibrated}")
     print(f"report: {directory / 'report.md'} (and report.json, rates.png, raster.png, "
           "divisors.png)")
     if max_accuracy_drop is not None:

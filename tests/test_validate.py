@@ -4,6 +4,7 @@ of the pipeline side by side, with a report a user can read and a gate a CI can 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,38 @@ def test_simulate_writes_rasters_of_the_first_sample_per_division_mode(validated
     exc = [k for k in spikes.files if k.startswith("integer exact/") and "exc" in k]
     assert exc and spikes[exc[0]].shape[0] == 8  # T steps
     assert set(np.unique(spikes[exc[0]])) <= {0, 1}
+
+
+def test_validate_includes_the_analog_simulator_and_its_calibrated_mismatch_draws(validated,
+                                                                                 tmp_path):
+    out = validated[0]
+    res = runner.invoke(app, ["validate", str(MODEL), str(out), "--limit", "96", "--trials", "2",
+                              "--mismatch", "0.1", "--calibrate", "48",
+                              "--report-dir", str(tmp_path / "v")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    analog = report["variants"]["analog"]
+    assert analog["accuracy"] >= 85.0 and analog["agreement_with_quantized"] >= 85.0
+    assert min(analog["rate_correlation_with_quantized"][p]
+               for p in ("layers.1.exc", "layers.1.inh")) >= 0.8
+    drawn = report["analog"]["mismatch"]
+    assert drawn["trials"] == 2 and len(drawn["calibrated_per_trial"]) == 2
+    assert drawn["calibration_samples"] == 48
+    assert "readout calibration" in (tmp_path / "v" / "report.md").read_text()
+
+
+def test_simulate_analog_reports_mean_and_spread_over_mismatch_draws(validated, tmp_path):
+    out = validated[0]
+    res = runner.invoke(app, ["simulate", str(out), "--backend", "analog", "--mismatch", "0.05",
+                              "--trials", "2", "--seed", "3", "--rasters", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    line = next(s for s in res.output.splitlines() if "analog simulator" in s)
+    mean, std = (float(v) for v in re.findall(r"accuracy ([0-9.]+)% \+- ([0-9.]+)", line)[0])
+    per_draw = [float(v) for v in re.findall(r"[0-9]+\.[0-9]+", line.split("per draw:")[1])]
+    assert len(per_draw) == 2 and mean == pytest.approx(sum(per_draw) / 2, abs=0.01)
+    assert 0 <= std <= 50 and min(per_draw) > 10.0  # above chance with 5% mismatch
+
+
+def test_simulate_refuses_an_unknown_backend(validated):
+    res = runner.invoke(app, ["simulate", str(validated[0]), "--backend", "spice"])
+    assert res.exit_code == 2 and "'integer' or 'analog'" in res.output

@@ -28,12 +28,12 @@ readout's spike counts over the window decide the class (ties: the higher membra
 ``readout_decision``). Interneurons (role ``inh``) are spiking neurons of their own cores; the
 model's ``floor(relu(I_IE) / theta_I)`` is their spike count per step.
 
-Biases the configuration does not hold (``compile.py`` writes leak, threshold, DC, the base
-weights and the dendrite gains only) are filled by a documented policy, ``unset``:
-``"derived"`` (default: the currents that make the DPI circuits compute the discrete model the
-graph was trained as, :func:`derived_currents`) or ``"dynapsim"`` (rockpool's DynapSim defaults,
-which is what ``samna.json`` uploads for them). Every filled current is rounded to a code the
-generator realises.
+Every bias is read from the configuration's codes. Exports written before the compiler wrote
+the dynamics biases (gain, refractory period, pulse width, synapse time constants, interneuron
+leak) get them from a documented policy, ``unset``: ``"derived"`` (default: what the compiler
+now writes, ``compile.derived_currents``) or ``"dynapsim"`` (rockpool's DynapSim defaults, which
+is what such an export's ``samna.json`` uploaded for them). Every filled current is rounded to a
+code the generator realises.
 
 Device mismatch (``mismatch`` = relative standard deviation, ``numpy.random.default_rng(seed)``):
 each neuron's leak, gain, threshold, DC and refractory currents, each neuron's synapse time
@@ -72,9 +72,9 @@ from ..targets.dynapse2.compile import (
 from ..targets.dynapse2.config import ConfigError, config_to_graph
 
 __all__ = ["AnalogSimulator", "AnalogResult", "AnalogAccuracy", "CoreBiases", "accuracy_trials",
-           "core_biases", "derived_currents", "fi_curve", "dpi_rate", "membrane_step",
-           "synapse_step", "DEFAULT_DT", "I_0", "GAIN_BIAS", "REFRACTORY_BIAS", "PULSE_BIAS",
-           "SYNAPSE_TAU_BIAS", "UNSET_POLICIES", "MISMATCH_FLOOR", "TAIL_STEPS"]
+           "core_biases", "derived_currents", "readout_calibration", "fi_curve", "dpi_rate",
+           "membrane_step", "synapse_step", "DEFAULT_DT", "I_0", "GAIN_BIAS", "REFRACTORY_BIAS",
+           "PULSE_BIAS", "SYNAPSE_TAU_BIAS", "UNSET_POLICIES", "MISMATCH_FLOOR", "TAIL_STEPS"]
 
 #: Integration step (s). The fastest things the circuits do: the 100 us pulses of the derived
 #: biases (10 us with rockpool's defaults, still resolved), a counting neuron's inter-spike
@@ -516,6 +516,19 @@ class AnalogAccuracy:
     mismatch: float
     trials: int
     seconds_per_trial: float = 0.0
+    #: The same draws scored after the host-side readout calibration (when one was asked for).
+    calibrated_per_trial: list[float] | None = None
+
+    @property
+    def calibrated_mean(self) -> float | None:
+        return None if self.calibrated_per_trial is None else float(
+            np.mean(self.calibrated_per_trial))
+
+    @property
+    def calibrated_std(self) -> float | None:
+        values = self.calibrated_per_trial
+        return None if values is None else (float(np.std(values, ddof=1)) if len(values) > 1
+                                            else 0.0)
 
 
 # --------------------------------------------------------------------------- the simulator
@@ -660,13 +673,26 @@ def _simulate(net: _Network, spikes_in: np.ndarray, dt: float, window: float, re
 
 
 # --------------------------------------------------------------------------- accuracy
+def readout_calibration(sim: AnalogSimulator, x_unlabelled: Any, reference: np.ndarray
+                        ) -> np.ndarray:
+    """Per-class factors the host applies to this chip's readout spike counts: the nominal
+    chip's mean count over unlabelled inputs (``reference``) over this chip's. Mismatch of the
+    readout neurons' gain and threshold scales each class's count, which decides the argmax;
+    one pass of unlabelled data measures it (a class that never spikes keeps factor 1)."""
+    measured = sim.run(x_unlabelled).counts.mean(axis=0)
+    return np.where(measured > 0, np.asarray(reference) / np.maximum(measured, 1e-12), 1.0)
+
+
 def accuracy_trials(config: Mapping[str, Any], x: Any, y: Any, *, mismatch: float, trials: int,
                     seed: int = 0, batch_size: int = 128, progress: bool = False,
                     dt: float | None = None, unset: str = "derived",
-                    mismatch_populations: Collection[str] | None = None) -> AnalogAccuracy:
+                    mismatch_populations: Collection[str] | None = None,
+                    calibration: Any = None) -> AnalogAccuracy:
     """Top-1 accuracy (percent) of the configuration over ``trials`` mismatch draws (trial ``i``:
     seed ``seed + i``); ``progress`` prints one line per trial to stderr. ``dt``, ``unset`` and
-    ``mismatch_populations`` as for :class:`AnalogSimulator`."""
+    ``mismatch_populations`` as for :class:`AnalogSimulator`. ``calibration``: unlabelled inputs
+    for a host-side :func:`readout_calibration` of every draw, scored as well
+    (``calibrated_per_trial``)."""
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
     labels = np.asarray(y).reshape(-1)
@@ -674,16 +700,27 @@ def accuracy_trials(config: Mapping[str, Any], x: Any, y: Any, *, mismatch: floa
         raise ValueError(f"accuracy_trials: {len(x)} inputs and {len(labels)} labels")
     per_trial: list[float] = []
     start = time.perf_counter()
+    calibrate = calibration is not None and len(calibration) > 0
+    calibrated: list[float] = []
+    if calibrate:
+        reference = AnalogSimulator(config, dt=dt, unset=unset, batch_size=batch_size
+                                    ).run(calibration).counts.mean(axis=0)
     for i in range(trials):
         sim = AnalogSimulator(config, mismatch=mismatch, seed=seed + i, dt=dt, unset=unset,
                               batch_size=batch_size,
                               mismatch_populations=mismatch_populations)
-        predicted = sim.run(x).predictions()
-        per_trial.append(100.0 * float(np.mean(predicted == labels)))
+        result = sim.run(x)
+        per_trial.append(100.0 * float(np.mean(result.predictions() == labels)))
+        line = f"accuracy {per_trial[-1]:.2f}%"
+        if calibrate:
+            counts = result.counts * readout_calibration(sim, calibration, reference)
+            predicted = readout_decision(counts, result.membrane)
+            calibrated.append(100.0 * float(np.mean(predicted == labels)))
+            line += f", {calibrated[-1]:.2f}% with the readout calibrated"
         if progress:
             print(f"mismatch {100 * mismatch:g}%: trial {i + 1}/{trials} (seed {seed + i}): "
-                  f"accuracy {per_trial[-1]:.2f}%", file=sys.stderr, flush=True)
+                  f"{line}", file=sys.stderr, flush=True)
     elapsed = (time.perf_counter() - start) / trials
     std = float(np.std(per_trial, ddof=1)) if trials > 1 else 0.0
     return AnalogAccuracy(float(np.mean(per_trial)), std, per_trial, float(mismatch), trials,
-                          elapsed)
+                          elapsed, calibrated if calibrate else None)

@@ -105,7 +105,7 @@ def _graph_predictions(logits: np.ndarray, states: dict, readout: str, mode: str
 def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | None,
           split: str, limit: int | None):
     """The torch model, the export's graphs and config, and the data set (checked to match)."""
-    from ..data import load_dataset, to_float
+    from ..data import load_dataset
     from ..export import read_export
     from ..graph import EIGraph
     from ..targets.dynapse2.config import read_config
@@ -129,30 +129,32 @@ def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | 
     name = data or graph.meta.get("dataset") or (recipe.get("data") or {}).get("dataset")
     if not name:
         raise ValidationError(f"{model_path}: the model names no data set; pass --data NAME")
-    dataset = load_dataset(name, split, data_dir or (recipe.get("data") or {}).get("data_dir"),
-                           T=graph.T)
+    root = data_dir or (recipe.get("data") or {}).get("data_dir")
+    dataset = load_dataset(name, split, root, T=graph.T)
     if limit is not None:
         dataset = dataclasses.replace(dataset, inputs=dataset.inputs[:limit],
                                       labels=dataset.labels[:limit])
-    return model, graph, quantized, config, dataset, name, to_float
+    return model, graph, quantized, config, dataset, name, root
 
 
 def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str | None = None,
                     data_dir: str | None = None, split: str = "test",
                     divisions: Sequence[str] = ("exact", "lut:8", "shift"),
                     analog_mismatch: float | None = None, analog_trials: int = 0,
-                    analog_seed: int = 0, batch_size: int = 128, limit: int | None = None,
+                    analog_seed: int = 0, analog_calibration: int = 0, batch_size: int = 128,
+                    limit: int | None = None,
                     log: Callable[[str], None] | None = None
                     ) -> tuple[dict[str, Any], ValidationData]:
     """Compare every stage of ``export_dir`` with the float model ``model_path`` (module doc).
 
     ``analog_mismatch`` None skips the analog simulator; else it runs without mismatch once and
-    ``analog_trials`` times with ``analog_mismatch`` (relative std). Returns the report (plain
-    JSON data) and the arrays for the plots.
+    ``analog_trials`` times with ``analog_mismatch`` (relative std), each draw also scored after
+    a readout calibration on ``analog_calibration`` unlabelled training samples (0: not).
+    Returns the report (plain JSON data) and the arrays for the plots.
     """
     import torch
 
-    from ..data import eval_transform
+    from ..data import eval_transform, load_dataset, to_float
     from ..graph.execute import FloatExecutor
     from ..sim.division import parse_division
     from ..sim.integer import IntegerSimulator
@@ -165,7 +167,7 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
         parse_division(mode)
     if "exact" not in modes:
         modes.insert(0, "exact")  # the reference of the spike-exact comparison
-    model, graph, quantized, config, dataset, name, to_float = _load(
+    model, graph, quantized, config, dataset, name, root = _load(
         model_path, export_dir, data, data_dir, split, limit)
     x_all = to_float(dataset.inputs).numpy()
     labels = dataset.labels.numpy().reshape(-1)
@@ -237,8 +239,13 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
     rates = {v: t.rates() for v, t in tallies.items() if t.rate_sums}
     analog = None
     if analog_mismatch is not None:
+        x_cal = None
+        if analog_calibration and analog_trials:  # the training split, labels unused
+            train = load_dataset(name, "train", root, T=graph.T)
+            x_cal = to_float(train.inputs[:analog_calibration]).numpy()
         analog = _analog(config, x_all, labels, analog_mismatch, analog_trials, analog_seed,
-                         batch_size, say)
+                         batch_size, say, x_cal)
+        analog_seconds = analog.pop("seconds_no_mismatch")
         predictions["analog"] = analog.pop("_predictions")
         rates["analog"] = analog.pop("_rates")
     reference = rates[QUANTIZED]
@@ -258,6 +265,8 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
         if variant.startswith("integer "):
             entry["saturations"] = dict(sorted(tallies[variant].saturations.items()))
             entry["saturation_events"] = int(sum(tallies[variant].saturations.values()))
+        if variant == "analog" and analog is not None:
+            entry["seconds"] = analog_seconds
         report_variants[variant] = entry
     divisor_values = {p: np.concatenate(v) for p, v in divisors.items()}
     report = {
@@ -280,7 +289,8 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
 
 
 def _analog(config: dict, x: np.ndarray, y: np.ndarray, mismatch: float, trials: int,
-            seed: int, batch_size: int, say: Callable[[str], None]) -> dict[str, Any]:
+            seed: int, batch_size: int, say: Callable[[str], None],
+            calibration: np.ndarray | None = None) -> dict[str, Any]:
     """The analog simulator without mismatch (predictions, rates) and over mismatch draws."""
     from ..sim.analog import AnalogSimulator, accuracy_trials
     from ..targets.dynapse2.biases import DT_SECONDS
@@ -304,11 +314,17 @@ def _analog(config: dict, x: np.ndarray, y: np.ndarray, mismatch: float, trials:
     if trials > 0 and mismatch > 0:
         say(f"analog simulator, mismatch {100 * mismatch:g}%, {trials} trials")
         result = accuracy_trials(config, x, y, mismatch=mismatch, trials=trials, seed=seed,
-                                 batch_size=batch_size)
+                                 batch_size=batch_size, calibration=calibration)
         out["mismatch"] = {"relative_std": mismatch, "trials": trials, "seed": seed,
                            "accuracy_mean": round(float(result.mean), 4),
                            "accuracy_std": round(float(result.std), 4),
                            "per_trial": [round(float(a), 4) for a in result.per_trial]}
+        if result.calibrated_per_trial is not None:
+            out["mismatch"].update(
+                calibration_samples=int(len(calibration)),
+                calibrated_accuracy_mean=round(float(result.calibrated_mean), 4),
+                calibrated_accuracy_std=round(float(result.calibrated_std), 4),
+                calibrated_per_trial=[round(float(a), 4) for a in result.calibrated_per_trial])
     return out
 
 
@@ -373,6 +389,12 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Analog simulator with device mismatch", "",
                   f"{100 * m['relative_std']:g}% mismatch, {m['trials']} draws (seed "
                   f"{m['seed']}): accuracy {m['accuracy_mean']:.2f} +- {m['accuracy_std']:.2f}%."]
+        if "calibrated_accuracy_mean" in m:
+            lines += ["", f"The same draws after a host-side readout calibration (each class's "
+                      f"spike count scaled by the nominal chip's mean count over this chip's, on "
+                      f"{m['calibration_samples']} unlabelled training samples): "
+                      f"{m['calibrated_accuracy_mean']:.2f} +- "
+                      f"{m['calibrated_accuracy_std']:.2f}%."]
     saturated = {v: e["saturations"] for v, e in report["variants"].items()
                  if e.get("saturation_events")}
     lines += ["", "## Saturation", ""]
