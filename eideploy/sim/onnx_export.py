@@ -328,10 +328,16 @@ def _interneurons(b: _IntegerGraphBuilder, sim: IntegerSimulator, pop: Populatio
     outputs[f"{pop.name}/output"] = out[pop.name]
 
 
+def _numerator(b: _IntegerGraphBuilder, sim: IntegerSimulator, pop: Population,
+               out: dict[str, str]) -> tuple[int, str]:
+    """``F_num`` and ``I_num = sat32(I_EE - I_sub)`` of an E or readout population."""
+    i_num = b.saturate(_current(b, sim, pop, ("exc", "sub"), out), ACCUMULATOR_BITS, True)
+    return sim.frac[(pop.name, "num")], i_num
+
+
 def _excitatory(b: _IntegerGraphBuilder, sim: IntegerSimulator, pop: Population,
                 out: dict[str, str], outputs: dict[str, str], steps: int) -> None:
-    frac_num = sim.frac[(pop.name, "num")]
-    i_num = b.saturate(_current(b, sim, pop, ("exc", "sub"), out), ACCUMULATOR_BITS, True)
+    frac_num, i_num = _numerator(b, sim, pop, out)
     if any(s.kind == "div" for s in sim.synapses[pop.name]):
         frac_div = sim.frac[(pop.name, "div")]
         i_div = _current(b, sim, pop, ("div",), out)
@@ -368,8 +374,7 @@ def _excitatory(b: _IntegerGraphBuilder, sim: IntegerSimulator, pop: Population,
 
 def _readout(b: _IntegerGraphBuilder, sim: IntegerSimulator, pop: Population,
              out: dict[str, str], outputs: dict[str, str], steps: int) -> None:
-    frac_num = sim.frac[(pop.name, "num")]
-    i_num = b.saturate(_current(b, sim, pop, ("exc", "sub"), out), ACCUMULATOR_BITS, True)
+    frac_num, i_num = _numerator(b, sim, pop, out)
     o = b.aligned(i_num, frac_num - MEMBRANE_FRAC, ACCUMULATOR_BITS)
     outputs[f"{pop.name}/current"] = o
     if sim.host.readout_mode == "current":
