@@ -138,6 +138,10 @@ def simulate(
     rasters: Annotated[Path | None, typer.Option(
         help="directory for the spike rasters of the first sample (default OUT/simulation)")]
     = None,
+    onnx: Annotated[bool, typer.Option(
+        "--onnx", help="integer backend: also write each mode's integer network as ONNX "
+                       "(integer operators only) and check that onnxruntime reproduces the "
+                       "simulator bit for bit (extra eideploy[onnx])")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
 ) -> None:
     """Accuracy of the exported network in the integer or analog simulator; writes rasters."""
@@ -162,14 +166,30 @@ def simulate(
             states = IntegerSimulator(graph, mode).run(x[:1], return_states=True).states
             raster[f"integer {mode}"] = {p: s["output"][:, 0].reshape(graph.T, -1)
                                          for p, s in states.items() if "output" in s}
-        return name, results, _write_rasters(raster_dir, raster, f"{name} sample 0")
+        written = _write_rasters(raster_dir, raster, f"{name} sample 0")
+        checks = {}
+        if onnx:
+            from .sim.onnx_export import check_against_simulator, save_onnx
 
-    name, results, written = _run(go)
+            for mode in modes:
+                path = raster_dir / f"integer-{mode.replace(':', '-')}.onnx"
+                save_onnx(IntegerSimulator(graph, mode), path)
+                checks[mode] = (path, check_against_simulator(graph, x, mode,
+                                                              batch_size=batch_size))
+        return name, results, written, checks
+
+    name, results, written, checks = _run(go)
     for mode, (acc, saturations) in results.items():
         sat = sum(saturations.values())
         print(f"{out}: {name} {split} integer simulator, division {mode}: accuracy {acc:.2f}%, "
               f"saturation events {sat}")
     print(f"spike rasters of sample 0: {', '.join(str(p) for p in written)}")
+    for mode, (path, check) in checks.items():
+        verdict = "bit-identical" if check["bit_identical"] else "DIFFERENT"
+        print(f"onnxruntime, division {mode}: {verdict} to the simulator "
+              f"({check['mismatches']} of {check['elements']} elements differ; model {path})")
+    if any(not check["bit_identical"] for _, check in checks.values()):
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _write_rasters(directory: Path, raster: dict, title: str) -> list[Path]:

@@ -158,3 +158,14 @@ def test_simulate_analog_reports_mean_and_spread_over_mismatch_draws(validated, 
 def test_simulate_refuses_an_unknown_backend(validated):
     res = runner.invoke(app, ["simulate", str(validated[0]), "--backend", "spice"])
     assert res.exit_code == 2 and "'integer' or 'analog'" in res.output
+
+
+def test_simulate_onnx_writes_the_integer_network_and_onnxruntime_agrees_bit_for_bit(
+        validated, tmp_path):
+    pytest.importorskip("onnxruntime")
+    res = runner.invoke(app, ["simulate", str(validated[0]), "--division", "lut:8", "--onnx",
+                              "--rasters", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "integer-lut-8.onnx").stat().st_size > 1000
+    line = next(s for s in res.output.splitlines() if s.startswith("onnxruntime"))
+    assert "bit-identical" in line and " 0 of 1982880 elements" in line
