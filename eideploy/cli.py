@@ -215,6 +215,8 @@ def _write_rasters(directory: Path, raster: dict, title: str) -> list[Path]:
 def _simulate_analog(out: Path, data: str | None, data_dir: str | None, split: str,
                      mismatch: float, trials: int, seed: int, calibrate: int, raster_dir: Path,
                      batch_size: int) -> None:
+    import numpy as np
+
     from .sim.analog import AnalogSimulator, accuracy_trials
     from .targets.dynapse2.config import read_config
 
@@ -225,10 +227,20 @@ def _simulate_analog(out: Path, data: str | None, data_dir: str | None, split: s
             if calibrate else None
         result = accuracy_trials(config, x, y, mismatch=mismatch, trials=trials, seed=seed,
                                  batch_size=batch_size, progress=True, calibration=x_cal)
-        sample = AnalogSimulator(config, mismatch=mismatch, seed=seed).run(x[:1])
-        written = []
-        if getattr(sample, "raster", None):
-            written = _write_rasters(raster_dir, {"analog": sample.raster}, f"{name} sample 0")
+        from .targets.dynapse2.biases import DT_SECONDS
+
+        sample = AnalogSimulator(config, mismatch=mismatch, seed=seed).run(x[:1], raster=True)
+        steps = max(int(round(sample.window / DT_SECONDS)), 1)
+        sizes = {p.name: p.size for p in graph.populations}
+        binned = {}  # spikes per model step (a 1 ms bin) and neuron, as the integer rasters
+        for pop, (times, neurons) in (sample.raster or {}).items():
+            counts = np.zeros((steps, sizes.get(pop, int(np.max(neurons, initial=-1)) + 1)))
+            step = np.minimum((np.asarray(times) / DT_SECONDS).astype(int), steps - 1)
+            np.add.at(counts, (step, np.asarray(neurons, dtype=int)), 1)
+            binned[pop] = counts
+        written = _write_rasters(raster_dir, {"analog": binned},
+                                 f"{name} sample 0, analog ({100 * mismatch:g}% mismatch, "
+                                 f"spikes per 1 ms step)") if binned else []
         return name, result, written
 
     name, result, written = _run(go)

@@ -153,6 +153,10 @@ def test_simulate_analog_reports_mean_and_spread_over_mismatch_draws(validated, 
     per_draw = [float(v) for v in re.findall(r"[0-9]+\.[0-9]+", line.split("per draw:")[1])]
     assert len(per_draw) == 2 and mean == pytest.approx(sum(per_draw) / 2, abs=0.01)
     assert 0 <= std <= 50 and min(per_draw) > 10.0  # above chance with 5% mismatch
+    assert (tmp_path / "r" / "raster.png").read_bytes()[:8] == PNG
+    spikes = np.load(tmp_path / "r" / "spikes.npz")
+    assert spikes["analog/layers.1.exc"].shape == (10, 192)  # T + 2 tail steps, neurons
+    assert spikes["analog/layers.3.readout"].sum() > 0
 
 
 def test_simulate_refuses_an_unknown_backend(validated):

@@ -293,7 +293,6 @@ def _analog(config: dict, x: np.ndarray, y: np.ndarray, mismatch: float, trials:
             calibration: np.ndarray | None = None) -> dict[str, Any]:
     """The analog simulator without mismatch (predictions, rates) and over mismatch draws."""
     from ..sim.analog import AnalogSimulator, accuracy_trials
-    from ..targets.dynapse2.biases import DT_SECONDS
 
     say("analog simulator, no mismatch")
     clock = time.perf_counter()
@@ -307,8 +306,10 @@ def _analog(config: dict, x: np.ndarray, y: np.ndarray, mismatch: float, trials:
             rate_sums[pop] = rate_sums.get(pop, 0.0) + np.asarray(hz, dtype=np.float64) * n
         samples += n
     seconds = time.perf_counter() - clock
-    # Hz -> spikes per model time step, the unit of the other variants' rates
-    rates = {p: v / samples * DT_SECONDS for p, v in rate_sums.items()}
+    # Hz over the window (T model steps plus the analog chain's tail) -> spikes per sample
+    # divided by T: spikes per model time step, the unit of the other variants' rates
+    steps = int(config["graph"]["T"])
+    rates = {p: v / samples * result.window / steps for p, v in rate_sums.items()}
     out: dict[str, Any] = {"seconds_no_mismatch": round(seconds, 3), "_predictions":
                            np.concatenate(predictions), "_rates": rates}
     if trials > 0 and mismatch > 0:

@@ -78,7 +78,7 @@ def plot_raster(raster: Mapping[str, Mapping[str, np.ndarray]], path: str | Path
     """One panel per (population, variant): dots at (time step, neuron) where it spiked."""
     variants = list(raster)
     pops = list(next(iter(raster.values()), {}))
-    fig = _figure(3.6 * max(len(variants), 1), 2.4 * max(len(pops), 1))
+    fig = _figure(max(3.6 * len(variants), 6.0), 2.4 * max(len(pops), 1))
     if not pops:
         fig.text(0.5, 0.5, "no spiking populations", ha="center")
         return _save(fig, path)
