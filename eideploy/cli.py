@@ -223,8 +223,12 @@ def _simulate_analog(out: Path, data: str | None, data_dir: str | None, split: s
     def go():
         graph, x, y, name = _export_data(out, data, data_dir, split, quantized=True)
         config = read_config(out / "dynapse2.json")
-        x_cal = _export_data(out, data, data_dir, "train", quantized=True)[1][:calibrate] \
-            if calibrate else None
+        x_cal = None
+        if calibrate:  # unlabelled samples of the training split
+            from .data import load_dataset, to_float
+
+            train = load_dataset(name, "train", data_dir, T=graph.T)
+            x_cal = to_float(train.inputs[:calibrate]).numpy()
         result = accuracy_trials(config, x, y, mismatch=mismatch, trials=trials, seed=seed,
                                  batch_size=batch_size, progress=True, calibration=x_cal)
         from .targets.dynapse2.biases import DT_SECONDS

@@ -20,7 +20,6 @@ population equal at that step of that sample) and of equal spikes. The report is
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..export import sha256_file
+from .report_plots import pearson
 
 __all__ = ["REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "ValidationError", "ValidationData",
            "validate_export", "report_markdown", "write_report", "accuracy_gate"]
@@ -74,22 +76,6 @@ class _Tally:
         return {k: v / max(self.samples, 1) for k, v in self.rate_sums.items()}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson correlation; ``None`` when either side is constant (undefined)."""
-    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    if a.size < 2 or a.std() == 0 or b.std() == 0:
-        return 1.0 if a.size and np.array_equal(a, b) else None
-    return float(np.corrcoef(a, b)[0, 1])
-
-
 def _percent(hits: np.ndarray) -> float:
     return round(100.0 * float(np.mean(hits)), 4)
 
@@ -117,7 +103,7 @@ def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | 
         raise ValidationError(f"{export_dir}: files {bad} differ from the manifest; export the "
                               "model again ('eideploy export ... --overwrite')")
     source = (manifest.get("source") or {}).get("sha256")
-    if source and source != _sha256(model_path):
+    if source and source != sha256_file(model_path):
         raise ValidationError(f"{export_dir} was exported from another model than {model_path} "
                               f"(sha256 {source[:12]}... in manifest.json); export {model_path} "
                               "again or give the model it came from")
@@ -258,7 +244,7 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
         if variant in rates:
             entry["rates"] = {p: round(float(r.mean()), 6) for p, r in rates[variant].items()}
             entry["rate_correlation_with_quantized"] = {
-                p: (None if (c := _pearson(r, reference[p])) is None else round(c, 6))
+                p: (None if (c := pearson(r, reference[p])) is None else round(c, 6))
                 for p, r in rates[variant].items() if p in reference}
         if variant in tallies:
             entry["seconds"] = round(tallies[variant].seconds, 4)
@@ -271,7 +257,7 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
     divisor_values = {p: np.concatenate(v) for p, v in divisors.items()}
     report = {
         "schema": REPORT_SCHEMA, "schema_version": REPORT_SCHEMA_VERSION,
-        "model": {"path": str(model_path), "sha256": _sha256(model_path)},
+        "model": {"path": str(model_path), "sha256": sha256_file(model_path)},
         "export": str(export_dir), "data": {"dataset": name, "split": split,
                                             "samples": int(len(labels))},
         "T": graph.T, "divisions": modes, "variants": report_variants,

@@ -18,11 +18,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_rates", "plot_raster", "plot_divisors", "REFERENCE"]
+__all__ = ["plot_rates", "plot_raster", "plot_divisors", "pearson", "REFERENCE"]
 
 REFERENCE = "quantized graph"
 DPI = 100
 _COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation; ``None`` when either side is constant (undefined), 1 for two equal
+    constant vectors."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return 1.0 if a.size and np.array_equal(a, b) else None
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _figure(width: float, height: float):
@@ -58,9 +67,9 @@ def plot_rates(rates: Mapping[str, Mapping[str, np.ndarray]], path: str | Path) 
                 continue
             value = np.asarray(rates[variant][pop], dtype=np.float64)
             top = max(top, float(value.max()))
-            r = (np.corrcoef(ref, value)[0, 1] if ref.std() > 0 and value.std() > 0 else
-                 float("nan"))
-            ax.scatter(ref, value, s=6, alpha=0.6, color=colour, label=f"{variant} (r={r:.3f})")
+            r = pearson(ref, value)
+            label = f"{variant} (r={'n/a' if r is None else f'{r:.3f}'})"
+            ax.scatter(ref, value, s=6, alpha=0.6, color=colour, label=label)
         ax.plot([0, top], [0, top], color="#888888", linewidth=0.8, linestyle="--")
         ax.set_title(pop, fontsize=9)
         ax.set_xlabel("quantized graph rate (per step)", fontsize=8)

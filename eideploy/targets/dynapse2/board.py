@@ -56,7 +56,15 @@ import numpy as np
 
 from ...graph.execute import FloatExecutor, readout_decision
 from .biases import DT_SECONDS
-from .samna_json import MONITOR_HOPS, MONITOR_SLOT, SamnaJsonError, _default_parameters
+from .samna_json import (
+    _MASK_BITS,
+    MONITOR_HOPS,
+    MONITOR_SLOT,
+    SamnaJsonError,
+    _bits,
+    _check_tag,
+    _default_parameters,
+)
 
 __all__ = ["BoardError", "BoardUnavailable", "SamnaStatus", "find_samna", "check_board",
            "config_to_samna_configuration", "blank_configuration", "InputEvents",
@@ -93,7 +101,6 @@ BOARD_METHODS = ("configure_opal_kelly", "get_model", "grid_bus_write_events",
                  "input_interface_write_events", "read_events")
 MODEL_METHODS = ("apply_configuration", "get_configuration", "clear_error_queue")
 
-_MASK_BITS = 4  # samna's weight and core masks
 _LEAK_BIASES = ("SOIF_LEAK_N", "DEAM_ETAU_P", "DEGA_ITAU_P", "DENM_ETAU_P", "DESC_ITAU_P")
 _EXTENSIONS = tuple(sorted({*importlib.machinery.EXTENSION_SUFFIXES, ".so", ".pyd"}))
 _SCAN_LIMIT = 20000  # files looked at in a samna package before giving up (keeps find_samna fast)
@@ -261,13 +268,6 @@ def _new(cls: Any, **fields: Any) -> Any:
     return obj
 
 
-def _bits(value: Any, where: str) -> list[bool]:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << _MASK_BITS:
-        raise SamnaJsonError(f"field '{where}' must be a {_MASK_BITS}-bit mask (0..15), got "
-                             f"{value!r}")
-    return [bool(value >> k & 1) for k in range(_MASK_BITS)]
-
-
 class _Layout:
     """The board's fixed sizes from the configuration's target, and object factories."""
 
@@ -288,10 +288,7 @@ class _Layout:
         self.empty_destination = self.destination(0, 0, 0, 0, "sram")
 
     def tag(self, tag: Any, where: str) -> int:
-        if not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag < self.tags:
-            raise SamnaJsonError(f"field '{where}.tag' must be an integer in 0..{self.tags - 1}, "
-                                 f"got {tag!r}")
-        return tag
+        return _check_tag(tag, self.tags, where)
 
     def synapse(self, dendrite: str, mask: Any, stp: bool, delay: Any, tag: int,
                 where: str) -> Any:

@@ -95,6 +95,13 @@ def _bits(value: int, where: str) -> list[bool]:
     return [bool(value >> k & 1) for k in range(_MASK_BITS)]
 
 
+def _check_tag(tag: Any, tags: int, where: str) -> int:
+    if not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag < tags:
+        raise SamnaJsonError(f"field '{where}.tag' must be an integer in 0..{tags - 1}, "
+                             f"got {tag!r}")
+    return tag
+
+
 class _Builder:
     """JSON fragments made by rockpool's classes, cached per distinct content: a board holds up
     to 262144 CAM entries but only a few hundred distinct (dendrite, mask, flags) combinations,
@@ -133,10 +140,7 @@ class _Builder:
         self.defaults = _default_parameters()
 
     def check_tag(self, tag: Any, where: str) -> int:
-        if not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag < self.tags:
-            raise SamnaJsonError(f"field '{where}.tag' must be an integer in 0..{self.tags - 1}, "
-                                 f"got {tag!r}")
-        return tag
+        return _check_tag(tag, self.tags, where)
 
     def synapse(self, dendrite: str, mask: int, stp: bool, delay: int, tag: int,
                 where: str) -> dict[str, Any]:
