@@ -58,12 +58,11 @@ from ...graph.execute import FloatExecutor, readout_decision
 from .biases import DT_SECONDS
 from .samna_json import (
     _MASK_BITS,
-    MONITOR_HOPS,
-    MONITOR_SLOT,
     SamnaJsonError,
     _bits,
     _check_tag,
     _default_parameters,
+    neuron_entries,
 )
 
 __all__ = ["BoardError", "BoardUnavailable", "SamnaStatus", "find_samna", "check_board",
@@ -287,7 +286,7 @@ class _Layout:
         self.empty_synapse = self.synapse("none", 0, False, 0, 0, "cam")
         self.empty_destination = self.destination(0, 0, 0, 0, "sram")
 
-    def tag(self, tag: Any, where: str) -> int:
+    def check_tag(self, tag: Any, where: str) -> int:
         return _check_tag(tag, self.tags, where)
 
     def synapse(self, dendrite: str, mask: Any, stp: bool, delay: Any, tag: int,
@@ -423,7 +422,7 @@ def config_to_samna_configuration(config: Mapping[str, Any], samna_module: Any, 
         chip_obj = chips[chip_id]
         for core_id in range(layout.cores_per_chip):
             core_obj = chip_obj.cores[core_id]
-            content: dict[int, tuple[list[Any], list[Any], bool]] = {}
+            content: dict[int, tuple[list[Any], list[Any]]] = {}
             core, where = used.get((chip_id, core_id), ({}, f"core ({chip_id}, {core_id})"))
             dc = float(core.get("dc", 0.0)) > 0
             for ni, neuron in enumerate(core.get("neurons", [])):
@@ -432,7 +431,7 @@ def config_to_samna_configuration(config: Mapping[str, Any], samna_module: Any, 
                 if not isinstance(slot, int) or not 0 <= slot < layout.neurons_per_core:
                     raise SamnaJsonError(f"field '{nw}.id' is {slot!r}, outside 0.."
                                          f"{layout.neurons_per_core - 1}")
-                content[slot] = _neuron_content(layout, neuron,
+                content[slot] = neuron_entries(layout, neuron,
                                                 readout_tag.get((chip_id, core_id, slot)), nw)
             neurons = core_obj.neurons
             for slot in range(layout.neurons_per_core):
@@ -444,33 +443,6 @@ def config_to_samna_configuration(config: Mapping[str, Any], samna_module: Any, 
             _set_parameters(sm, core_obj, _parameter_codes(core.get("bias_codes", {}), where),
                             where)
     return configuration
-
-
-def _neuron_content(layout: _Layout, neuron: Mapping[str, Any], monitor_tag: Any,
-                    where: str) -> tuple[list[Any], list[Any]]:
-    cam, sram = neuron.get("cam", []), neuron.get("sram", [])
-    if len(cam) > layout.cam_entries:
-        raise SamnaJsonError(f"field '{where}.cam' holds {len(cam)} entries, a neuron has "
-                             f"{layout.cam_entries}")
-    if len(sram) > layout.sram_entries - 1:
-        raise SamnaJsonError(f"field '{where}.sram' holds {len(sram)} entries; with entry "
-                             f"{MONITOR_SLOT} kept for monitoring a neuron has "
-                             f"{layout.sram_entries - 1}")
-    synapses = [layout.synapse(str(e["dendrite"]), e["weight_mask"], bool(e.get("stp", False)),
-                               e.get("delay", 0), layout.tag(e["tag"], f"{where}.cam[{i}]"),
-                               f"{where}.cam[{i}]") for i, e in enumerate(cam)]
-    if monitor_tag is None:
-        monitor = layout.empty_destination
-    else:  # the readout's way to the host
-        monitor = layout.destination((1 << _MASK_BITS) - 1, *MONITOR_HOPS,
-                                     layout.tag(monitor_tag, f"{where}.readout"), where)
-    destinations = [monitor] + [
-        layout.destination(e["core_mask"], e["x_hop"], e["y_hop"],
-                           layout.tag(e["tag"], f"{where}.sram[{i}]"), f"{where}.sram[{i}]")
-        for i, e in enumerate(sram)]
-    synapses += [layout.empty_synapse] * (layout.cam_entries - len(synapses))
-    destinations += [layout.empty_destination] * (layout.sram_entries - len(destinations))
-    return synapses, destinations
 
 
 # --------------------------------------------------------------------------- events

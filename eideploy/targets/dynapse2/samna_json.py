@@ -287,8 +287,17 @@ def _empty_chip(sa: Any) -> Any:
 
 def _used_neuron(b: _Builder, neuron: Mapping[str, Any], monitor_tag: int | None, dc: bool,
                  where: str) -> dict[str, Any]:
-    cam = neuron.get("cam", [])
-    sram = neuron.get("sram", [])
+    return _neuron(b, *neuron_entries(b, neuron, monitor_tag, where), dc)
+
+
+def neuron_entries(b: Any, neuron: Mapping[str, Any], monitor_tag: int | None, where: str
+                   ) -> tuple[list[Any], list[Any]]:
+    """A neuron's CAM entries (synapses) and SRAM entries (destinations, the monitoring entry
+    first), checked and padded with empty entries to the target's counts. ``b`` makes the
+    entries: ``synapse``, ``destination``, ``check_tag``, ``empty_synapse``,
+    ``empty_destination``, ``cam_entries``, ``sram_entries`` (JSON fragments here, samna objects
+    in ``board``)."""
+    cam, sram = neuron.get("cam", []), neuron.get("sram", [])
     if len(cam) > b.cam_entries:
         raise SamnaJsonError(f"field '{where}.cam' holds {len(cam)} entries, a neuron has "
                              f"{b.cam_entries}")
@@ -304,7 +313,7 @@ def _used_neuron(b: _Builder, neuron: Mapping[str, Any], monitor_tag: int | None
                                   b.check_tag(entry["tag"], ew), ew))
     if monitor_tag is None:
         monitor = b.empty_destination
-    else:
+    else:  # the readout's way to the host
         monitor = b.destination((1 << _MASK_BITS) - 1, *MONITOR_HOPS,
                                 b.check_tag(monitor_tag, f"{where}.readout"), where)
     destinations = [monitor]
@@ -312,7 +321,9 @@ def _used_neuron(b: _Builder, neuron: Mapping[str, Any], monitor_tag: int | None
         ew = f"{where}.sram[{i}]"
         destinations.append(b.destination(entry["core_mask"], entry["x_hop"], entry["y_hop"],
                                           b.check_tag(entry["tag"], ew), ew))
-    return _neuron(b, synapses, destinations, dc)
+    synapses += [b.empty_synapse] * (b.cam_entries - len(synapses))
+    destinations += [b.empty_destination] * (b.sram_entries - len(destinations))
+    return synapses, destinations
 
 
 @functools.lru_cache(maxsize=4)
@@ -331,7 +342,7 @@ def _neuron_template(dc: bool) -> tuple[tuple[str, Any], ...]:
 
 def _neuron(b: _Builder, synapses: list[dict[str, Any]], destinations: list[dict[str, Any]],
             dc: bool) -> dict[str, Any]:
-    synapses = synapses + [b.empty_synapse] * (b.cam_entries - len(synapses))
+    synapses = synapses + [b.empty_synapse] * (b.cam_entries - len(synapses))  # empty neuron
     destinations = destinations + [b.empty_destination] * (b.sram_entries - len(destinations))
     doc = dict(_neuron_template(dc))
     doc["synapses"] = b.jlist(synapses)
