@@ -17,4 +17,7 @@ recipe = recipe_from_dict({
 result = train(recipe, out_dir=out, device="cpu", progress=False, log=lambda m: None)
 rank = torch.distributed.get_rank()
 torch.save({k: v.clone() for k, v in result.model.state_dict().items()}, out / f"rank{rank}.pt")
+# both ranks done writing before either tears gloo down: a rank that exits while the other still
+# talks to it can abort in gloo's destructor ("terminate called without an active exception")
+torch.distributed.barrier()
 torch.distributed.destroy_process_group()
