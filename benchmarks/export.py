@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from eideploy.export import export_graph
+from eideploy.pipeline.export import export_graph
 from eideploy.graph.ir import EIGraph, Population, Projection
 from eideploy.targets.dynapse2 import load_target
 
@@ -106,11 +106,11 @@ STAGES = [  # (label, module, attribute)
     ("route", "eideploy.targets.dynapse2.compile", "route"),
     ("biases", "eideploy.targets.dynapse2.compile", "_bias_codes"),
     ("config", "eideploy.targets.dynapse2.compile", "build_config"),
-    ("report", "eideploy.export", "build_report"),
+    ("report", "eideploy.pipeline.export", "build_report"),
     ("write graphs", "eideploy.graph.ir", "EIGraph.save"),
     ("write dynapse2.json", "eideploy.targets.dynapse2.config", "write_config"),
-    ("write samna.json", "eideploy.targets.dynapse2.samna_json", "samna_json"),
-    ("write mapping.png", "eideploy.validate.plots", "plot_mapping"),
+    ("write samna.json", "eideploy.targets.dynapse2.samna", "samna_json"),
+    ("write mapping.png", "eideploy.targets.dynapse2.plot", "plot_mapping"),
 ]
 
 

@@ -199,7 +199,7 @@ def _write_rasters(directory: Path, raster: dict, title: str) -> list[Path]:
     import numpy as np
 
     from .atomic import atomic_write_bytes
-    from .validate.report_plots import plot_raster
+    from .pipeline.plots import plot_raster
 
     directory.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -217,7 +217,7 @@ def _simulate_analog(out: Path, data: str | None, data_dir: str | None, split: s
                      batch_size: int) -> None:
     import numpy as np
 
-    from .sim.analog import AnalogSimulator, accuracy_trials
+    from .targets.dynapse2.analog import AnalogSimulator, accuracy_trials
     from .targets.dynapse2.config import read_config
 
     def go():
@@ -289,13 +289,13 @@ def validate(
     and analog simulator: accuracy, agreement, firing rates, spike-exactness, saturation."""
     from rich.table import Table
 
-    from .validate.compare import accuracy_gate, validate_export, write_report
+    from .pipeline.validate import accuracy_gate, validate_export, write_report
 
     directory = report_dir if report_dir is not None else out / "validation"
 
     def go():
         if not out.exists():
-            from .export import export_model
+            from .pipeline.export import export_model
 
             console.print(f"{out} does not exist: exporting {model} to DYNAP-SE2 first")
             export_model(model, out, target="dynapse2")
@@ -445,7 +445,7 @@ def export_command(
     Exit codes: 0 written; 1 the network does not fit the target (every violation listed);
     2 bad input (model file, target, output directory); 3 a missing optional dependency.
     """
-    from .export import export_model
+    from .pipeline.export import export_model
     from .targets.dynapse2.compile import DoesNotFit
     from .targets.dynapse2.place import MappingError
 
@@ -499,7 +499,7 @@ def inspect_command(
     """Describe a model (architecture, layers, metrics, fit to a target) or an export."""
     import torch
 
-    from .export import model_overview, read_export
+    from .pipeline.export import model_overview, read_export
 
     torch.set_num_threads(1)  # a few element-wise checks: threads only add start-up and contention
 

@@ -1,8 +1,8 @@
 """Accuracy of the shipped digits model in the analog DYNAP-SE2 simulation vs device mismatch.
 
-Exports the model (``eideploy.export.export_model``) to a temporary directory, measures the
+Exports the model (``eideploy.pipeline.export.export_model``) to a temporary directory, measures the
 integer simulator (``exact`` division) on the digits test split, then runs
-``eideploy.sim.analog.accuracy_trials`` at 0, 5, 10 and 20% mismatch. Mismatch 0 is
+``eideploy.targets.dynapse2.analog.accuracy_trials`` at 0, 5, 10 and 20% mismatch. Mismatch 0 is
 deterministic: it runs once. Prints a markdown table (mean ± sample std over the trials) and
 writes ``analog-mismatch.png`` and ``analog-mismatch.json`` to ``--out``
 (docs/analog-model.md §7 holds the numbers)::
@@ -45,10 +45,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from eideploy.data import load_dataset, to_float
-    from eideploy.export import export_model
+    from eideploy.pipeline.export import export_model
     from eideploy.graph import EIGraph
     from eideploy.graph.execute import readout_decision
-    from eideploy.sim.analog import DEFAULT_DT, TAIL_STEPS, AnalogSimulator, accuracy_trials
+    from eideploy.targets.dynapse2.analog import DEFAULT_DT, TAIL_STEPS, AnalogSimulator, accuracy_trials
     from eideploy.sim.integer import accuracy as integer_accuracy
     from eideploy.targets.dynapse2.config import read_config
 

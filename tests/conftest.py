@@ -48,7 +48,7 @@ def quantized_digits(tmp_path_factory):
     with the export directory in ``meta["export_dir"]``."""
     from pathlib import Path
 
-    from eideploy.export import export_model
+    from eideploy.pipeline.export import export_model
     from eideploy.graph import EIGraph
 
     model = Path(__file__).resolve().parents[1] / "models" / "digits-dynapse2.pt"

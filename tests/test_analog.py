@@ -1,4 +1,4 @@
-"""The continuous-time DYNAP-SE2 simulation (eideploy.sim.analog, docs/analog-model.md)."""
+"""The continuous-time DYNAP-SE2 simulation (eideploy.targets.dynapse2.analog, docs/analog-model.md)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from eideploy.graph.ir import EIGraph, Population, Projection
-from eideploy.sim import analog
-from eideploy.sim.analog import (
+from eideploy.targets.dynapse2 import analog
+from eideploy.targets.dynapse2.analog import (
     I_0,
     AnalogSimulator,
     accuracy_trials,
@@ -186,7 +186,7 @@ def test_the_export_writes_the_dynamics_biases_and_older_files_get_them_by_polic
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     from eideploy.data import load_dataset, to_float
-    from eideploy.export import export_model
+    from eideploy.pipeline.export import export_model
     from eideploy.targets.dynapse2.config import read_config
 
     if not MODEL.is_file():

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from eideploy.graph.execute import FloatExecutor, readout_decision
+from eideploy.graph.host import Host, readout_decision
 from eideploy.sim.integer import IntegerSimulator
 from eideploy.targets.dynapse2 import board
 from eideploy.targets.dynapse2.board import (
@@ -41,7 +41,7 @@ from eideploy.targets.dynapse2.board import (
     run_on_board,
 )
 from eideploy.targets.dynapse2.config import config_to_graph, read_config
-from eideploy.targets.dynapse2.samna_json import SamnaJsonError, _alias, samna_json
+from eideploy.targets.dynapse2.samna import SamnaJsonError, _alias, samna_json
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "digits-dynapse2.pt"
@@ -52,7 +52,7 @@ Out = namedtuple("Out", "tag timestamp")
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory) -> Path:
     """The shipped digits model exported for one chip (small, same mapping as the board)."""
-    from eideploy.export import export_model
+    from eideploy.pipeline.export import export_model
 
     out = tmp_path_factory.mktemp("board") / "out"
     export_model(SHIPPED, out, target="dynapse2", chips=1)
@@ -253,8 +253,8 @@ def host_run(config, digits_test):
     """40 test digits: the host's input spikes and the integer simulator's readout counts."""
     graph = config_to_graph(config)
     x = digits_test[0][:40]
-    host = FloatExecutor(graph)
-    spikes = host.encode_input(host.fold_input(x))
+    host = Host(graph)
+    spikes = host.spikes(x)
     spikes = np.broadcast_to(spikes, (graph.T, *spikes.shape[1:]))
     return graph, x, spikes, IntegerSimulator(graph).run(x)
 
@@ -461,7 +461,7 @@ def connected_board():
 @pytest.mark.board
 def test_the_shipped_digits_model_classifies_at_least_90_percent_on_the_chip(
         connected_board, tmp_path, digits_test):
-    from eideploy.export import export_model
+    from eideploy.pipeline.export import export_model
 
     export_model(SHIPPED, tmp_path / "out", target="dynapse2")
     x, y = digits_test

@@ -18,7 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 from eideploy.cli import app
-from eideploy.export import EXPORT_FILES, ExportError, export_graph, read_export
+from eideploy.pipeline.export import EXPORT_FILES, ExportError, export_graph, read_export
 from eideploy.graph.ir import EIGraph, Population, Projection
 from eideploy.networks import build_network
 from eideploy.nn import ei_init
@@ -28,9 +28,9 @@ from eideploy.targets.dynapse2 import (
     load_target,
     read_config,
 )
-from eideploy.targets.dynapse2 import samna_json as samna_module
+from eideploy.targets.dynapse2 import samna as samna_module
 from eideploy.targets.dynapse2.rockpool_shim import rockpool_import, samna_is_pypi_stub
-from eideploy.targets.dynapse2.samna_json import MONITOR_SLOT, config_to_samna
+from eideploy.targets.dynapse2.samna import MONITOR_SLOT, config_to_samna
 from eideploy.train import save_checkpoint
 
 runner = CliRunner()
@@ -287,7 +287,7 @@ def test_export_is_byte_identical_in_a_fresh_process_with_another_hash_seed(expo
     out = exported.parent / "fresh"
     code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); "
             "from test_export import fitting_graph, one_chip; "
-            "from eideploy.export import export_graph; "
+            "from eideploy.pipeline.export import export_graph; "
             f"export_graph(fitting_graph(), {str(out)!r}, target=one_chip(), seed=3)")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
@@ -317,7 +317,7 @@ def test_reexport_replaces_an_earlier_export_and_overwrite_replaces_a_foreign_di
 
 
 def test_a_failure_while_writing_leaves_nothing_and_keeps_the_old_export(tmp_path, monkeypatch):
-    import eideploy.validate.plots as plots
+    import eideploy.targets.dynapse2.plot as plots
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -456,7 +456,7 @@ def test_samna_json_refuses_values_samnas_objects_cannot_hold(exported):
 
 def test_samna_json_never_imports_samna(exported):
     code = ("import sys, json; from eideploy.targets.dynapse2 import read_config; "
-            "from eideploy.targets.dynapse2.samna_json import samna_json; "
+            "from eideploy.targets.dynapse2.samna import samna_json; "
             f"samna_json(read_config({str(exported / 'dynapse2.json')!r})); "
             "print('samna' in sys.modules and sys.modules['samna'] is not None)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

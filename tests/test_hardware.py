@@ -302,7 +302,7 @@ def test_bias_per_core_is_one_value_per_chunk_of_neurons():
 
 # --------------------------------------------------------------------------- the shipped model
 def test_shipped_digits_model_exports_without_violations_and_keeps_its_accuracy(tmp_path):
-    from eideploy.export import export_model
+    from eideploy.pipeline.export import export_model
 
     assert SHIPPED.is_file(), "models/digits-dynapse2.pt is missing (docs/hardware-aware.md)"
     assert SHIPPED.stat().st_size < 2_000_000

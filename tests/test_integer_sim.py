@@ -209,7 +209,7 @@ def test_exact_mode_equals_a_straightforward_integer_reference(quantized_digits,
     x, _ = digits_test
     sim = IntegerSimulator(quantized_digits, "exact")
     batch = x[:3]
-    spikes = sim.host.encode_input(sim.host.fold_input(batch))
+    spikes = sim.host.spikes(batch)
     expected = _reference_counts(sim, np.broadcast_to(spikes, (quantized_digits.T,
                                                                *spikes.shape[1:])))
     assert np.array_equal(sim.run(batch).counts, expected)

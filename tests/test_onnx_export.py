@@ -187,7 +187,7 @@ def test_a_dividend_aligned_past_64_bits_saturates_instead_of_wrapping():
     sim = IntegerSimulator(graph, "exact")
     assert 16 + sim.frac[("exc1", "div")] - sim.frac[("exc1", "num")] > 32
     x = _random_spikes(1, graph)
-    spikes = sim.host.encode_input(sim.host.fold_input(x)).astype(np.int64)
+    spikes = sim.host.spikes(x).astype(np.int64)
     got = run_onnx(integer_to_onnx(sim), spikes)
     assert np.all(got["exc1/divisor"] == 1)
     expected = _spec_exc1_current(sim, spikes, got["inh1/output"])
@@ -205,7 +205,7 @@ def test_the_check_reports_mismatches_when_the_arithmetic_differs():
     x = _random_spikes(0, graph)
     sim_shift = IntegerSimulator(graph, "shift")
     got = run_onnx(integer_to_onnx(IntegerSimulator(graph, "exact")),
-                   sim_shift.host.encode_input(sim_shift.host.fold_input(x)))
+                   sim_shift.host.spikes(x))
     expected = sim_shift.run(x, return_states=True).states["exc1"]["current"]
     assert np.count_nonzero(got["exc1/current"] != expected) > expected.size // 4
 
@@ -217,7 +217,7 @@ def test_the_input_spikes_broadcast_over_time_and_the_batch_is_dynamic():
     batch_dim = model.graph.input[0].type.tensor_type.shape.dim[1]
     assert model.graph.input[0].name == INPUT_NAME and batch_dim.dim_param == "batch"
     x = np.ones((3, graph.population("input").size))  # (B, n_in): one frame for all T steps
-    got = run_onnx(model, sim.host.encode_input(sim.host.fold_input(x)))
+    got = run_onnx(model, sim.host.spikes(x))
     result = sim.run(x, return_states=True)
     assert np.array_equal(got["counts"], result.counts)
     assert np.array_equal(got["exc2/output"], result.states["exc2"]["output"])
@@ -309,7 +309,7 @@ def test_save_onnx_writes_a_model_that_onnxruntime_runs(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["integer.onnx"]  # no temporary left
     assert onnx.load(path).metadata_props[0].value == "lut:8:newton"
     x = _random_spikes(3, graph)
-    got = run_onnx(path, sim.host.encode_input(sim.host.fold_input(x)))
+    got = run_onnx(path, sim.host.spikes(x))
     assert np.array_equal(got["membrane"], sim.run(x).membrane)
 
 

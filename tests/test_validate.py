@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from eideploy.cli import app
-from eideploy.validate.compare import REPORT_SCHEMA_VERSION, accuracy_gate
+from eideploy.pipeline.validate import REPORT_SCHEMA_VERSION, accuracy_gate
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "digits-dynapse2.pt"
@@ -88,7 +88,7 @@ def test_max_accuracy_drop_passes_with_room_and_fails_the_gate_when_exceeded(val
     worse = json.loads(json.dumps(report))
     worse["variants"]["integer shift"]["accuracy"] -= 3.0
     assert len(accuracy_gate(worse, 2.0)) == 1 and accuracy_gate(worse, 5.0) == []
-    import eideploy.validate.compare as compare
+    import eideploy.pipeline.validate as compare
 
     real = compare.validate_export
     monkeypatch.setattr(compare, "validate_export",

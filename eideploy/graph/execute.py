@@ -35,6 +35,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import scipy.sparse
 
+from .host import ENCODINGS, READOUT_MODES, Host, if_encode, readout_decision
 from .ir import EIGraph, GraphError, Population, Projection
 
 __all__ = ["FloatExecutor", "run", "accuracy", "predict", "lif_multistep", "inhibitory_response",
@@ -53,9 +54,7 @@ ACCUMULATE = np.float64
 #: Largest im2col buffer one convolution call builds; bigger batches are convolved in chunks of
 #: samples, so memory stays flat while each chunk is still one large GEMM.
 IM2COL_BYTES = 64 << 20
-#: Input encodings the executor runs: analog values or spikes as given, or encoded here.
-ENCODINGS = ("direct", "spikes", "if", "bernoulli")
-READOUT_MODES = ("current", "spiking")
+
 
 States = dict[str, dict[str, np.ndarray]]
 
@@ -125,20 +124,6 @@ def ei_readout(i_ee: np.ndarray, i_sub: np.ndarray) -> np.ndarray:
     return i_ee - i_sub
 
 
-def if_encode(x_seq: np.ndarray, threshold: float = 1.0, phase: float = 0.5) -> np.ndarray:
-    """Integrate-and-fire encoding of ``(T, B, ...)`` intensities: ``u = u + x[t]``,
-    ``s = u >= threshold``, ``u = u - threshold s``, ``u[-1] = phase`` (``nn.encoding``)."""
-    dtype = x_seq.dtype.type
-    u = np.full(x_seq.shape[1:], phase, dtype=dtype)
-    spikes = np.empty_like(x_seq)
-    for t in range(x_seq.shape[0]):
-        u = u + x_seq[t]
-        s = (u >= dtype(threshold)).astype(dtype)
-        u = u - s * dtype(threshold)
-        spikes[t] = s
-    return spikes
-
-
 def if_readout(o_seq: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
     """Non-leaky IF readout with soft reset over ``(T, B, classes)``: ``(counts, membrane)``,
     with ``counts * theta + membrane = sum_t o[t]`` (``nn.encoding.if_readout``)."""
@@ -152,12 +137,6 @@ def if_readout(o_seq: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]
         counts = counts + n
         v = v - n * theta_
     return counts, v
-
-
-def readout_decision(counts: np.ndarray, membrane: np.ndarray) -> np.ndarray:
-    """The class with the most spikes; among equal counts, the highest membrane."""
-    top = counts.max(axis=-1, keepdims=True)
-    return np.where(counts == top, membrane, -np.inf).argmax(axis=-1)
 
 
 # --------------------------------------------------------------------------- the operators
@@ -378,6 +357,7 @@ class FloatExecutor:
                             f"{readout.size} neurons")
         if problems:
             raise GraphError(f"graph {graph.name} cannot run: " + "; ".join(problems))
+        self.host = Host(graph, self.dtype)
         # After its last consumer, a population's activity can be dropped (when not recording).
         self.last_use = {p.source: i for i, pop in enumerate(graph.populations)
                          for p in graph.projections_into(pop.name)}
@@ -385,30 +365,12 @@ class FloatExecutor:
     # ---- input
     def fold_input(self, x: Any) -> np.ndarray:
         """``(B, *in_shape)`` -> ``(1, B, ...)``; ``(B, T, *in_shape)`` -> ``(T, B, ...)``."""
-        arr = np.asarray(x, dtype=self.dtype)
-        shape, steps = tuple(self.input.shape), self.graph.T
-        if arr.ndim == len(shape) + 1 and arr.shape[1:] == shape and arr.shape[0] > 0:
-            return arr[None]
-        if (arr.ndim == len(shape) + 2 and arr.shape[1] == steps and arr.shape[2:] == shape
-                and arr.shape[0] > 0):
-            return np.ascontiguousarray(arr.swapaxes(0, 1))
-        dims = ", ".join(str(s) for s in shape)
-        raise ValueError(f"graph {self.graph.name} expects input (B, {dims}) or "
-                         f"(B, T={steps}, {dims}); got {arr.shape}")
+        return self.host.fold(x)
 
     def encode_input(self, folded: np.ndarray) -> np.ndarray:
-        """``(S, B, ...)`` intensities -> the ``(T, B, ...)`` spikes the host sends (module doc);
-        ``direct`` and ``spikes`` inputs pass as given."""
-        if self.encoding in ("direct", "spikes"):
-            return folded
-        seq = np.broadcast_to(folded, (self.graph.T, *folded.shape[1:]))
-        if self.encoding == "if":
-            return if_encode(np.ascontiguousarray(seq),
-                             float(self.graph.input.get("threshold", 1.0)),
-                             float(self.graph.input.get("phase", 0.5)))
-        rng = np.random.default_rng(int(self.graph.input.get("seed", 0)))
-        probability = np.clip(seq, 0, 1)
-        return (rng.random(seq.shape) < probability).astype(self.dtype)
+        """``(S, B, ...)`` intensities -> the ``(T, B, ...)`` spikes the host sends
+        (``graph.host``); ``direct`` and ``spikes`` inputs pass as given."""
+        return self.host.encode(folded)
 
     # ---- the pass
     def _gather(self, pop: Population, kind: str, out: dict[str, np.ndarray]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-from ..graph.execute import FloatExecutor, readout_decision
+from ..graph.host import Host, readout_decision
 from ..graph.ir import EIGraph, GraphError, Population, Projection
 from .division import DIVISOR_BITS, divide, parse_division
 
@@ -200,7 +200,7 @@ class IntegerSimulator:
         parse_division(division)
         self.division = division
         self.graph = graph
-        self.host = FloatExecutor(graph)  # input encoding only: the host's spikes, bit for bit
+        self.host = Host(graph)  # input encoding only: the host's spikes, bit for bit
         if self.host.encoding == "direct":
             raise GraphError(f"graph {graph.name}: the integer simulator takes spikes ('if', "
                              "'bernoulli' or 'spikes' input encoding), not analog 'direct' input")
@@ -301,7 +301,7 @@ class IntegerSimulator:
         sat: dict[str, int] = {}
         peaks: dict[str, int] = {}
         states: dict[str, dict[str, np.ndarray]] = {}
-        spikes_in = self.host.encode_input(self.host.fold_input(x))
+        spikes_in = self.host.spikes(x)
         spikes_in = np.broadcast_to(spikes_in, (steps, *spikes_in.shape[1:]))
         batch = spikes_in.shape[1]
         sources = {self.host.input.name: SourceOutput(

@@ -483,7 +483,7 @@ def check_against_simulator(graph: EIGraph, x: Any, division: str = "exact",
     for start in range(0, samples, batch_size):
         batch = x[start:start + batch_size]
         expected = sim.run(batch, return_states=True)
-        got = _run_session(session, sim.host.encode_input(sim.host.fold_input(batch)))
+        got = _run_session(session, sim.host.spikes(batch))
         reference = {"counts": expected.counts, "membrane": expected.membrane}
         for pop, states in expected.states.items():
             for key, value in states.items():

@@ -104,7 +104,7 @@ def hardware_target(recipe: Recipe):
     """The recipe's target board (``target.name`` limited to ``target.chips``), or None."""
     if recipe.target is None:
         return None
-    from ..export import resolve_target
+    from ..targets.dynapse2.target import resolve_target
 
     return resolve_target(recipe.target.name, recipe.target.chips)
 

@@ -54,14 +54,14 @@ from typing import Any
 
 import numpy as np
 
-from ...graph.execute import FloatExecutor, readout_decision
+from ...graph.host import Host, readout_decision
 from .biases import DT_SECONDS
-from .samna_json import (
+from .samna import (
     _MASK_BITS,
     SamnaJsonError,
     _bits,
     _check_tag,
-    _default_parameters,
+    default_parameters,
     neuron_entries,
 )
 
@@ -313,7 +313,7 @@ class _Layout:
 
 def _parameter_codes(codes: Mapping[str, Any], where: str) -> dict[str, tuple[int, int]]:
     """rockpool's DynapSim defaults overridden by a core's ``bias_codes`` (as samna_json)."""
-    merged = {name: (coarse, fine) for name, coarse, fine in _default_parameters()}
+    merged = {name: (coarse, fine) for name, coarse, fine in default_parameters()}
     for name, code in codes.items():
         try:
             merged[name] = (int(code["coarse"]), int(code["fine"]))
@@ -359,7 +359,7 @@ def blank_configuration(samna_module: Any, config: Mapping[str, Any]) -> Any:
         return samna_module.Dynapse2Configuration()
     except TypeError:
         pass
-    from .samna_json import _all_false, _empty_chip
+    from .samna import _all_false, _empty_chip
 
     sm = samna_module
     layout = _Layout(config, sm)
@@ -516,7 +516,7 @@ def _input_routes(config: Mapping[str, Any], n_in: int) -> tuple[np.ndarray, np.
 def encode_events(config: Mapping[str, Any], spikes_in: np.ndarray, dt_us: int = DT_US, *,
                   gap_steps: int = GAP_STEPS, start_us: int = 0) -> InputEvents:
     """The events the host sends for input spikes ``(T, B, n_in)`` (or ``(T, B, *in_shape)``),
-    as ``FloatExecutor(graph).encode_input`` gives them (a count per step: that many events).
+    as ``graph.host.Host(graph).spikes`` gives them (a count per step: that many events).
 
     Model step ``t`` of sample ``b`` starts at ``start_us + b * period_us + t * dt_us``; every
     spike goes to each destination chip of its channel (``input_channels``: tag, core mask; hops
@@ -770,7 +770,7 @@ def run_on_board(out_dir: Path, x: np.ndarray, y: np.ndarray, *, board_index: in
     out_dir = Path(out_dir)
     config = read_config(out_dir / "dynapse2.json")
     graph = config_to_graph(config, source=str(out_dir / "dynapse2.json"))
-    host = FloatExecutor(graph)
+    host = Host(graph)
     x = np.asarray(x)
     in_shape = tuple(host.input.shape)
     if x.ndim == 2 and x.shape[1] == host.input.size and len(in_shape) > 1:
@@ -793,7 +793,7 @@ def run_on_board(out_dir: Path, x: np.ndarray, y: np.ndarray, *, board_index: in
                         session.model.get_configuration)
         session.apply(config_to_samna_configuration(config, session.sm, base=base))
         for lo in range(0, len(labels), chunk):
-            spikes = host.encode_input(host.fold_input(x[lo:lo + chunk]))
+            spikes = host.spikes(x[lo:lo + chunk])
             spikes = np.broadcast_to(spikes, (graph.T, *spikes.shape[1:]))
             input_spikes += int(np.rint(spikes).sum())
             start = session.now_us() + offset_us

@@ -22,7 +22,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["Target", "TargetError", "load_target", "known_targets", "HARDWARE_DIR",
+__all__ = ["Target", "TargetError", "load_target", "resolve_target", "known_targets", "HARDWARE_DIR",
            "TARGET_FORMAT", "TARGET_FORMAT_VERSION"]
 
 TARGET_FORMAT = "eideploy-target"
@@ -362,3 +362,11 @@ def _parse(doc: dict[str, Any], source: str) -> Target:
     )
     r.check_unknown(_FIELDS)
     return target
+
+
+def resolve_target(target: str | Path | Target = "dynapse2", chips: int | None = None) -> Target:
+    """A ``Target`` from a name, a path or a ``Target``; ``chips`` limits the board to N chips."""
+    resolved = target if isinstance(target, Target) else load_target(target)
+    if chips is not None:
+        resolved = resolved.with_chips(chips)
+    return resolved

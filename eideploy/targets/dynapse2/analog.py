@@ -23,7 +23,7 @@ Per neuron ``j`` (currents in A, time in s; module functions named in brackets):
   for ``t_ref`` (``SOIF_REFR_N``); the spike reaches its targets one ``dt`` later.
 
 Inputs are the host's events: the graph's input encoded exactly as the float executor encodes it
-(``FloatExecutor.encode_input``), the spikes of model step ``t`` sent at ``t * DT_SECONDS``. The
+(``graph.host.Host``), the spikes of model step ``t`` sent at ``t * DT_SECONDS``. The
 readout's spike counts over the window decide the class (ties: the higher membrane current, as
 ``readout_decision``). Interneurons (role ``inh``) are spiking neurons of their own cores; the
 model's ``floor(relu(I_IE) / theta_I)`` is their spike count per step.
@@ -53,11 +53,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-from ..graph.execute import FloatExecutor, readout_decision
-from ..graph.ir import EIGraph
-from ..quant import subset_sums
-from ..targets.dynapse2 import biases
-from ..targets.dynapse2.compile import (
+from ...graph.host import Host, readout_decision
+from ...graph.ir import EIGraph
+from ...quant import subset_sums
+from . import biases
+from .compile import (
     DC_BIAS,
     DENDRITE_GAIN_BIAS,
     GAIN_BIAS,
@@ -69,7 +69,7 @@ from ..targets.dynapse2.compile import (
     THRESHOLD_BIAS,
     derived_currents,
 )
-from ..targets.dynapse2.config import ConfigError, config_to_graph
+from .config import ConfigError, config_to_graph
 
 __all__ = ["AnalogSimulator", "AnalogResult", "AnalogAccuracy", "CoreBiases", "accuracy_trials",
            "core_biases", "derived_currents", "readout_calibration", "fi_curve", "dpi_rate",
@@ -253,9 +253,9 @@ class CoreBiases:
 
 
 def _dynapsim_currents() -> dict[str, float]:
-    from ..targets.dynapse2.samna_json import _default_parameters
+    from .samna import default_parameters
 
-    codes = {name: (c, f) for name, c, f in _default_parameters()}
+    codes = {name: (c, f) for name, c, f in default_parameters()}
     return {name: biases.bias_current(name, *codes[name]) for name in _DYNAPSIM_NAMES}
 
 
@@ -559,7 +559,7 @@ class AnalogSimulator:
         self.mismatch, self.seed, self.unset = float(mismatch), int(seed), unset
         self.batch_size = int(batch_size)
         self.graph = config_to_graph(config, source=source)
-        self.host = FloatExecutor(self.graph)  # the host's input encoding, bit for bit
+        self.host = Host(self.graph)  # the host's input encoding, bit for bit
         if self.host.readout_mode != "spiking" or self.host.encoding == "direct":
             raise ValueError(f"{source}: the chip takes spikes and returns spikes: the graph "
                              f"needs spike input and a spiking readout (it has "
@@ -574,7 +574,7 @@ class AnalogSimulator:
     def run(self, x: Any, *, raster: bool = False) -> AnalogResult:
         """Run a batch of raw inputs ``(B, *in_shape)`` or ``(B, T, *in_shape)`` (as the float
         executor takes them); ``raster`` records sample 0's spikes."""
-        spikes_in = self.host.encode_input(self.host.fold_input(x))
+        spikes_in = self.host.spikes(x)
         spikes_in = np.broadcast_to(spikes_in, (self.graph.T, *spikes_in.shape[1:]))
         spikes_in = spikes_in.reshape(self.graph.T, spikes_in.shape[1], -1)
         batch = spikes_in.shape[1]

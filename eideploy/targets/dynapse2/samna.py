@@ -75,7 +75,7 @@ def _alias() -> Any:
 
 
 @functools.lru_cache(maxsize=1)
-def _default_parameters() -> tuple[tuple[str, int, int], ...]:
+def default_parameters() -> tuple[tuple[str, int, int], ...]:
     """rockpool's DynapSim default (coarse, fine) per core parameter, sorted by name."""
     try:
         with rockpool_import():
@@ -137,7 +137,7 @@ class _Builder:
         self.empty_synapse = self.synapse("none", 0, False, 0, 0, "")
         self.empty_destination = self.sa.Dynapse2Destination(
             core=[False] * _MASK_BITS, x_hop=0, y_hop=0, tag=0).json_wrapper()
-        self.defaults = _default_parameters()
+        self.defaults = default_parameters()
 
     def check_tag(self, tag: Any, where: str) -> int:
         return _check_tag(tag, self.tags, where)

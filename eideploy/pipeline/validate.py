@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ..export import sha256_file
-from .report_plots import pearson
+from .export import sha256_file
+from .plots import pearson
 
 __all__ = ["REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "ValidationError", "ValidationData",
            "validate_export", "report_markdown", "write_report", "accuracy_gate"]
@@ -92,7 +92,7 @@ def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | 
           split: str, limit: int | None):
     """The torch model, the export's graphs and config, and the data set (checked to match)."""
     from ..data import load_dataset
-    from ..export import read_export
+    from .export import read_export
     from ..graph import EIGraph
     from ..targets.dynapse2.config import read_config
     from ..train import load_model
@@ -278,7 +278,7 @@ def _analog(config: dict, x: np.ndarray, y: np.ndarray, mismatch: float, trials:
             seed: int, batch_size: int, say: Callable[[str], None],
             calibration: np.ndarray | None = None) -> dict[str, Any]:
     """The analog simulator without mismatch (predictions, rates) and over mismatch draws."""
-    from ..sim.analog import AnalogSimulator, accuracy_trials
+    from ..targets.dynapse2.analog import AnalogSimulator, accuracy_trials
 
     say("analog simulator, no mismatch")
     clock = time.perf_counter()
@@ -401,7 +401,7 @@ def write_report(report: dict[str, Any], data: ValidationData, directory: str | 
     import json
 
     from ..atomic import staged_directory
-    from .report_plots import plot_divisors, plot_raster, plot_rates
+    from .plots import plot_divisors, plot_raster, plot_rates
 
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():

@@ -1,0 +1,98 @@
+"""What the host does around a mapped network: input encoding and the readout decision.
+
+Every backend that runs a graph (the float executor, the integer simulator, the analog model of
+the chip, the board and the virtual board) receives the same spikes from the host and decides a
+class the same way. These are the host's two jobs, here once, so that no backend has to build a
+:class:`~eideploy.graph.execute.FloatExecutor` just to encode its inputs.
+
+Encodings (``graph.input["encoding"]``, spec §1 and ``eideploy.nn.encoding``): ``direct`` and
+``spikes`` pass the input as given; ``if`` integrates the intensities in an integrate-and-fire
+encoder with the same float32 operations as the torch model (so the same spikes); ``bernoulli``
+draws from numpy's generator seeded by ``graph.input["seed"]`` per batch (the same statistics as
+torch's draws, not the same spikes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .ir import EIGraph
+
+__all__ = ["ENCODINGS", "READOUT_MODES", "Host", "if_encode", "readout_decision"]
+
+#: Input encodings the host runs: analog values or spikes as given, or encoded here.
+ENCODINGS = ("direct", "spikes", "if", "bernoulli")
+#: Readouts: the time-averaged current (the torch logits), or spikes of IF readout neurons.
+READOUT_MODES = ("current", "spiking")
+
+
+def if_encode(x_seq: np.ndarray, threshold: float = 1.0, phase: float = 0.5) -> np.ndarray:
+    """Integrate-and-fire encoding of ``(T, B, ...)`` intensities: ``u = u + x[t]``,
+    ``s = u >= threshold``, ``u = u - threshold s``, ``u[-1] = phase`` (``nn.encoding``)."""
+    dtype = x_seq.dtype.type
+    u = np.full(x_seq.shape[1:], phase, dtype=dtype)
+    spikes = np.empty_like(x_seq)
+    for t in range(x_seq.shape[0]):
+        u = u + x_seq[t]
+        s = (u >= dtype(threshold)).astype(dtype)
+        u = u - s * dtype(threshold)
+        spikes[t] = s
+    return spikes
+
+
+def readout_decision(counts: np.ndarray, membrane: np.ndarray) -> np.ndarray:
+    """The class with the most spikes; among equal counts, the highest membrane."""
+    top = counts.max(axis=-1, keepdims=True)
+    return np.where(counts == top, membrane, -np.inf).argmax(axis=-1)
+
+
+class Host:
+    """The host's side of one graph: the input it encodes and the readout it decides from.
+
+    ``input`` is the input population, ``readout`` the readout population's name,
+    ``readout_mode`` / ``theta_out`` the readout's settings. ``fold(x)``: ``(B, *in_shape)`` -> ``(1, B, ...)`` (the same input at every step);
+    ``(B, T, *in_shape)`` -> ``(T, B, ...)``. ``encode(folded)``: intensities -> the ``(T, B,
+    ...)`` spikes the host sends. ``spikes(x)`` is both.
+    """
+
+    def __init__(self, graph: EIGraph, dtype: type = np.float32) -> None:
+        self.graph = graph
+        self.dtype = np.dtype(dtype).type
+        self.encoding = str(graph.input.get("encoding", "direct"))
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"graph {graph.name}: input encoding {self.encoding!r} is not one of "
+                             f"{', '.join(ENCODINGS)}")
+        self.threshold = float(graph.input.get("threshold", 1.0))
+        self.phase = float(graph.input.get("phase", 0.5))
+        self.seed = int(graph.input.get("seed", 0))
+        self.input = graph.population(graph.input["population"])
+        self.readout = str(graph.readout["population"])
+        self.readout_mode = str(graph.readout.get("mode", "current"))
+        self.theta_out = float(graph.readout.get("theta_out", 1.0))
+
+    def fold(self, x: Any) -> np.ndarray:
+        arr = np.asarray(x, dtype=self.dtype)
+        shape, steps = tuple(self.input.shape), self.graph.T
+        if arr.ndim == len(shape) + 1 and arr.shape[1:] == shape and arr.shape[0] > 0:
+            return arr[None]
+        if (arr.ndim == len(shape) + 2 and arr.shape[1] == steps and arr.shape[2:] == shape
+                and arr.shape[0] > 0):
+            return np.ascontiguousarray(arr.swapaxes(0, 1))
+        dims = ", ".join(str(s) for s in shape)
+        raise ValueError(f"graph {self.graph.name} expects input (B, {dims}) or "
+                         f"(B, T={steps}, {dims}); got {arr.shape}")
+
+    def encode(self, folded: np.ndarray) -> np.ndarray:
+        if self.encoding in ("direct", "spikes"):
+            return folded
+        seq = np.broadcast_to(folded, (self.graph.T, *folded.shape[1:]))
+        if self.encoding == "if":
+            return if_encode(np.ascontiguousarray(seq), self.threshold, self.phase)
+        rng = np.random.default_rng(self.seed)
+        return (rng.random(seq.shape) < np.clip(seq, 0, 1)).astype(self.dtype)
+
+    def spikes(self, x: Any) -> np.ndarray:
+        """The ``(T, B, ...)`` spikes (or values, for ``direct``) the host sends for batch ``x``."""
+        return self.encode(self.fold(x))
