@@ -1,32 +1,91 @@
-"""Atomic writes: a temporary file (or directory) next to the destination, then a rename.
+"""Files written whole or not at all, and the project's one JSON normaliser and one file hash.
 
-A reader (or a crash) never sees a half-written file or directory: the rename either happened or
-it did not.
+Atomic writes: a temporary file (or directory) next to the destination, then a rename. A reader
+(or a crash) never sees a half-written file or directory: the rename either happened or it did
+not. Every writer in the package goes through :func:`atomic_write` (bytes, text, npz archives,
+torch checkpoints alike) and every directory through :func:`staged_directory`.
+
+This module imports nothing from the package, so every layer may use it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
-__all__ = ["atomic_write_bytes", "staged_directory"]
+import numpy as np
+
+__all__ = ["atomic_write", "atomic_write_bytes", "staged_directory", "sha256_file", "json_plain",
+           "FILE_MODE"]
+
+#: Permissions of every file eideploy writes (``mkstemp`` alone would make them 0600).
+FILE_MODE = 0o644
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None],
+                 mode: int = FILE_MODE) -> None:
+    """Call ``write(fh)`` on a temporary file next to ``path``, then rename it to ``path``.
+
+    On any error (or interruption) the temporary file is removed and ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def json_plain(value: Any, digits: int | None = None) -> Any:
+    """JSON-native data: dict keys as strings, tuples and arrays as lists, numpy scalars as Python
+    numbers, paths as POSIX strings, so that a document round-trips through JSON unchanged.
+
+    With ``digits``, floats are rounded to that many significant digits and NaN / infinities
+    become ``None`` (the stable, last-bit-blind floats of report files).
+    """
+    if isinstance(value, dict):
+        return {str(k): json_plain(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_plain(v, digits) for v in value]
+    if isinstance(value, np.ndarray):
+        return [json_plain(v, digits) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        x = float(value)
+        if digits is None:
+            return x
+        return float(f"{x:.{digits}g}") if math.isfinite(x) else None
+    if isinstance(value, Path):
+        return value.as_posix()
+    return value
 
 
 @contextmanager

@@ -48,8 +48,8 @@ def quantized_digits(tmp_path_factory):
     with the export directory in ``meta["export_dir"]``."""
     from pathlib import Path
 
-    from eideploy.pipeline.export import export_model
     from eideploy.graph import EIGraph
+    from eideploy.pipeline.export import export_model
 
     model = Path(__file__).resolve().parents[1] / "models" / "digits-dynapse2.pt"
     if not model.is_file():

@@ -1,4 +1,5 @@
-"""The continuous-time DYNAP-SE2 simulation (eideploy.targets.dynapse2.analog, docs/analog-model.md)."""
+"""The continuous-time DYNAP-SE2 simulation (eideploy.targets.dynapse2.analog,
+docs/analog-model.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from eideploy.graph.ir import EIGraph, Population, Projection
-from eideploy.targets.dynapse2 import analog
+from eideploy.targets.dynapse2 import analog, biases
 from eideploy.targets.dynapse2.analog import (
     I_0,
     AnalogSimulator,
@@ -19,7 +20,6 @@ from eideploy.targets.dynapse2.analog import (
     fi_curve,
     membrane_step,
 )
-from eideploy.targets.dynapse2 import biases
 from eideploy.targets.dynapse2.compile import compile_graph
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "digits-dynapse2.pt"

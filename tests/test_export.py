@@ -18,10 +18,10 @@ import torch
 from typer.testing import CliRunner
 
 from eideploy.cli import app
-from eideploy.pipeline.export import EXPORT_FILES, ExportError, export_graph, read_export
 from eideploy.graph.ir import EIGraph, Population, Projection
 from eideploy.networks import build_network
 from eideploy.nn import ei_init
+from eideploy.pipeline.export import EXPORT_FILES, ExportError, export_graph, read_export
 from eideploy.targets.dynapse2 import (
     DoesNotFit,
     config_to_graph,

@@ -9,14 +9,14 @@ source files' names and sizes, so replacing the data invalidates the cache.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_write
 
 CACHE_DIR_NAME = ".eideploy-cache"
 CACHE_FORMAT_VERSION = 1
@@ -45,15 +45,8 @@ def cached_arrays(
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # a damaged cache is rebuilt below
     inputs, labels = build()
-    tmp_name = None
-    try:
-        path.parent.mkdir(exist_ok=True)
-        handle, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        with os.fdopen(handle, "wb") as tmp:
-            np.savez(tmp, inputs=inputs, labels=labels)
-        os.replace(tmp_name, path)  # atomic: a crash never leaves a half-written cache
+    try:  # atomic: a crash never leaves a half-written cache
+        atomic_write(path, lambda fh: np.savez(fh, inputs=inputs, labels=labels))
     except OSError as exc:
         warnings.warn(f"could not cache {key} in {path.parent}: {exc}", stacklevel=2)
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.remove(tmp_name)
     return inputs, labels

@@ -52,7 +52,9 @@ class Host:
     """The host's side of one graph: the input it encodes and the readout it decides from.
 
     ``input`` is the input population, ``readout`` the readout population's name,
-    ``readout_mode`` / ``theta_out`` the readout's settings. ``fold(x)``: ``(B, *in_shape)`` -> ``(1, B, ...)`` (the same input at every step);
+    ``readout_mode`` / ``theta_out`` the readout's settings.
+
+    ``fold(x)``: ``(B, *in_shape)`` -> ``(1, B, ...)`` (the same input at every step);
     ``(B, T, *in_shape)`` -> ``(T, B, ...)``. ``encode(folded)``: intensities -> the ``(T, B,
     ...)`` spikes the host sends. ``spikes(x)`` is both.
     """

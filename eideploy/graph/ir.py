@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
+from ..atomic import atomic_write, atomic_write_bytes
 
 __all__ = ["GRAPH_FORMAT", "GRAPH_FORMAT_VERSION", "Population", "Projection", "EIGraph",
            "GraphError", "ROLES", "KINDS", "OPS"]
@@ -251,14 +249,7 @@ class EIGraph:
         doc, arrays = self.to_dict()
         atomic_write_bytes(directory / "graph.json",
                       (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
-        fd, tmp = tempfile.mkstemp(prefix=".weights.", suffix=".npz", dir=directory)
-        os.close(fd)
-        try:
-            _save_npz_deterministic(tmp, arrays)
-            os.replace(tmp, directory / "weights.npz")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(directory / "weights.npz", lambda fh: _save_npz_deterministic(fh, arrays))
 
     @classmethod
     def load(cls, directory: str | Path) -> EIGraph:

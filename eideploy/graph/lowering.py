@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import json_plain
 from ..networks.base import SpikingNetwork
 from ..networks.resnet import BasicBlock
 from ..nn import LIF, EIConv2d, EILayer, EILinear, EIOptions
@@ -92,10 +93,10 @@ def lower(model: SpikingNetwork, *, name: str | None = None,
                          "at the end of its pipeline")
     provenance: dict[str, Any] = {
         "architecture": {"name": str(getattr(net, "arch_name", kind)),
-                         "kwargs": _plain(getattr(net, "arch_kwargs", {}))},
-        "options": _plain(options.to_dict()),
+                         "kwargs": json_plain(getattr(net, "arch_kwargs", {}))},
+        "options": json_plain(options.to_dict()),
     }
-    provenance.update(_plain(meta or {}))
+    provenance.update(json_plain(meta or {}))
     graph = EIGraph(
         name=name if name is not None else str(getattr(net, "arch_name", kind)),
         T=int(net.T),
@@ -218,17 +219,6 @@ def _pool_size(qualname: str, module: nn.AvgPool2d) -> int:
 def _array(t: torch.Tensor) -> np.ndarray:
     """A float32 numpy copy: the graph must not alias (or keep alive) the model's storage."""
     return np.array(t.detach().cpu().to(torch.float32).numpy(), dtype=np.float32, copy=True)
-
-
-def _plain(value: Any) -> Any:
-    """JSON-stable data (tuples as lists), so ``graph.json`` round-trips to an equal document."""
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 class _Builder:

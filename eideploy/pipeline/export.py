@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -43,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import __version__
-from ..atomic import staged_directory
+from ..atomic import json_plain, sha256_file, staged_directory
 from ..graph.ir import EIGraph
 from ..targets.dynapse2.target import Target, resolve_target
 
@@ -89,40 +88,10 @@ class ExportResult:
 
 
 # --------------------------------------------------------------------------- JSON and hashes
-def _plain(value: Any) -> Any:
-    """JSON-able data with stable floats: numpy scalars and arrays unwrapped, floats rounded to
-    ``FLOAT_DIGITS`` significant digits, NaN and infinities as ``None``, tuples as lists."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        x = float(value)
-        if not math.isfinite(x):
-            return None
-        return float(f"{x:.{FLOAT_DIGITS}g}")
-    if isinstance(value, Path):
-        return value.as_posix()
-    return value
-
-
 def dumps_json(doc: Any) -> str:
     """The one JSON form of every export file: sorted keys, indent 1, rounded floats, ``\\n``."""
-    return json.dumps(_plain(doc), indent=1, sort_keys=True, allow_nan=False) + "\n"
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    plain = json_plain(doc, FLOAT_DIGITS)
+    return json.dumps(plain, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
 
 def _versions() -> dict[str, str | None]:

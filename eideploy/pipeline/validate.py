@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .export import sha256_file
+from ..atomic import sha256_file
 from .plots import pearson
 
 __all__ = ["REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "ValidationError", "ValidationData",
@@ -92,10 +92,10 @@ def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | 
           split: str, limit: int | None):
     """The torch model, the export's graphs and config, and the data set (checked to match)."""
     from ..data import load_dataset
-    from .export import read_export
     from ..graph import EIGraph
     from ..targets.dynapse2.config import read_config
     from ..train import load_model
+    from .export import read_export
 
     manifest, _, state = read_export(export_dir)
     bad = {k: v for k, v in state.items() if v != "ok"}

@@ -8,9 +8,7 @@ names the architecture and its arguments, so a model is rebuilt from the file al
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..atomic import atomic_write, json_plain
 from ..nn import EIOptions, constraint_violations
 
 __all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "model_record", "save_checkpoint",
@@ -45,40 +44,23 @@ def model_record(model: nn.Module) -> dict[str, Any]:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "eideploy_version": __version__,
-        "architecture": {"name": net.arch_name, "kwargs": _plain(net.arch_kwargs)},
+        "architecture": {"name": net.arch_name, "kwargs": json_plain(net.arch_kwargs)},
         "options": options.to_dict() if isinstance(options, EIOptions) else None,
         "state_dict": state,
     }
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """Write to a temporary file in the same directory, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, recipe: dict | None = None,
                     metrics: dict | None = None, extra: dict | None = None) -> None:
     """Save ``model`` with its recipe and metrics (and, for resuming, ``extra`` trainer state)."""
     record = model_record(model)
-    record["recipe"] = _plain(recipe) if recipe is not None else None
-    record["metrics"] = _plain(metrics or {})
+    record["recipe"] = json_plain(recipe) if recipe is not None else None
+    record["metrics"] = json_plain(metrics or {})
     if extra:
         record["trainer"] = extra
     atomic_torch_save(record, path)

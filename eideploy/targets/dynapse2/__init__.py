@@ -18,7 +18,8 @@ from .quantize import QuantizedGraph, quantize_graph, to_sparse
 from .route import CamTable, Routing, chip_positions, route
 from .target import HARDWARE_DIR, Target, TargetError, known_targets, load_target, resolve_target
 
-__all__ = ["Target", "TargetError", "load_target", "resolve_target", "known_targets", "HARDWARE_DIR", "check",
+__all__ = ["Target", "TargetError", "load_target", "resolve_target", "known_targets",
+           "HARDWARE_DIR", "check",
            "fan_in", "DRCReport", "Violation", "RULES", "SPIKE_ENCODINGS",
            "MappingError", "ParameterGroup", "CoreAssignment", "Placement", "place",
            "QuantizedGraph", "quantize_graph", "to_sparse",

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from ...atomic import atomic_write_bytes
+from ...atomic import atomic_write_bytes, json_plain
 from ...graph.ir import EIGraph, Population, Projection
 from ...quant import subset_sums
 from .place import Placement
@@ -73,25 +73,12 @@ class ConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------- building
-def _plain(value: Any) -> Any:
-    """JSON-native data: numpy scalars and arrays to Python numbers and lists, tuples to lists."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def target_description(target: Target) -> dict[str, Any]:
     """The target as JSON data without its file path (the bytes must not depend on where the
     target file lives)."""
     doc = target.to_dict()
     doc.pop("source", None)
-    return _plain(doc)
+    return json_plain(doc)
 
 
 def build_config(qgraph: QuantizedGraph, placement: Placement, routing: Routing, target: Target,
@@ -139,24 +126,24 @@ def build_config(qgraph: QuantizedGraph, placement: Placement, routing: Routing,
             "populations": [{"population": p, "start": a, "stop": b, "offset": o}
                             for (p, a, b), o in zip(assignment.slices, assignment.offsets,
                                                     strict=True)],
-            "neuron_params": _plain(assignment.params),
+            "neuron_params": json_plain(assignment.params),
             "dc": float(qgraph.dc[key]),
             "base_weights": [float(b) for b in codebook.bases],
             "dendrite_scales": {d: float(scales.get(d, 1.0)) for d in dendrites},
-            "bias_codes": _plain({name: dict(code) for name, code in sorted(codes.items())}),
+            "bias_codes": json_plain({name: dict(code) for name, code in sorted(codes.items())}),
             "neurons": neurons})
     doc = {
         "format": CONFIG_FORMAT, "format_version": CONFIG_FORMAT_VERSION,
         "target": target_description(target),
         "chips": [chips[c] for c in sorted(chips)],
-        "input_channels": _plain(routing.input_channels),
-        "readout_channels": _plain(routing.readout_channels),
+        "input_channels": json_plain(routing.input_channels),
+        "readout_channels": json_plain(routing.readout_channels),
         "graph": {
-            "name": graph.name, "T": int(graph.T), "input": _plain(graph.input),
-            "readout": _plain(graph.readout), "division": _plain(graph.division),
-            "meta": _plain(graph.meta),
+            "name": graph.name, "T": int(graph.T), "input": json_plain(graph.input),
+            "readout": json_plain(graph.readout), "division": json_plain(graph.division),
+            "meta": json_plain(graph.meta),
             "populations": [{"name": p.name, "role": p.role, "shape": [int(s) for s in p.shape],
-                             "layer": p.layer, "params": _plain(p.params)}
+                             "layer": p.layer, "params": json_plain(p.params)}
                             for p in graph.populations],
             "projections": [{"name": p.name, "source": p.source, "target": p.target,
                              "kind": p.kind} for p in graph.projections]},

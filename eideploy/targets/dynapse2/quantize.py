@@ -45,12 +45,12 @@ original. Deterministic for a seed.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ...atomic import json_plain
 from ...graph.ir import EIGraph, GraphError, Population, Projection
 from ...graph.unroll import unroll_conv
 from ...quant import (
@@ -96,20 +96,6 @@ class QuantizedGraph:
     #: ``dendrite_scales[(chip, core)][dendrite]``: ``s_d``, a CAM entry's weight is
     #: ``s_d * level(mask)`` (1.0 for every dendrite when absent: the shared codebook).
     dendrite_scales: dict[tuple[int, int], dict[str, float]] = field(default_factory=dict)
-
-
-def _json_plain(value: Any) -> Any:
-    """``value`` as the JSON configuration gives it back (tuples become lists, numpy scalars
-    plain numbers), so that ``config_to_graph`` reproduces the quantized graph exactly."""
-    return json.loads(json.dumps(value, sort_keys=True, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-able")
 
 
 def to_sparse(graph: EIGraph) -> EIGraph:
@@ -408,11 +394,11 @@ def quantize_graph(graph: EIGraph, placement: Placement, target: Target, *,
             if pop.role == "exc":
                 arrays["gain_e"] = np.ones(pop.size)
         populations.append(Population(pop.name, pop.role, tuple(int(s) for s in pop.shape),
-                                      pop.layer, _json_plain(pop.params), arrays))
+                                      pop.layer, json_plain(pop.params), arrays))
     qgraph = EIGraph(sparse.name, int(sparse.T), populations, projections,
-                     _json_plain(sparse.input), _json_plain(sparse.readout),
-                     _json_plain(sparse.division),
-                     _json_plain({**sparse.meta,
+                     json_plain(sparse.input), json_plain(sparse.readout),
+                     json_plain(sparse.division),
+                     json_plain({**sparse.meta,
                                   "quantized": {"target": target.name, "seed": int(seed)}}))
     qgraph.validate()
 

@@ -22,7 +22,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["Target", "TargetError", "load_target", "resolve_target", "known_targets", "HARDWARE_DIR",
+__all__ = ["Target", "TargetError", "load_target", "resolve_target", "known_targets",
+           "HARDWARE_DIR",
            "TARGET_FORMAT", "TARGET_FORMAT_VERSION"]
 
 TARGET_FORMAT = "eideploy-target"
