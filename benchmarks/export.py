@@ -14,7 +14,8 @@ within 3 chips, as a trained hardware-sized network's would.
 
 Every stage of ``compile_graph`` and of the writing is timed by wrapping the function the pipeline
 calls (DRC, unroll = ``to_sparse``, place, quantize (without the unroll), route, biases, config,
-then report, graphs, dynapse2.json, samna.json, mapping.png), inside one real ``export_graph``.
+then report (``pipeline.report``: build, Markdown), graphs, dynapse2.json, samna.json,
+mapping.png), inside one real ``export_graph``.
 
     python benchmarks/export.py                  # writes to a temporary directory
     python benchmarks/export.py --out /tmp/board --repeat 3 --json export.json
@@ -38,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from eideploy.pipeline.export import export_graph
 from eideploy.graph.ir import EIGraph, Population, Projection
+from eideploy.pipeline.export import export_graph
 from eideploy.targets.dynapse2 import load_target
 
 
@@ -106,7 +107,9 @@ STAGES = [  # (label, module, attribute)
     ("route", "eideploy.targets.dynapse2.compile", "route"),
     ("biases", "eideploy.targets.dynapse2.compile", "_bias_codes"),
     ("config", "eideploy.targets.dynapse2.compile", "build_config"),
+    # report.py builds and renders; export.py calls both by the names it imported
     ("report", "eideploy.pipeline.export", "build_report"),
+    ("write report.md", "eideploy.pipeline.export", "report_markdown"),
     ("write graphs", "eideploy.graph.ir", "EIGraph.save"),
     ("write dynapse2.json", "eideploy.targets.dynapse2.config", "write_config"),
     ("write samna.json", "eideploy.targets.dynapse2.samna", "samna_json"),

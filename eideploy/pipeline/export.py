@@ -15,7 +15,7 @@ the export directory of DESIGN §3:
                            codes, input and readout channel maps (eideploy's own config form)
 ``samna.json``             the same configuration in samna's JSON form (rockpool's mirrors)
 ``report.json``            resources, utilisation, fan-in, quantization error, bias codes, DRC
-``report.md``              the same as readable tables
+``report.md``              the same as readable tables (both :mod:`.report`)
 ``mapping.png``            chips as 2x2 grids of cores coloured by role
 =========================  ===================================================================
 
@@ -45,17 +45,21 @@ from .. import __version__
 from ..atomic import json_plain, sha256_file, staged_directory
 from ..graph.ir import EIGraph
 from ..targets.dynapse2.target import Target, resolve_target
+from .inspect import model_overview
+from .report import REPORT_SCHEMA_VERSION, build_report, report_markdown
 
 if TYPE_CHECKING:  # the compiler is imported when an export runs
     from ..targets.dynapse2.compile import CompiledNetwork
 
+# build_report, report_markdown (pipeline.report) and model_overview (pipeline.inspect) are
+# re-exported: scripts written against eideploy.export import them from here
 __all__ = ["EXPORT_FORMAT", "EXPORT_FORMAT_VERSION", "REPORT_SCHEMA_VERSION", "EXPORT_FILES",
            "ExportError", "ExportResult", "export_model", "export_graph", "resolve_target",
-           "read_export", "build_report", "report_markdown", "dumps_json", "sha256_file"]
+           "read_export", "build_report", "report_markdown", "model_overview", "dumps_json",
+           "sha256_file"]
 
 EXPORT_FORMAT = "eideploy-export"
 EXPORT_FORMAT_VERSION = 1
-REPORT_SCHEMA_VERSION = 1
 #: Every file of an export directory, in the order the manifest lists them.
 EXPORT_FILES = ("graph.json", "weights.npz", "quantized/graph.json", "quantized/weights.npz",
                 "dynapse2.json", "samna.json", "report.json", "report.md", "mapping.png")
@@ -295,286 +299,3 @@ def read_export(out_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any] | N
         except ValueError:
             report = None
     return manifest, report, state
-
-
-# --------------------------------------------------------------------------- the report
-def build_report(graph: EIGraph, compiled: CompiledNetwork, target: Target) -> dict[str, Any]:
-    """``report.json``: what the mapping uses and what quantization and bias coding cost.
-
-    Resources are counted on the configuration (``compiled.config``), the document the chips
-    receive: per core and per chip the neurons used, CAM entries (fan-in) and SRAM entries
-    (fan-out, the reserved monitoring entry not counted), tags heard; per population the fan-in
-    histogram after quantization (dropped synapses free their entries).
-    """
-    config = compiled.config
-    npc = target.neurons_per_core
-    cam_limit, sram_limit = target.cam_entries_per_neuron, target.usable_sram
-    layer_of = {p.name: p.layer for p in graph.populations}
-    cores: list[dict[str, Any]] = []
-    fan_in: dict[str, list[int]] = {}
-    fan_out: dict[str, list[int]] = {}
-    for chip in config["chips"]:
-        for core in chip["cores"]:
-            cam = np.array([len(n["cam"]) for n in core["neurons"]], dtype=np.int64)
-            sram = np.array([len(n["sram"]) for n in core["neurons"]], dtype=np.int64)
-            for neuron, c, s in zip(core["neurons"], cam.tolist(), sram.tolist(), strict=True):
-                fan_in.setdefault(neuron["population"], []).append(c)
-                fan_out.setdefault(neuron["population"], []).append(s)
-            tags = {e["tag"] for n in core["neurons"] for e in n["cam"]}
-            used = int(cam.size)
-            cores.append({
-                "chip": chip["id"], "core": core["id"], "role": core["role"],
-                "parameter_group": core["parameter_group"],
-                "populations": [f"{p['population']}[{p['start']}:{p['stop']}]"
-                                for p in core["populations"]],
-                "neurons": used, "neurons_capacity": npc, "utilisation": used / npc,
-                "cam": {"entries": int(cam.sum()), "mean": float(cam.mean()) if used else 0.0,
-                        "max": int(cam.max(initial=0)),
-                        "utilisation": float(cam.sum()) / max(1, used * cam_limit)},
-                "sram": {"entries": int(sram.sum()), "max": int(sram.max(initial=0)),
-                         "utilisation": float(sram.sum()) / max(1, used * sram_limit)},
-                "tags_heard": len(tags), "dc": core["dc"], "base_weights": core["base_weights"],
-                # a CAM entry of dendrite d weighs dendrite_scales[d] * level(mask)
-                "dendrite_scales": dict(core.get("dendrite_scales") or {}),
-            })
-    quant_cores = {(c["chip"], c["core"]): c for c in compiled.qgraph.stats["cores"]}
-    for record in cores:
-        stats = quant_cores.get((record["chip"], record["core"]), {})
-        record["quantization"] = {k: stats.get(k) for k in ("n_synapses", "dropped",
-                                                             "relative_rmse", "max_error")}
-    chips = []
-    for chip_id in range(target.chips_per_board):
-        own = [c for c in cores if c["chip"] == chip_id]
-        neurons = sum(c["neurons"] for c in own)
-        chips.append({
-            "chip": chip_id, "cores_used": len(own), "cores": target.cores_per_chip,
-            "neurons": neurons, "neurons_capacity": target.neurons_per_chip,
-            "utilisation": neurons / target.neurons_per_chip,
-            "cam_entries": sum(c["cam"]["entries"] for c in own),
-            "sram_entries": sum(c["sram"]["entries"] for c in own)})
-    populations = []
-    all_fan_in: list[int] = []
-    for pop in graph.populations:
-        if pop.name not in fan_in:
-            continue
-        counts = np.asarray(fan_in[pop.name])
-        all_fan_in += fan_in[pop.name]
-        populations.append({
-            "population": pop.name, "layer": pop.layer, "role": pop.role, "neurons": pop.size,
-            "cores": sum(1 for c in cores if any(s.startswith(f"{pop.name}[")
-                                                 for s in c["populations"])),
-            "fan_in": {"max": int(counts.max()), "mean": float(counts.mean()),
-                       "limit": cam_limit, "histogram": _histogram(counts)},
-            "fan_out": {"max": int(max(fan_out[pop.name])), "limit": sram_limit}})
-    stats = compiled.qgraph.stats
-    drc = compiled.drc.to_dict(max_neurons=20)
-    return {
-        "schema": "eideploy-export-report", "schema_version": REPORT_SCHEMA_VERSION,
-        "graph": graph.name,
-        "target": {"name": target.name, "board": target.board,
-                   "chips": target.chips_per_board, "cores_per_chip": target.cores_per_chip,
-                   "neurons_per_core": npc, "cam_entries_per_neuron": cam_limit,
-                   "usable_sram_per_neuron": sram_limit, "tags": target.tags},
-        "summary": compiled.summary(),
-        "chips": chips,
-        "cores": cores,
-        "populations": populations,
-        "fan_in_histogram": _histogram(np.asarray(all_fan_in, dtype=np.int64)),
-        "quantization": {
-            "total": stats["total"],
-            "layers": [{"layer": name, "populations": sorted(
-                p for p, layer in layer_of.items() if (layer or p) == name), **value}
-                for name, value in stats["layers"].items()],
-            "projections": [{"projection": name, **value}
-                            for name, value in stats["projections"].items()],
-            "cores": stats["cores"]},
-        "biases": list(compiled.bias_report),
-        "drc": {"ok": drc["ok"], "violations": drc["violations"],
-                "summary": {k: v for k, v in drc["summary"].items() if k != "populations"},
-                "populations": drc["summary"].get("populations", {})},
-        "readout_channels": config["readout_channels"],
-        "input_channels": len(config["input_channels"]),
-    }
-
-
-def _histogram(counts: np.ndarray) -> dict[str, list[int]]:
-    values, freq = np.unique(np.asarray(counts, dtype=np.int64), return_counts=True)
-    return {"values": values.tolist(), "counts": freq.tolist()}
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if abs(value) >= 1e4 or abs(value) < 1e-3:
-            return f"{value:.{digits - 1}e}"
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |"
-              for row in rows]
-    return lines + [""]
-
-
-def report_markdown(report: dict[str, Any]) -> str:
-    """``report.md``: the report's numbers as readable tables (same content as report.json)."""
-    s, t = report["summary"], report["target"]
-    out = [f"# Export of `{report['graph']}` to {t['name']} ({t['board']}, {t['chips']} chip(s))",
-           ""]
-    out += ["## Summary", ""]
-    worst = s["worst_fan_in"]
-    out += _table(["quantity", "value", "limit"], [
-        ["neurons", s["neurons"], t["chips"] * t["cores_per_chip"] * t["neurons_per_core"]],
-        ["cores", s["cores"], t["chips"] * t["cores_per_chip"]],
-        ["chips", s["chips"], t["chips"]],
-        ["synapses (CAM entries)", s["cam"]["entries"], s["cam"]["capacity"]],
-        ["dropped synapses (quantized to 0)", s["dropped_synapses"], None],
-        ["worst fan-in", f"{worst['entries']} ({worst['population']} neuron {worst['neuron']})",
-         worst["limit"]],
-        ["CAM utilisation (used neurons)", f"{100 * s['cam']['utilisation']:.1f}%", None],
-        ["SRAM entries, max per neuron", s["sram"]["max_per_neuron"], s["sram"]["limit"]],
-        ["tags used (mode)", f"{s['tags']['used']} ({s['tags']['mode']})", s["tags"]["limit"]],
-        ["quantization relative RMSE", s["quantization"]["relative_rmse"], None],
-        ["quantization max error", s["quantization"]["max_error"], None]])
-    out += ["## Chips", ""]
-    out += _table(["chip", "cores used", "neurons", "utilisation", "CAM entries", "SRAM entries"],
-                  [[c["chip"], f"{c['cores_used']}/{c['cores']}",
-                    f"{c['neurons']}/{c['neurons_capacity']}",
-                    f"{100 * c['utilisation']:.1f}%", c["cam_entries"], c["sram_entries"]]
-                   for c in report["chips"]])
-    out += ["## Cores", ""]
-    out += _table(["chip", "core", "role", "group", "populations", "neurons", "CAM mean/max",
-                   "SRAM max", "tags heard", "DC", "base weights", "dendrite scales",
-                   "rel. RMSE", "dropped"],
-                  [[c["chip"], c["core"], c["role"], c["parameter_group"],
-                    ", ".join(c["populations"]), f"{c['neurons']}/{c['neurons_capacity']}",
-                    f"{c['cam']['mean']:.1f}/{c['cam']['max']}", c["sram"]["max"],
-                    c["tags_heard"], c["dc"],
-                    " ".join(_fmt(b, 3) for b in c["base_weights"]),
-                    " ".join(f"{d} {_fmt(v, 3)}" for d, v in
-                             sorted(c.get("dendrite_scales", {}).items())) or "-",
-                    c["quantization"]["relative_rmse"], c["quantization"]["dropped"]]
-                   for c in report["cores"]])
-    out += ["## Populations: fan-in (CAM entries per neuron) and fan-out", ""]
-    out += _table(["population", "layer", "role", "neurons", "cores", "fan-in max", "mean",
-                   "limit", "histogram (entries: neurons)", "fan-out max"],
-                  [[p["population"], p["layer"], p["role"], p["neurons"], p["cores"],
-                    p["fan_in"]["max"], round(p["fan_in"]["mean"], 2), p["fan_in"]["limit"],
-                    _hist_text(p["fan_in"]["histogram"]),
-                    f"{p['fan_out']['max']}/{p['fan_out']['limit']}"]
-                   for p in report["populations"]])
-    out += [f"All neurons: {_hist_text(report['fan_in_histogram'])}", ""]
-    q = report["quantization"]
-    out += ["## Quantization error", "",
-            f"Over all {q['total']['n_synapses']} non-zero synapses: relative RMSE "
-            f"{_fmt(q['total']['relative_rmse'])}, max error {_fmt(q['total']['max_error'])}, "
-            f"{q['total']['dropped']} dropped.", "", "Per layer:", ""]
-    out += _table(["layer", "synapses", "dropped", "RMSE", "relative RMSE", "max error"],
-                  [[x["layer"], x["n_synapses"], x["dropped"], x["rmse"], x["relative_rmse"],
-                    x["max_error"]] for x in q["layers"]])
-    out += ["Per core:", ""]
-    out += _table(["chip", "core", "bases (W0..W3)", "synapses", "dropped", "relative RMSE",
-                   "max error"],
-                  [[x["chip"], x["core"], " ".join(_fmt(b, 3) for b in x["bases"]),
-                    x["n_synapses"], x["dropped"], x["relative_rmse"], x["max_error"]]
-                   for x in q["cores"]])
-    out += ["## Bias codes", "",
-            "Requested and realised currents (A) of the parameters eideploy sets; error is "
-            "|realised - requested| / requested.", ""]
-    out += _table(["chip", "core", "parameter", "requested", "coarse", "fine", "realised",
-                   "error", "clipped"],
-                  [[b["chip"], b["core"], b["name"], b["requested"], b["coarse"], b["fine"],
-                    b["realised"], b["error"], b.get("clipped")] for b in report["biases"]])
-    d = report["drc"]
-    out += ["## Design-rule check", "",
-            "OK: no violations." if d["ok"] else f"{len(d['violations'])} violation(s).", ""]
-    out += _table(["population", "layer", "role", "neurons", "cores", "fan-in max",
-                   "worst neuron", "sources", "tags/core (min)"],
-                  [[name, p["layer"], p["role"], p["neurons"], p["cores"], p["fan_in"]["max"],
-                    p["fan_in"]["worst_neuron"], p["sources"], p["tags_per_core_min"]]
-                   for name, p in d["populations"].items()])
-    return "\n".join(out).rstrip() + "\n"
-
-
-def _hist_text(hist: dict[str, list[int]]) -> str:
-    pairs = list(zip(hist["values"], hist["counts"], strict=True))
-    if len(pairs) > 8:
-        head = ", ".join(f"{v}: {c}" for v, c in pairs[:4])
-        tail = ", ".join(f"{v}: {c}" for v, c in pairs[-3:])
-        return f"{head}, ..., {tail}"
-    return ", ".join(f"{v}: {c}" for v, c in pairs)
-
-
-# --------------------------------------------------------------------------- inspecting a model
-def model_overview(model_path: str | Path, *, target: str | Path | Target = "dynapse2",
-                   chips: int | None = None) -> dict[str, Any]:
-    """What ``eideploy inspect MODEL.pt`` shows: architecture, parameters, layers, training
-    metrics and the design-rule check of the lowered graph against ``target``.
-
-    Fast on paper-sized models: the check counts fan-in on the graph as lowered (conv layers
-    stay convolutions, nothing is unrolled). A model that has no E-I graph form (a ResNet, a
-    BN baseline) is still described; its ``drc`` is ``None`` and ``drc_error`` says why.
-    """
-    from ..graph.lowering import lower
-    from ..nn import EIConv2d, EILayer
-    from ..targets.dynapse2.drc import check
-    from ..train.checkpoint import load_model
-
-    model_path = Path(model_path)
-    resolved = resolve_target(target, chips)
-    model, checkpoint = load_model(model_path)
-    arch = checkpoint["architecture"]
-    layers = []
-    for name, module in model.named_modules():
-        if not isinstance(module, EILayer):
-            continue
-        if isinstance(module, EIConv2d):
-            kind = (f"conv {module.kernel_size}x{module.kernel_size} s{module.stride} "
-                    f"p{module.padding}")
-            inputs = module.in_channels
-        else:
-            kind = "linear"
-            inputs = getattr(module, "in_features", module.fan_in)
-        layers.append({"layer": name, "type": kind + (" (readout)" if module.readout else ""),
-                       "inputs": int(inputs), "n_e": module.n_e, "n_i": module.n_i,
-                       "fan_in": module.fan_in,
-                       "parameters": sum(p.numel() for p in module.parameters())})
-    overview: dict[str, Any] = {
-        "file": str(model_path), "sha256": sha256_file(model_path),
-        "architecture": arch["name"], "arguments": arch["kwargs"],
-        "options": checkpoint.get("options"),
-        "recipe": (checkpoint.get("recipe") or {}).get("name"),
-        "T": int(getattr(model, "T", 0)), "in_shape": list(getattr(model, "in_shape", [])),
-        "classes": int(getattr(model, "num_classes", 0)),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "layers": layers, "metrics": checkpoint.get("metrics") or {},
-        "target": resolved.name, "drc": None, "drc_error": None,
-    }
-    try:
-        graph = lower(model)
-    except ValueError as exc:
-        overview["drc_error"] = str(exc)
-        return overview
-    report = check(graph, resolved)
-    per_layer: dict[str, dict[str, Any]] = {}
-    for name, pop in report.summary["populations"].items():
-        entry = per_layer.setdefault(pop["layer"] or name, {
-            "neurons": 0, "cores": 0, "fan_in_max": -1, "worst_population": ""})
-        entry["neurons"] += pop["neurons"]
-        entry["cores"] += pop["cores"]
-        if pop["fan_in"]["max"] > entry["fan_in_max"]:
-            entry["fan_in_max"] = pop["fan_in"]["max"]
-            entry["worst_population"] = name
-    for layer in layers:
-        layer.update(per_layer.get(layer["layer"], {}))
-    overview["drc"] = {"ok": report.ok, "summary": report.summary,
-                       "violations": report.summary["violations"],
-                       "report": report.format()}
-    return overview
