@@ -42,8 +42,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(REPO))
     from eideploy.data import load_dataset, to_float
-    from eideploy.pipeline.export import export_model
     from eideploy.graph import EIGraph
+    from eideploy.pipeline.export import export_model
     from eideploy.sim.integer import IntegerSimulator
     from eideploy.train import load_model
     from eideploy.train.trainer import predict_batch

@@ -17,14 +17,15 @@ stem before the first LIF, on static input): that part is computed once, exactly
 network's ``share_static_stem`` does, and broadcast when it meets the first time-varying value.
 Projections then act on all ``S*B`` rows at once; only the LIF loops over time.
 
-Spikes in, spikes out (hardware graphs, ``eideploy.nn.encoding``): with ``graph.input["encoding"]``
-``if`` the executor encodes the intensities exactly as the torch model does (``if_encode``, the
-same float32 operations, so the same spikes); ``bernoulli`` draws from numpy's generator seeded
-by ``graph.input["seed"]`` per batch (the same statistics as torch's draws, not the same
-spikes). A ``spiking`` readout integrates ``o[t]`` in a non-leaky integrate-and-fire neuron
-(``if_readout``): :meth:`FloatExecutor.run` still returns the time-averaged current (equal to the
-torch logits), :meth:`FloatExecutor.readout_spikes` the spike counts and membranes, and
-:meth:`FloatExecutor.predict` / :func:`accuracy` decide by count, ties broken by membrane.
+Spikes in, spikes out (hardware graphs, ``eideploy.nn.encoding``): with the input encoding
+(``graph.input_settings``) ``if`` the executor encodes the intensities exactly as the torch model
+does (``if_encode``, the same float32 operations, so the same spikes); ``bernoulli`` draws from
+numpy's generator seeded by the settings' ``seed`` per batch (the same statistics as torch's
+draws, not the same spikes). A ``spiking`` readout integrates ``o[t]`` in a non-leaky
+integrate-and-fire neuron (``if_readout``): :meth:`FloatExecutor.run` still returns the
+time-averaged current (equal to the torch logits), :meth:`FloatExecutor.readout_spikes` the
+spike counts and membranes, and :meth:`FloatExecutor.predict` / :func:`accuracy` decide by
+count, ties broken by membrane.
 """
 
 from __future__ import annotations
@@ -298,28 +299,43 @@ class FloatExecutor:
         if self.dtype not in DTYPES:
             raise ValueError(f"the float executor runs in float32 or float64, not {dtype}")
         problems: list[str] = []
-        pops = {p.name: p for p in graph.populations}
         if graph.T < 1:
             problems.append(f"T must be >= 1, got {graph.T}")
-        self.encoding = str(graph.input.get("encoding", "direct"))
+        self._read_settings(problems)
+        self._compile(problems)
+        if problems:
+            raise GraphError(f"graph {graph.name} cannot run: " + "; ".join(problems))
+        self.host = Host(graph, self.dtype)
+        # After its last consumer, a population's activity can be dropped (when not recording).
+        self.last_use = {p.source: i for i, pop in enumerate(graph.populations)
+                         for p in graph.projections_into(pop.name)}
+
+    def _read_settings(self, problems: list[str]) -> None:
+        """The graph's input, readout and division settings, checked for what this runs."""
+        graph = self.graph
+        inputs, readout, division = (graph.input_settings, graph.readout_settings,
+                                     graph.division_settings)
+        self.encoding = inputs.encoding
         if self.encoding not in ENCODINGS:
             problems.append(f"input encoding {self.encoding!r}: the float executor runs "
                             f"{', '.join(ENCODINGS)}")
-        self.input = pops[graph.input["population"]]
-        readout = pops[graph.readout["population"]]
-        self.readout_mode = str(graph.readout.get("mode", "current"))
-        self.theta_out = float(graph.readout.get("theta_out", 1.0))
-        if self.readout_mode not in READOUT_MODES:
-            problems.append(f"readout mode {self.readout_mode!r}: the float executor reads "
-                            f"{', '.join(READOUT_MODES)}")
-        elif self.readout_mode == "spiking" and not self.theta_out > 0:
-            problems.append(f"readout: theta_out must be > 0, got {self.theta_out}")
-        self.readout = readout.name
-        self.stabilisation = str(graph.division.get("stabilisation", "adaptive"))
-        self.eps = float(graph.division.get("eps", 0.0))
-        if self.stabilisation not in ("adaptive", "fixed-eps"):
-            problems.append(f"division stabilisation {self.stabilisation!r}: the float executor "
-                            "runs 'adaptive' and 'fixed-eps'")
+        self.input = graph.population(inputs.population)
+        self.readout = readout.population
+        self.readout_mode, self.theta_out = readout.mode, readout.theta_out
+        readout_pop = graph.population(readout.population)
+        if readout_pop.role != "readout":
+            problems.append(f"readout population {self.readout} has role {readout_pop.role!r}, "
+                            "not 'readout'")
+        if readout.classes not in (None, readout_pop.size):
+            problems.append(f"readout: {readout.classes} classes, but population "
+                            f"{self.readout} has {readout_pop.size} neurons")
+        self.stabilisation, self.eps = division.stabilisation, division.eps
+
+    def _compile(self, problems: list[str]) -> None:
+        """Every projection's operator, every E population's ``gain_e`` and ``bias``; each
+        population checked for the projection kinds its role takes and its parameters."""
+        graph = self.graph
+        pops = {p.name: p for p in graph.populations}
         self.operators: dict[str, Operator] = {}
         for proj in graph.projections:
             op = _compile_projection(proj, pops[proj.source], pops[proj.target], problems)
@@ -348,19 +364,6 @@ class FloatExecutor:
                     "identity", "floor"):
                 problems.append(f"population {pop.name}: response "
                                 f"{pop.params.get('response')!r} is not 'identity' or 'floor'")
-        if readout.role != "readout":
-            problems.append(f"readout population {self.readout} has role {readout.role!r}, "
-                            "not 'readout'")
-        classes = graph.readout.get("classes", readout.size)
-        if classes != readout.size:
-            problems.append(f"readout: {classes} classes, but population {self.readout} has "
-                            f"{readout.size} neurons")
-        if problems:
-            raise GraphError(f"graph {graph.name} cannot run: " + "; ".join(problems))
-        self.host = Host(graph, self.dtype)
-        # After its last consumer, a population's activity can be dropped (when not recording).
-        self.last_use = {p.source: i for i, pop in enumerate(graph.populations)
-                         for p in graph.projections_into(pop.name)}
 
     # ---- input
     def fold_input(self, x: Any) -> np.ndarray:
@@ -375,7 +378,7 @@ class FloatExecutor:
     # ---- the pass
     def _gather(self, pop: Population, kind: str, out: dict[str, np.ndarray]
                 ) -> np.ndarray | None:
-        """Sum of one kind's projections into ``pop``, as ``(S, B, *shape)``."""
+        """Sum of one kind's projections into ``pop``, as ``(S, B, *shape)``; None if none."""
         total = None
         for proj in self.graph.projections_into(pop.name, kind):
             src = out[proj.source]
@@ -385,37 +388,43 @@ class FloatExecutor:
             total = value if total is None else total + value
         return total
 
+    def _currents(self, pop: Population, out: dict[str, np.ndarray], batch: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(I_EE, I_sub, I_div)`` into ``pop`` (Eqs. 9, 12, 13). No excitatory input: zeros,
+        the same at every step; no GABA: 0; no SHUNT: None (no division)."""
+        i_ee = self._gather(pop, "exc", out)
+        if i_ee is None:
+            i_ee = np.zeros((1, batch, *pop.shape), dtype=self.dtype)
+        i_sub = self._gather(pop, "sub", out)
+        if i_sub is None:
+            i_sub = np.zeros((1,) * i_ee.ndim, dtype=self.dtype)
+        return i_ee, i_sub, self._gather(pop, "div", out)
+
     def run(self, x: Any, *, return_states: bool = False
             ) -> np.ndarray | tuple[np.ndarray, States]:
         """Logits ``(B, classes)``: the time average of the readout current (spec §3)."""
         graph, steps = self.graph, self.graph.T
         out: dict[str, np.ndarray] = {}
         states: States = {}
-        batch = 0
+        spikes_in = self.encode_input(self.fold_input(x))
+        batch = spikes_in.shape[1]
         for index, pop in enumerate(graph.populations):
             if pop.role == "input":
-                current = output = self.encode_input(self.fold_input(x))
-                batch = output.shape[1]
+                current = output = spikes_in
             else:
-                i_exc = self._gather(pop, "exc", out)
-                if i_exc is None:  # nothing drives it: silent, the same at every step
-                    i_exc = np.zeros((1, batch, *pop.shape), dtype=self.dtype)
+                i_ee, i_sub, i_div = self._currents(pop, out, batch)
                 if pop.role == "inh":
-                    current = i_exc
-                    output = inhibitory_response(i_exc, pop.params.get("response", "identity"),
+                    current = i_ee
+                    output = inhibitory_response(i_ee, pop.params.get("response", "identity"),
                                                  float(pop.params.get("theta_i", 1.0)))
+                elif pop.role == "readout":
+                    current = output = ei_readout(i_ee, i_sub)
                 else:
-                    i_sub = self._gather(pop, "sub", out)
-                    if i_sub is None:
-                        i_sub = np.zeros((1,) * i_exc.ndim, dtype=self.dtype)
-                    if pop.role == "readout":
-                        current = output = ei_readout(i_exc, i_sub)
-                    else:
-                        gain_e, bias = self.channel_arrays[pop.name]
-                        current = ei_integrate(i_exc, i_sub, self._gather(pop, "div", out),
-                                               gain_e, bias, self.stabilisation, self.eps)
-                        output = lif_multistep(current, steps, float(pop.params["tau"]),
-                                               float(pop.params["v_threshold"]))
+                    gain_e, bias = self.channel_arrays[pop.name]
+                    current = ei_integrate(i_ee, i_sub, i_div, gain_e, bias, self.stabilisation,
+                                           self.eps)
+                    output = lif_multistep(current, steps, float(pop.params["tau"]),
+                                           float(pop.params["v_threshold"]))
             out[pop.name] = output
             if return_states:
                 full = (steps, batch, *pop.shape)

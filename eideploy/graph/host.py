@@ -5,11 +5,11 @@ the chip, the board and the virtual board) receives the same spikes from the hos
 class the same way. These are the host's two jobs, here once, so that no backend has to build a
 :class:`~eideploy.graph.execute.FloatExecutor` just to encode its inputs.
 
-Encodings (``graph.input["encoding"]``, spec §1 and ``eideploy.nn.encoding``): ``direct`` and
+Encodings (``graph.input_settings.encoding``, spec §1 and ``eideploy.nn.encoding``): ``direct`` and
 ``spikes`` pass the input as given; ``if`` integrates the intensities in an integrate-and-fire
 encoder with the same float32 operations as the torch model (so the same spikes); ``bernoulli``
-draws from numpy's generator seeded by ``graph.input["seed"]`` per batch (the same statistics as
-torch's draws, not the same spikes).
+draws from numpy's generator seeded by ``graph.input_settings.seed`` per batch (the same
+statistics as torch's draws, not the same spikes).
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from .ir import EIGraph
+from .ir import READOUT_MODES, EIGraph
 
 __all__ = ["ENCODINGS", "READOUT_MODES", "Host", "if_encode", "readout_decision"]
 
 #: Input encodings the host runs: analog values or spikes as given, or encoded here.
 ENCODINGS = ("direct", "spikes", "if", "bernoulli")
-#: Readouts: the time-averaged current (the torch logits), or spikes of IF readout neurons.
-READOUT_MODES = ("current", "spiking")
 
 
 def if_encode(x_seq: np.ndarray, threshold: float = 1.0, phase: float = 0.5) -> np.ndarray:
@@ -51,8 +49,8 @@ def readout_decision(counts: np.ndarray, membrane: np.ndarray) -> np.ndarray:
 class Host:
     """The host's side of one graph: the input it encodes and the readout it decides from.
 
-    ``input`` is the input population, ``readout`` the readout population's name,
-    ``readout_mode`` / ``theta_out`` the readout's settings.
+    ``input`` is the input population, ``settings`` the graph's input settings, ``readout`` the
+    readout population's name, ``readout_mode`` / ``theta_out`` the readout's settings.
 
     ``fold(x)``: ``(B, *in_shape)`` -> ``(1, B, ...)`` (the same input at every step);
     ``(B, T, *in_shape)`` -> ``(T, B, ...)``. ``encode(folded)``: intensities -> the ``(T, B,
@@ -62,17 +60,16 @@ class Host:
     def __init__(self, graph: EIGraph, dtype: type = np.float32) -> None:
         self.graph = graph
         self.dtype = np.dtype(dtype).type
-        self.encoding = str(graph.input.get("encoding", "direct"))
-        if self.encoding not in ENCODINGS:
-            raise ValueError(f"graph {graph.name}: input encoding {self.encoding!r} is not one of "
-                             f"{', '.join(ENCODINGS)}")
-        self.threshold = float(graph.input.get("threshold", 1.0))
-        self.phase = float(graph.input.get("phase", 0.5))
-        self.seed = int(graph.input.get("seed", 0))
-        self.input = graph.population(graph.input["population"])
-        self.readout = str(graph.readout["population"])
-        self.readout_mode = str(graph.readout.get("mode", "current"))
-        self.theta_out = float(graph.readout.get("theta_out", 1.0))
+        self.settings = settings = graph.input_settings
+        if settings.encoding not in ENCODINGS:
+            raise ValueError(f"graph {graph.name}: input encoding {settings.encoding!r} is not "
+                             f"one of {', '.join(ENCODINGS)}")
+        self.encoding = settings.encoding
+        self.input = graph.population(settings.population)
+        readout = graph.readout_settings
+        self.readout = readout.population
+        self.readout_mode = readout.mode
+        self.theta_out = readout.theta_out
 
     def fold(self, x: Any) -> np.ndarray:
         arr = np.asarray(x, dtype=self.dtype)
@@ -91,8 +88,9 @@ class Host:
             return folded
         seq = np.broadcast_to(folded, (self.graph.T, *folded.shape[1:]))
         if self.encoding == "if":
-            return if_encode(np.ascontiguousarray(seq), self.threshold, self.phase)
-        rng = np.random.default_rng(self.seed)
+            return if_encode(np.ascontiguousarray(seq), self.settings.threshold,
+                             self.settings.phase)
+        rng = np.random.default_rng(self.settings.seed)
         return (rng.random(seq.shape) < np.clip(seq, 0, 1)).astype(self.dtype)
 
     def spikes(self, x: Any) -> np.ndarray:

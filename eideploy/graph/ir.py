@@ -34,7 +34,8 @@ import numpy as np
 from ..atomic import atomic_write, atomic_write_bytes
 
 __all__ = ["GRAPH_FORMAT", "GRAPH_FORMAT_VERSION", "Population", "Projection", "EIGraph",
-           "GraphError", "ROLES", "KINDS", "OPS"]
+           "GraphError", "ROLES", "KINDS", "OPS", "STABILISATIONS", "READOUT_MODES",
+           "DivisionSettings", "ReadoutSettings", "InputSettings"]
 
 GRAPH_FORMAT = "eideploy-ei-graph"
 GRAPH_FORMAT_VERSION = 1
@@ -45,10 +46,118 @@ OPS = ("dense", "conv", "pointwise", "sparse")
 Role = Literal["input", "exc", "inh", "readout"]
 Kind = Literal["exc", "sub", "div"]
 Op = Literal["dense", "conv", "pointwise", "sparse"]
+#: Stab() of the divisor (§5.1): the row's smallest positive value for exact zeros, or + eps.
+STABILISATIONS = ("adaptive", "fixed-eps")
+#: Readouts: the time-averaged current (the torch logits), or spikes of IF readout neurons.
+READOUT_MODES = ("current", "spiking")
 
 
 class GraphError(ValueError):
     """A graph that is inconsistent or a graph file that cannot be read."""
+
+
+# --------------------------------------------------------------------------- graph settings
+# ``graph.division``, ``graph.readout`` and ``graph.input`` stay plain dicts, so graph.json
+# round-trips byte for byte; every reader takes them through these records instead, which hold
+# each field's one default and refuse a bad value naming the field.
+def _number(record: dict[str, Any], key: str, default: float, where: str, *,
+            positive: bool = False, non_negative: bool = False) -> float:
+    value = record.get(key, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and positive:
+        ok = value > 0
+    if ok and non_negative:
+        ok = value >= 0
+    if not ok:
+        need = " > 0" if positive else " >= 0" if non_negative else ""
+        raise GraphError(f"{where}.{key}: expected a finite number{need}, got {value!r}")
+    return float(value)
+
+
+def _choice(record: dict[str, Any], key: str, default: str | None, choices: tuple[str, ...] | None,
+            where: str) -> str:
+    value = record.get(key, default)
+    if value is None:
+        raise GraphError(f"{where}.{key}: missing")
+    if not isinstance(value, str) or (choices is not None and value not in choices):
+        allowed = f"one of {', '.join(choices)}" if choices else "a name"
+        raise GraphError(f"{where}.{key}: expected {allowed}, got {value!r}")
+    return value
+
+
+def _integer(record: dict[str, Any], key: str, default: int | None, where: str,
+             minimum: int) -> int | None:
+    value = record.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise GraphError(f"{where}.{key}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class DivisionSettings:
+    """``graph.division``: how Eq. 14's divisor is kept away from 0 (§5.1).
+
+    ``stabilisation`` ``adaptive`` (default: exact zeros become the row's smallest positive
+    value) or ``fixed-eps`` (``D = I_div + eps``); ``eps`` (default 0) >= 0.
+    """
+
+    stabilisation: str = "adaptive"
+    eps: float = 0.0
+
+    @classmethod
+    def parse(cls, record: dict[str, Any], where: str = "division") -> DivisionSettings:
+        return cls(_choice(record, "stabilisation", cls.stabilisation, STABILISATIONS, where),
+                   _number(record, "eps", cls.eps, where, non_negative=True))
+
+    @property
+    def divisor_floor(self) -> float | None:
+        """The constant added to every divisor (``fixed-eps`` with ``eps > 0``), else None: on
+        DYNAP-SE2 the leak current that SHUNT adds to."""
+        return self.eps if self.stabilisation == "fixed-eps" and self.eps > 0 else None
+
+
+@dataclass(frozen=True)
+class ReadoutSettings:
+    """``graph.readout``: the readout ``population`` (required), ``mode`` ``current``
+    (default) or ``spiking``, the IF readout's threshold ``theta_out`` (default 1, > 0) and the
+    number of ``classes`` (default None: one per neuron of the readout population)."""
+
+    population: str
+    mode: str = "current"
+    theta_out: float = 1.0
+    classes: int | None = None
+
+    @classmethod
+    def parse(cls, record: dict[str, Any], where: str = "readout") -> ReadoutSettings:
+        return cls(_choice(record, "population", None, None, where),
+                   _choice(record, "mode", cls.mode, READOUT_MODES, where),
+                   _number(record, "theta_out", cls.theta_out, where, positive=True),
+                   _integer(record, "classes", cls.classes, where, 1))
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """``graph.input``: the input ``population`` (required) and how the host turns intensities
+    into its spikes (``graph.host``): ``encoding`` (default ``direct``: values as given; which
+    encodings a backend runs is its own check), the IF encoder's ``threshold`` (default 1, > 0)
+    and initial ``phase`` (default 0.5), the Bernoulli draws' ``seed`` (default 0)."""
+
+    population: str
+    encoding: str = "direct"
+    threshold: float = 1.0
+    phase: float = 0.5
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, record: dict[str, Any], where: str = "input") -> InputSettings:
+        seed = _integer(record, "seed", cls.seed, where, 0)
+        return cls(_choice(record, "population", None, None, where),
+                   _choice(record, "encoding", cls.encoding, None, where),
+                   _number(record, "threshold", cls.threshold, where, positive=True),
+                   _number(record, "phase", cls.phase, where),
+                   cls.seed if seed is None else seed)
 
 
 @dataclass
@@ -125,8 +234,10 @@ class EIGraph:
 
     ``input``: ``{"population": name, "encoding": "direct" | "spikes" | ...}``;
     ``readout``: ``{"population": name, "mode": "current" | "spiking", "classes": n}``;
-    ``division``: ``{"stabilisation": "adaptive" | "fixed-eps" | "floor", "eps": float}``;
-    ``meta``: provenance (architecture, source model sha256, ...).
+    ``division``: ``{"stabilisation": "adaptive" | "fixed-eps", "eps": float}``;
+    ``meta``: provenance (architecture, source model sha256, ...). The three settings dicts are
+    read through typed records with their defaults: :attr:`input_settings`,
+    :attr:`readout_settings`, :attr:`division_settings`.
     """
 
     name: str
@@ -155,6 +266,19 @@ class EIGraph:
     @property
     def neuron_count(self) -> int:
         return sum(p.size for p in self.populations if p.role != "input")
+
+    # ---- settings, parsed from the dicts on every read (the dicts may be edited in place)
+    @property
+    def division_settings(self) -> DivisionSettings:
+        return DivisionSettings.parse(self.division, f"graph {self.name}: division")
+
+    @property
+    def readout_settings(self) -> ReadoutSettings:
+        return ReadoutSettings.parse(self.readout, f"graph {self.name}: readout")
+
+    @property
+    def input_settings(self) -> InputSettings:
+        return InputSettings.parse(self.input, f"graph {self.name}: input")
 
     # ---- consistency
     def validate(self) -> None:
@@ -189,6 +313,12 @@ class EIGraph:
         for key, d in (("input", self.input), ("readout", self.readout)):
             if d.get("population") not in order:
                 problems.append(f"{key}: population {d.get('population')!r} is not in the graph")
+        for settings, record in ((InputSettings, self.input), (ReadoutSettings, self.readout),
+                                 (DivisionSettings, self.division)):
+            try:
+                settings.parse(record)
+            except GraphError as exc:
+                problems.append(str(exc))
         if problems:
             raise GraphError(f"graph {self.name}: " + "; ".join(problems))
 

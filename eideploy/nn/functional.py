@@ -37,9 +37,12 @@ __all__ = [
     "inhibitory_response",
     "stabilise_adaptive",
     "stabilise_fixed_eps",
+    "stabilise",
     "pointwise_inhibition",
     "ei_integrate",
+    "ei_integrate_currents",
     "ei_readout",
+    "ei_readout_currents",
     "ei_integrate_fused",
     "ei_readout_fused",
 ]
@@ -206,6 +209,9 @@ def inhibitory_response(i_ie: torch.Tensor, mode: InhibitoryMode = "identity",
 
 
 # --------------------------------------------------------------------------- E-I Prop (§5.1)
+StabilisationMode = Literal["adaptive", "fixed-eps"]
+
+
 def stabilise_adaptive(i_div: torch.Tensor) -> torch.Tensor:
     """Replace exact zeros of the divisor by the row's smallest positive value; identity gradient.
 
@@ -224,6 +230,17 @@ def stabilise_adaptive(i_div: torch.Tensor) -> torch.Tensor:
 def stabilise_fixed_eps(i_div: torch.Tensor, eps: float) -> torch.Tensor:
     """The ablation of Table 2: a constant added to the divisor."""
     return i_div + eps
+
+
+def stabilise(i_div: torch.Tensor, mode: StabilisationMode = "adaptive",
+              eps: float = 1e-3) -> torch.Tensor:
+    """Stab() of §5.1 by name: ``adaptive`` (:func:`stabilise_adaptive`) or ``fixed-eps``
+    (:func:`stabilise_fixed_eps`), as the graph's ``division.stabilisation`` names it."""
+    if mode == "adaptive":
+        return stabilise_adaptive(i_div)
+    if mode == "fixed-eps":
+        return stabilise_fixed_eps(i_div, eps)
+    raise ValueError(f"unknown stabilisation {mode!r}; use 'adaptive' or 'fixed-eps'")
 
 
 # --------------------------------------------------------------------------- E-I circuit (§3)
@@ -248,21 +265,44 @@ def ei_integrate(
     The subtractive and the divisive path share W_EI, so both are computed in one product over the
     stacked ``[r_I, g_I r_I]``.
     """
-    nd = r_i.dim()
     n = r_i.shape[0]
-    both = pointwise_inhibition(w_ei, torch.cat([r_i, r_i * channel_view(gain_i, nd)]))
+    both = pointwise_inhibition(w_ei, torch.cat([r_i, r_i * channel_view(gain_i, r_i.dim())]))
     i_sub, i_div = both[:n], both[n:]
-    return (channel_view(gain_e, nd) * (i_ee - i_sub) / stabilise(i_div)
-            + channel_view(bias, nd))
+    return ei_integrate_currents(i_ee, i_sub, i_div, gain_e, bias, stabilise)
+
+
+def ei_integrate_currents(
+    i_ee: torch.Tensor,
+    i_sub: torch.Tensor,
+    i_div: torch.Tensor,
+    gain_e: torch.Tensor | None,
+    bias: torch.Tensor,
+    stabilise=stabilise_adaptive,
+) -> torch.Tensor:
+    """Eq. 14 from the three currents: ``I_int = g_E (I_EE - I_sub) / Stab(I_div) + b_E``.
+
+    The form the graph's executors take (``graph.execute.ei_integrate``), and the one for
+    weights that are no longer shared between the two paths (QAT quantizes the GABA and SHUNT
+    weights apart); ``gain_e`` None when g_E is folded into the weights.
+    """
+    nd = i_ee.dim()
+    num = i_ee - i_sub
+    if gain_e is not None:
+        num = channel_view(gain_e, nd) * num
+    return num / stabilise(i_div) + channel_view(bias, nd)
 
 
 def ei_readout(i_ee: torch.Tensor, r_i: torch.Tensor, w_ei: torch.Tensor) -> torch.Tensor:
     """Output layer: ``o = I_EE - I_sub``; no division, no gains, no LIF (spec §3)."""
-    return i_ee - pointwise_inhibition(w_ei, r_i)
+    return ei_readout_currents(i_ee, pointwise_inhibition(w_ei, r_i))
+
+
+def ei_readout_currents(i_ee: torch.Tensor, i_sub: torch.Tensor) -> torch.Tensor:
+    """The output layer from its currents: ``o = I_EE - I_sub`` (``graph.execute.ei_readout``)."""
+    return i_ee - i_sub
 
 
 # --------------------------------------------------------------------------- fused E-I circuit
-StabilisationMode = Literal["adaptive", "fixed-eps"]
 
 #: Below this many positions per sample (H*W; 1 for linear layers) the point-wise W_EI product
 #: runs as a 1x1 convolution, above it as a batched matmul: on CPU, oneDNN's 1x1 convolution is

@@ -8,7 +8,6 @@ E-I Init statistics and the input checks are written once in ``EILayer``.
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import numpy as np
 import torch
@@ -78,10 +77,6 @@ class EILayer(nn.Module):
         self._init_rng: np.random.Generator | None = None
         self._ready = False  # host-side mirror of `initialised`: no device sync per forward
         self.init_stats: dict[str, float] | None = None
-        if self.options.stabilisation == "adaptive":
-            self._stabilise = EF.stabilise_adaptive
-        else:
-            self._stabilise = partial(EF.stabilise_fixed_eps, eps=self.options.eps)
 
     @property
     def initialising(self) -> bool:

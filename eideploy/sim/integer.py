@@ -28,8 +28,10 @@ from ..graph.host import Host, readout_decision
 from ..graph.ir import EIGraph, GraphError, Population, Projection
 from .division import DIVISOR_BITS, divide, parse_division
 
-__all__ = ["IntegerSimulator", "IntegerResult", "Synapses", "accuracy", "to_fixed",
-           "round_shift", "align", "lif_decay", "saturate", "WEIGHT_BITS", "ACCUMULATOR_BITS",
+__all__ = ["IntegerSimulator", "IntegerResult", "Synapses", "Tally", "Constants", "accuracy",
+           "lif_multistep", "inhibitory_response", "stabilise", "ei_integrate", "ei_readout",
+           "if_readout", "to_fixed", "round_shift", "align", "lif_decay", "saturate",
+           "WEIGHT_BITS", "ACCUMULATOR_BITS",
            "COUNT_BITS", "MEMBRANE_BITS", "MEMBRANE_FRAC", "DIVIDEND_BITS", "GAIN_FRAC",
            "MAX_FRAC"]
 
@@ -114,6 +116,121 @@ def grid_frac(max_weight: float) -> int:
     return min(frac, MAX_FRAC)
 
 
+# --------------------------------------------------------------------------- the circuit
+# The integer twins of ``eideploy.graph.execute``'s functions, with the same names, in the same
+# order (docs/integer-semantics.md §3). Every clamp to a width is counted in a :class:`Tally`
+# under ``"{population}/{quantity}"``.
+@dataclass
+class Tally:
+    """Saturation counts and peak magnitudes of one run, by quantity (:func:`saturate`)."""
+
+    saturations: dict[str, int] = field(default_factory=dict)
+    peaks: dict[str, int] = field(default_factory=dict)
+
+    def clamp(self, x: np.ndarray, bits: int, signed: bool, name: str) -> np.ndarray:
+        return saturate(x, bits, signed, name, self.saturations, self.peaks)
+
+
+@dataclass(frozen=True)
+class Constants:
+    """One population's constants as integers, made once from the quantized graph.
+
+    ``frac_num`` / ``frac_div``: the grids ``2**-F`` of its I_EE and I_sub / its I_div synapses
+    (``frac_div`` None without SHUNT input); ``theta``: its threshold on its own scale (theta_I
+    on the ``num`` grid, v_threshold and theta_out in Q.MEMBRANE_FRAC); ``eps``: the divisor
+    floor in LSB of the ``div`` grid (>= 1); ``gain``: g_E in Q.GAIN_FRAC (None when every g_E
+    is 1); ``bias``: b_E in Q.MEMBRANE_FRAC (None when 0); ``log2_tau``: the LIF's decay shift.
+    """
+
+    name: str
+    frac_num: int
+    frac_div: int | None = None
+    theta: int = 1
+    eps: int = 1
+    gain: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    log2_tau: int = 0
+
+
+def lif_multistep(current: np.ndarray, log2_tau: int, theta: int, tally: Tally,
+                  name: str) -> np.ndarray:
+    """Excitatory LIF over ``(T, B, n)`` currents in Q.MEMBRANE_FRAC (docs §3.3):
+    ``h[t] = sat(decay(u[t-1]) + I[t])`` with ``decay(u) = u - ceil(u / 2**log2_tau)``
+    (:func:`lif_decay`), ``s[t] = h[t] >= theta``, soft reset ``u[t] = h[t] - theta s[t]``,
+    ``u[-1] = 0``. Spikes as int64 0/1."""
+    steps = current.shape[0]
+    u = np.zeros(current.shape[1:], dtype=np.int64)
+    spikes = np.zeros(current.shape, dtype=np.int64)
+    for t in range(steps):
+        h = tally.clamp(lif_decay(u, log2_tau) + current[t], MEMBRANE_BITS, True, f"{name}/v")
+        spikes[t] = h >= theta
+        u = h - spikes[t] * theta
+    return spikes
+
+
+def inhibitory_response(i_ie: np.ndarray, theta_i: int, tally: Tally, name: str) -> np.ndarray:
+    """``r_I = floor(relu(I_IE) / theta_I)``: the interneuron's spike count, a division by a
+    constant (a multiply-shift in hardware), exact in every division mode; ``COUNT_BITS``."""
+    return tally.clamp(np.maximum(i_ie, 0) // theta_i, COUNT_BITS, False, f"{name}/r_I")
+
+
+def stabilise(i_div: np.ndarray, eps: int, tally: Tally, name: str) -> np.ndarray:
+    """Stab() of ``fixed-eps`` (§5.1): ``D = I_div + eps`` on the div grid, ``eps >= 1``;
+    ``I_div >= 0`` (unsigned weights and counts), so ``D >= 1`` after the ``DIVISOR_BITS``
+    clamp: division never sees 0."""
+    return tally.clamp(i_div + eps, DIVISOR_BITS, False, f"{name}/D")
+
+
+def ei_integrate(i_ee: np.ndarray, i_sub: np.ndarray | int, i_div: np.ndarray | None,
+                 c: Constants, division: str, tally: Tally
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Eq. 14 in integers: ``I_int = g_E (I_EE - I_sub) / Stab(I_div) + b_E`` in
+    Q.MEMBRANE_FRAC, and the divisor ``D`` (None without divisive inhibition).
+
+    ``N = I_EE - I_sub`` (Q.frac_num) is aligned by ``2**(MEMBRANE_FRAC + F_div - F_num)`` so
+    that ``N / D`` comes out in Q.MEMBRANE_FRAC, and divided by ``division``
+    (``eideploy.sim.division``)."""
+    name = c.name
+    i_num = tally.clamp(i_ee - i_sub, ACCUMULATOR_BITS, True, f"{name}/I_num")
+    d = None
+    if i_div is not None and c.frac_div is not None:
+        d = stabilise(i_div, c.eps, tally, name)
+        dividend = tally.clamp(align(i_num, c.frac_num - MEMBRANE_FRAC - c.frac_div,
+                                     DIVIDEND_BITS), DIVIDEND_BITS, True, f"{name}/N")
+        q = divide(dividend, d, division, check=False)  # D clamped to [1, 2**31)
+    else:
+        q = align(i_num, c.frac_num - MEMBRANE_FRAC, ACCUMULATOR_BITS)
+    q = tally.clamp(q, ACCUMULATOR_BITS, True, f"{name}/q")
+    if c.gain is not None:
+        q = round_shift(q * c.gain, GAIN_FRAC)
+    if c.bias is not None:
+        q = q + c.bias
+    return tally.clamp(q, ACCUMULATOR_BITS, True, f"{name}/I_int"), d
+
+
+def ei_readout(i_ee: np.ndarray, i_sub: np.ndarray | int, frac_num: int, tally: Tally,
+               name: str) -> np.ndarray:
+    """Output layer: ``o = I_EE - I_sub`` (no division, no gains, no LIF; spec §3), moved from
+    the grid ``2**-frac_num`` to Q.MEMBRANE_FRAC."""
+    i_num = tally.clamp(i_ee - i_sub, ACCUMULATOR_BITS, True, f"{name}/I_num")
+    return tally.clamp(align(i_num, frac_num - MEMBRANE_FRAC, ACCUMULATOR_BITS),
+                       ACCUMULATOR_BITS, True, f"{name}/o")
+
+
+def if_readout(o_seq: np.ndarray, theta: int, tally: Tally, name: str
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Non-leaky IF readout with soft reset over ``(T, B, classes)``: ``(counts, membrane)``,
+    ``v = sat(v + o[t])``, ``n = floor(relu(v) / theta)``, ``counts += n``, ``v -= n theta``."""
+    v = np.zeros(o_seq.shape[1:], dtype=np.int64)
+    counts = np.zeros(o_seq.shape[1:], dtype=np.int64)
+    for t in range(o_seq.shape[0]):
+        v = tally.clamp(v + o_seq[t], MEMBRANE_BITS, True, f"{name}/v")
+        n = np.maximum(v, 0) // theta
+        counts = tally.clamp(counts + n, COUNT_BITS, False, f"{name}/counts")
+        v = v - n * theta
+    return counts, v
+
+
 #: Largest weight matrix (target x source elements) multiplied densely; larger ones stay sparse.
 DENSE_LIMIT = 1 << 22
 
@@ -194,7 +311,12 @@ class IntegerResult:
 
 
 class IntegerSimulator:
-    """A quantized graph turned into integers once, then run on batches (module doc)."""
+    """A quantized graph turned into integers once, then run on batches (module doc).
+
+    ``synapses[population]`` holds its projections as integers, ``frac[(population, "num" |
+    "div")]`` the grid exponent of its I_EE / I_sub (``num``) and I_div (``div``) synapses,
+    ``constants[population]`` its other constants; ``eps`` is the graph's divisor floor.
+    """
 
     def __init__(self, graph: EIGraph, division: str = "exact") -> None:
         parse_division(division)
@@ -205,43 +327,17 @@ class IntegerSimulator:
             raise GraphError(f"graph {graph.name}: the integer simulator takes spikes ('if', "
                              "'bernoulli' or 'spikes' input encoding), not analog 'direct' input")
         problems: list[str] = []
-        stabilisation = str(graph.division.get("stabilisation", "adaptive"))
-        if stabilisation != "fixed-eps":
-            problems.append(f"division stabilisation {stabilisation!r}: the integer simulator "
-                            "runs 'fixed-eps' (a constant divisor floor)")
-        self.eps = float(graph.division.get("eps", 0.0))
-        pops = {p.name: p for p in graph.populations}
+        settings = graph.division_settings
+        if settings.stabilisation != "fixed-eps":
+            problems.append(f"division stabilisation {settings.stabilisation!r}: the integer "
+                            "simulator runs 'fixed-eps' (a constant divisor floor)")
+        self.eps = settings.eps
         self.synapses: dict[str, list[Synapses]] = {p.name: [] for p in graph.populations}
         self.frac: dict[tuple[str, str], int] = {}
+        self.constants: dict[str, Constants] = {}
         for pop in graph.populations:
-            if pop.role == "input":
-                continue
-            into = graph.projections_into(pop.name)
-            # exc and sub share one grid (their currents are subtracted), div has its own
-            groups = {"inh": {"exc": "num"}, "exc": {"exc": "num", "sub": "num", "div": "div"},
-                      "readout": {"exc": "num", "sub": "num"}}[pop.role]
-            for group in set(groups.values()):
-                members = [p for p in into if groups.get(p.kind) == group]
-                top = max((float(p.weight.max()) for p in members if p.weight.size), default=0.)
-                self.frac[(pop.name, group)] = grid_frac(top)
-            for proj in into:
-                if proj.kind not in groups:
-                    problems.append(f"projection {proj.name}: {proj.kind} into {pop.role}")
-                    continue
-                synapses = self._synapses(proj, pops[proj.source], pop,
-                                          self.frac[(pop.name, groups[proj.kind])], problems)
-                if synapses is not None:
-                    self.synapses[pop.name].append(synapses)
-            if pop.role == "inh" and pop.params.get("response", "identity") != "floor":
-                problems.append(f"population {pop.name}: response "
-                                f"{pop.params.get('response', 'identity')!r}; the integer "
-                                "simulator runs 'floor' interneurons (integer spike counts)")
-            if pop.role == "exc":
-                tau = float(pop.params.get("tau", 0))
-                log2_tau = int(round(np.log2(tau))) if tau >= 1 else -1
-                if log2_tau < 0 or 2.0 ** log2_tau != tau:
-                    problems.append(f"population {pop.name}: tau {tau} is not a power of two "
-                                    "(the decay is a shift)")
+            if pop.role != "input":
+                self._prepare(pop, problems)
         if problems:
             raise GraphError(f"graph {graph.name} cannot run as integers: " + "; ".join(problems))
 
@@ -255,51 +351,82 @@ class IntegerSimulator:
         path = Path(out_dir) / "dynapse2.json"
         return cls(config_to_graph(read_config(path), source=str(path)), division)
 
-    @staticmethod
-    def _synapses(proj: Projection, source: Population, target: Population, frac: int,
-                  problems: list[str]) -> Synapses | None:
-        if proj.op == "dense":
-            rows, cols = np.nonzero(proj.weight)
-            indices, weight = np.stack([rows, cols], axis=1), proj.weight[rows, cols]
-        elif proj.op == "sparse" and int(proj.attrs.get("pool", 1) or 1) == 1:
-            indices, weight = np.asarray(proj.indices), np.asarray(proj.weight)
-        else:
-            problems.append(f"projection {proj.name}: op {proj.op!r} with pool "
-                            f"{proj.attrs.get('pool', 1)}; quantize the graph first (all sparse)")
-            return None
-        levels = to_fixed(weight, frac)
-        matrix = scipy.sparse.csr_matrix(
-            (levels, (indices[:, 0], indices[:, 1])), shape=(target.size, source.size),
-            dtype=np.int64)
-        return Synapses(proj.name, proj.kind, proj.source, levels, np.asarray(indices), frac,
-                        matrix)
+    # ---- made once: grids, synapses, constants
+    def _prepare(self, pop: Population, problems: list[str]) -> None:
+        """``pop``'s grids (exc and sub share one, their currents are subtracted; div has its
+        own), its synapses as integer levels on them, and its :class:`Constants`."""
+        into = self.graph.projections_into(pop.name)
+        groups = _GRID_OF_KIND[pop.role]
+        for group in set(groups.values()):
+            members = [p for p in into if groups.get(p.kind) == group]
+            top = max((float(p.weight.max()) for p in members if p.weight.size), default=0.)
+            self.frac[(pop.name, group)] = grid_frac(top)
+        for proj in into:
+            if proj.kind not in groups:
+                problems.append(f"projection {proj.name}: {proj.kind} into {pop.role}")
+                continue
+            synapses = _synapses(proj, self.graph.population(proj.source), pop,
+                                 self.frac[(pop.name, groups[proj.kind])], problems)
+            if synapses is not None:
+                self.synapses[pop.name].append(synapses)
+        self.constants[pop.name] = self._constants(pop, problems)
+
+    def _constants(self, pop: Population, problems: list[str]) -> Constants:
+        frac_num = self.frac[(pop.name, "num")]
+        if pop.role == "inh":
+            if pop.params.get("response", "identity") != "floor":
+                problems.append(f"population {pop.name}: response "
+                                f"{pop.params.get('response', 'identity')!r}; the integer "
+                                "simulator runs 'floor' interneurons (integer spike counts)")
+            theta_i = max(int(to_fixed(float(pop.params.get("theta_i", 1.0)), frac_num)), 1)
+            return Constants(pop.name, frac_num, theta=theta_i)
+        if pop.role == "readout":
+            theta_out = max(int(to_fixed(self.host.theta_out, MEMBRANE_FRAC)), 1)
+            return Constants(pop.name, frac_num, theta=theta_out)
+        if "v_threshold" not in pop.params:
+            problems.append(f"population {pop.name}: LIF parameter v_threshold missing")
+        tau = float(pop.params.get("tau", 0))
+        log2_tau = int(round(np.log2(tau))) if tau >= 1 else -1
+        if log2_tau < 0 or 2.0 ** log2_tau != tau:
+            problems.append(f"population {pop.name}: tau {tau} is not a power of two "
+                            "(the decay is a shift)")
+        frac_div = (self.frac[(pop.name, "div")]
+                    if any(s.kind == "div" for s in self.synapses[pop.name]) else None)
+        gain = pop.per_neuron("gain_e", 1.0)
+        bias = to_fixed(pop.per_neuron("bias", 0.0), MEMBRANE_FRAC)
+        return Constants(
+            pop.name, frac_num, frac_div,
+            theta=int(to_fixed(float(pop.params.get("v_threshold", 0.0)), MEMBRANE_FRAC)),
+            # D = I_div + eps on the div grid, floored at 1 LSB (the divisor is never 0)
+            eps=max(int(to_fixed(self.eps, frac_div)), 1) if frac_div is not None else 1,
+            gain=None if np.all(gain == 1.0) else to_fixed(gain, GAIN_FRAC),
+            bias=bias if bias.any() else None, log2_tau=max(log2_tau, 0))
 
     # ---- the pass
-    def _current(self, pop: Population, kinds: tuple[str, ...],
-                 sources: dict[str, SourceOutput],
-                 steps: int, batch: int, sat: dict[str, int], peaks: dict[str, int]
-                 ) -> np.ndarray:
-        """Sum of ``kinds`` into ``pop`` as ``(T, B, n)`` int64 (sub negated), saturated."""
-        total = None
+    def _currents(self, pop: Population, sources: dict[str, SourceOutput], steps: int,
+                  batch: int, tally: Tally
+                  ) -> tuple[np.ndarray, np.ndarray | int, np.ndarray | None]:
+        """``(I_EE, I_sub, I_div)`` into ``pop``, each ``(T, B, n)`` int64, the sum of its
+        projections of that kind, each projection clamped to ``ACCUMULATOR_BITS``
+        (docs §3.2). No excitatory input: zeros; no GABA: 0; no SHUNT: None."""
+        totals: dict[str, np.ndarray] = {}
         for syn in self.synapses[pop.name]:
-            if syn.kind not in kinds:
-                continue
             part = syn.apply(sources[syn.source]).reshape(steps, batch, pop.size)
-            name = f"{pop.name}/I_{syn.kind}"
-            part = saturate(part, ACCUMULATOR_BITS, True, name, sat, peaks)
-            if syn.kind == "sub":
-                np.negative(part, out=part)
-            if total is None:
-                total = part
+            part = tally.clamp(part, ACCUMULATOR_BITS, True, f"{pop.name}/I_{syn.kind}")
+            if syn.kind in totals:
+                totals[syn.kind] += part
             else:
-                total += part
-        return np.zeros((steps, batch, pop.size), dtype=np.int64) if total is None else total
+                totals[syn.kind] = part
+        i_ee = totals.get("exc")
+        if i_ee is None:
+            i_ee = np.zeros((steps, batch, pop.size), dtype=np.int64)
+        return i_ee, totals.get("sub", 0), totals.get("div")
 
     def run(self, x: Any, *, return_states: bool = False) -> IntegerResult:
-        """Run a batch ``(B, *in_shape)`` or ``(B, T, *in_shape)`` (as the float executor)."""
+        """Run a batch ``(B, *in_shape)`` or ``(B, T, *in_shape)``; the same steps, in the same
+        order, as :meth:`eideploy.graph.execute.FloatExecutor.run`, in integers."""
         graph, steps = self.graph, self.graph.T
-        sat: dict[str, int] = {}
-        peaks: dict[str, int] = {}
+        tally = Tally()
         states: dict[str, dict[str, np.ndarray]] = {}
         spikes_in = self.host.spikes(x)
         spikes_in = np.broadcast_to(spikes_in, (steps, *spikes_in.shape[1:]))
@@ -310,96 +437,62 @@ class IntegerSimulator:
         for pop in graph.populations:
             if pop.role == "input":
                 continue
+            c = self.constants[pop.name]
+            i_ee, i_sub, i_div = self._currents(pop, sources, steps, batch, tally)
             if pop.role == "inh":
-                frac = self.frac[(pop.name, "num")]
-                i_ie = self._current(pop, ("exc",), sources, steps, batch, sat, peaks)
-                theta = max(int(to_fixed(float(pop.params.get("theta_i", 1.0)), frac)), 1)
-                # floor(relu(I_IE) / theta_I): the interneuron's spike count, a division by a
-                # constant (a multiply-shift in hardware), exact here in every mode
-                r_i = saturate(np.maximum(i_ie, 0) // theta, COUNT_BITS, False,
-                               f"{pop.name}/r_I", sat, peaks)
-                sources[pop.name] = SourceOutput(r_i.reshape(steps * batch, -1))
-                if return_states:
-                    states[pop.name] = {"current": i_ie, "output": r_i}
-                continue
-            frac_num = self.frac[(pop.name, "num")]
-            i_num = saturate(self._current(pop, ("exc", "sub"), sources, steps, batch, sat, peaks),
-                             ACCUMULATOR_BITS, True, f"{pop.name}/I_num", sat, peaks)
-            if pop.role == "readout":
-                o = saturate(align(i_num, frac_num - MEMBRANE_FRAC, ACCUMULATOR_BITS),
-                             ACCUMULATOR_BITS, True, f"{pop.name}/o", sat, peaks)
-                counts, membrane = self._readout(o, pop, sat, peaks)
-                if return_states:
-                    states[pop.name] = {"current": o, "counts": counts, "membrane": membrane}
-                continue
-            i_int, divisor = self._integrate(pop, i_num, frac_num, sources, steps, batch, sat,
-                                             peaks)
-            log2_tau = int(round(np.log2(float(pop.params["tau"]))))
-            theta = int(to_fixed(float(pop.params["v_threshold"]), MEMBRANE_FRAC))
-            u = np.zeros((batch, pop.size), dtype=np.int64)
-            spikes = np.zeros((steps, batch, pop.size), dtype=np.int64)
-            for t in range(steps):
-                h = saturate(lif_decay(u, log2_tau) + i_int[t], MEMBRANE_BITS, True,
-                             f"{pop.name}/v", sat, peaks)
-                spikes[t] = h >= theta
-                u = h - spikes[t] * theta
-            sources[pop.name] = SourceOutput(spikes.reshape(steps * batch, -1))
-            if return_states:
-                states[pop.name] = {"current": i_int, "output": spikes}
+                current = i_ee
+                output = inhibitory_response(i_ee, c.theta, tally, pop.name)
+                state = {"current": current, "output": output}
+            elif pop.role == "readout":
+                current = ei_readout(i_ee, i_sub, c.frac_num, tally, pop.name)
+                if self.host.readout_mode == "spiking":
+                    counts, membrane = if_readout(current, c.theta, tally, pop.name)
+                else:  # the summed current in Q.MEMBRANE_FRAC: T times the float logits
+                    counts = tally.clamp(current.sum(axis=0), MEMBRANE_BITS + 8, True,
+                                         f"{pop.name}/sum")
+                    membrane = np.zeros_like(counts)
+                state = {"current": current, "counts": counts, "membrane": membrane}
+                output = None  # the readout's spikes leave the chip: no source
+            else:
+                current, divisor = ei_integrate(i_ee, i_sub, i_div, c, self.division, tally)
+                output = lif_multistep(current, c.log2_tau, c.theta, tally, pop.name)
+                state = {"current": current, "output": output}
                 if divisor is not None:  # D in units of 2**-self.frac[(name, "div")]
-                    states[pop.name]["divisor"] = divisor
-        return IntegerResult(counts, membrane, sat, peaks, states)
-
-    def _integrate(self, pop: Population, i_num: np.ndarray, frac_num: int,
-                   sources: dict[str, SourceOutput], steps: int, batch: int,
-                   sat: dict[str, int],
-                   peaks: dict[str, int]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Eq. 14 in integers: ``I_int = g_E N / D + b_E`` in Q.MEMBRANE_FRAC, and ``D``
-        (``None`` without divisive inhibition)."""
-        d = None
-        has_div = any(s.kind == "div" for s in self.synapses[pop.name])
-        if has_div:
-            frac_div = self.frac[(pop.name, "div")]
-            i_div = self._current(pop, ("div",), sources, steps, batch, sat, peaks)
-            # D = I_div + eps on the div grid, floored at 1 LSB (divisor never 0)
-            eps = max(int(to_fixed(self.eps, frac_div)), 1)
-            # I_div >= 0 (unsigned weights and counts), so D >= eps >= 1 after the clamp
-            d = saturate(i_div + eps, DIVISOR_BITS, False, f"{pop.name}/D", sat, peaks)
-            # N / D in Q.MEMBRANE_FRAC: N (Q.frac_num) aligned by 2**(MEMBRANE_FRAC + F_div - F_num)
-            dividend = saturate(align(i_num, frac_num - MEMBRANE_FRAC - frac_div, DIVIDEND_BITS),
-                                DIVIDEND_BITS, True, f"{pop.name}/N", sat, peaks)
-            q = divide(dividend, d, self.division, check=False)  # D clamped to [1, 2**31)
-        else:
-            q = align(i_num, frac_num - MEMBRANE_FRAC, ACCUMULATOR_BITS)
-        q = saturate(q, ACCUMULATOR_BITS, True, f"{pop.name}/q", sat, peaks)
-        gain = pop.per_neuron("gain_e", 1.0)
-        if not np.all(gain == 1.0):
-            q = round_shift(q * to_fixed(gain, GAIN_FRAC), GAIN_FRAC)
-        bias = to_fixed(pop.per_neuron("bias", 0.0), MEMBRANE_FRAC)
-        if bias.any():
-            q = q + bias
-        return saturate(q, ACCUMULATOR_BITS, True, f"{pop.name}/I_int", sat, peaks), d
-
-    def _readout(self, o: np.ndarray, pop: Population, sat: dict[str, int],
-                 peaks: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-        steps, batch = o.shape[:2]
-        if self.host.readout_mode == "current":
-            total = saturate(o.sum(axis=0), MEMBRANE_BITS + 8, True, f"{pop.name}/sum", sat,
-                             peaks)
-            return total, np.zeros_like(total)
-        theta = max(int(to_fixed(self.host.theta_out, MEMBRANE_FRAC)), 1)
-        v = np.zeros((batch, pop.size), dtype=np.int64)
-        counts = np.zeros((batch, pop.size), dtype=np.int64)
-        for t in range(steps):
-            v = saturate(v + o[t], MEMBRANE_BITS, True, f"{pop.name}/v", sat, peaks)
-            n = np.maximum(v, 0) // theta
-            counts = saturate(counts + n, COUNT_BITS, False, f"{pop.name}/counts", sat, peaks)
-            v = v - n * theta
-        return counts, v
+                    state["divisor"] = divisor
+            if output is not None:
+                sources[pop.name] = SourceOutput(output.reshape(steps * batch, -1))
+            if return_states:
+                states[pop.name] = state
+        return IntegerResult(counts, membrane, tally.saturations, tally.peaks, states)
 
     def predict(self, x: Any) -> np.ndarray:
         """Predicted classes: most readout spikes, ties by membrane (as the float executor)."""
         return self.run(x).predictions()
+
+
+#: Which grid each projection kind into a role is summed on (``num``: I_EE and I_sub, which
+#: are subtracted; ``div``: I_div); a kind not listed cannot enter that role.
+_GRID_OF_KIND = {"inh": {"exc": "num"}, "exc": {"exc": "num", "sub": "num", "div": "div"},
+                 "readout": {"exc": "num", "sub": "num"}}
+
+
+def _synapses(proj: Projection, source: Population, target: Population, frac: int,
+              problems: list[str]) -> Synapses | None:
+    """``proj`` as integer levels on the grid ``2**-frac`` (dense or unpooled sparse only)."""
+    if proj.op == "dense":
+        rows, cols = np.nonzero(proj.weight)
+        indices, weight = np.stack([rows, cols], axis=1), proj.weight[rows, cols]
+    elif proj.op == "sparse" and int(proj.attrs.get("pool", 1) or 1) == 1:
+        indices, weight = np.asarray(proj.indices), np.asarray(proj.weight)
+    else:
+        problems.append(f"projection {proj.name}: op {proj.op!r} with pool "
+                        f"{proj.attrs.get('pool', 1)}; quantize the graph first (all sparse)")
+        return None
+    levels = to_fixed(weight, frac)
+    matrix = scipy.sparse.csr_matrix(
+        (levels, (indices[:, 0], indices[:, 1])), shape=(target.size, source.size),
+        dtype=np.int64)
+    return Synapses(proj.name, proj.kind, proj.source, levels, np.asarray(indices), frac, matrix)
 
 
 def accuracy(graph: EIGraph, x: Any, y: Any, division: str = "exact",

@@ -72,8 +72,8 @@ from .integer import (
     GAIN_FRAC,
     MEMBRANE_BITS,
     MEMBRANE_FRAC,
+    Constants,
     IntegerSimulator,
-    to_fixed,
 )
 
 __all__ = ["integer_to_onnx", "division_to_onnx", "run_onnx", "check_against_simulator",
@@ -296,107 +296,102 @@ def _model(onnx: Any, graph: Any, doc: str, props: dict[str, str]) -> Any:
     return model
 
 
-def _current(b: _IntegerGraphBuilder, sim: IntegerSimulator, pop: Population,
-             kinds: tuple[str, ...], out: dict[str, str]) -> str:
-    """The sum of ``kinds`` into ``pop`` (GABA subtracted), each projection clamped to 32 bits
-    (``IntegerSimulator._current``)."""
-    total = None
+# ---- the circuit: one builder per function of ``eideploy.sim.integer``, same names, same order
+def _currents(b: _IntegerGraphBuilder, sim: IntegerSimulator, pop: Population,
+              out: dict[str, str]) -> tuple[str, str | None, str | None]:
+    """``(I_EE, I_sub, I_div)`` into ``pop``, each projection clamped to 32 bits
+    (``IntegerSimulator._currents``); I_sub and I_div None where no projection of that kind."""
+    totals: dict[str, str] = {}
     for syn in sim.synapses[pop.name]:
-        if syn.kind not in kinds:
-            continue
         levels = syn.matrix.toarray().T.astype(np.int64)  # (n_source, n_target), sums parallels
         weights = b.const(levels, name=f"{syn.projection}/levels")
         part = b.saturate(b.op("MatMul", out[syn.source], weights), ACCUMULATOR_BITS, True)
-        if total is None:
-            total = b.op("Neg", part) if syn.kind == "sub" else part
-        else:
-            total = b.op("Sub" if syn.kind == "sub" else "Add", total, part)
-    if total is None:  # nothing of these kinds: zeros (T, batch, n) from the input's shape
+        totals[syn.kind] = (b.op("Add", totals[syn.kind], part) if syn.kind in totals
+                            else part)
+    i_ee = totals.get("exc")
+    if i_ee is None:  # no excitatory input: zeros (T, batch, n) from the input's shape
         n_in = sim.host.input.size
-        total = b.op("MatMul", out[sim.host.input.name], b.const(np.zeros((n_in, pop.size))))
-    return total
+        i_ee = b.op("MatMul", out[sim.host.input.name], b.const(np.zeros((n_in, pop.size))))
+    return i_ee, totals.get("sub"), totals.get("div")
 
 
-def _interneurons(b: _IntegerGraphBuilder, sim: IntegerSimulator, pop: Population,
-                  out: dict[str, str], outputs: dict[str, str]) -> None:
-    frac = sim.frac[(pop.name, "num")]
-    i_ie = _current(b, sim, pop, ("exc",), out)
-    theta = max(int(to_fixed(float(pop.params.get("theta_i", 1.0)), frac)), 1)
-    count = b.op("Div", b.op("Max", i_ie, b.const(0)), b.const(theta))  # floor: operand >= 0
-    out[pop.name] = b.saturate(count, COUNT_BITS, False)
-    outputs[f"{pop.name}/current"] = i_ie
-    outputs[f"{pop.name}/output"] = out[pop.name]
-
-
-def _numerator(b: _IntegerGraphBuilder, sim: IntegerSimulator, pop: Population,
-               out: dict[str, str]) -> tuple[int, str]:
-    """``F_num`` and ``I_num = sat32(I_EE - I_sub)`` of an E or readout population."""
-    i_num = b.saturate(_current(b, sim, pop, ("exc", "sub"), out), ACCUMULATOR_BITS, True)
-    return sim.frac[(pop.name, "num")], i_num
-
-
-def _excitatory(b: _IntegerGraphBuilder, sim: IntegerSimulator, pop: Population,
-                out: dict[str, str], outputs: dict[str, str], steps: int) -> None:
-    frac_num, i_num = _numerator(b, sim, pop, out)
-    if any(s.kind == "div" for s in sim.synapses[pop.name]):
-        frac_div = sim.frac[(pop.name, "div")]
-        i_div = _current(b, sim, pop, ("div",), out)
-        eps = max(int(to_fixed(sim.eps, frac_div)), 1)
-        d = b.saturate(b.op("Add", i_div, b.const(eps)), DIVISOR_BITS, False)
-        d = b.op("Max", d, b.const(1))
-        dividend = b.aligned(i_num, frac_num - MEMBRANE_FRAC - frac_div, DIVIDEND_BITS)
-        q = _divide(b, dividend, d, sim.division)
-        outputs[f"{pop.name}/divisor"] = d
-    else:
-        q = b.aligned(i_num, frac_num - MEMBRANE_FRAC, ACCUMULATOR_BITS)
-    q = b.saturate(q, ACCUMULATOR_BITS, True)
-    gain = pop.per_neuron("gain_e", 1.0)
-    if not np.all(gain == 1.0):
-        q = b.round_shift(b.op("Mul", q, b.const(to_fixed(gain, GAIN_FRAC))), GAIN_FRAC)
-    bias = b.const(to_fixed(pop.per_neuron("bias", 0.0), MEMBRANE_FRAC))
-    i_int = b.saturate(b.op("Add", q, bias), ACCUMULATOR_BITS, True)
-    log2_tau = int(round(np.log2(float(pop.params["tau"]))))
-    theta = b.const(int(to_fixed(float(pop.params["v_threshold"]), MEMBRANE_FRAC)))
+def _lif_multistep(b: _IntegerGraphBuilder, current: str, log2_tau: int, theta: int,
+                   steps: int) -> str:
+    """``integer.lif_multistep`` unrolled over T: the steps' spikes stacked ``(T, batch, n)``."""
+    threshold = b.const(theta)
     spikes, u = [], None
     for t in range(steps):
-        drive = b.step(i_int, t)
+        drive = b.step(current, t)
         # u = 0 before the first step, and decay(0) = 0: the first h is the drive alone
         h = drive if u is None else b.op(
             "Add", b.op("Add", u, b.floor_shift(b.op("Neg", u), log2_tau)), drive)
         h = b.saturate(h, MEMBRANE_BITS, True)
-        s = b.op("Cast", b.op("GreaterOrEqual", h, theta), to=b.onnx.TensorProto.INT64)
-        u = b.op("Sub", h, b.op("Mul", s, theta))
+        s = b.op("Cast", b.op("GreaterOrEqual", h, threshold), to=b.onnx.TensorProto.INT64)
+        u = b.op("Sub", h, b.op("Mul", s, threshold))
         spikes.append(s)
-    out[pop.name] = b.stack(spikes)
-    outputs[f"{pop.name}/current"] = i_int
-    outputs[f"{pop.name}/output"] = out[pop.name]
+    return b.stack(spikes)
 
 
-def _readout(b: _IntegerGraphBuilder, sim: IntegerSimulator, pop: Population,
-             out: dict[str, str], outputs: dict[str, str], steps: int) -> None:
-    frac_num, i_num = _numerator(b, sim, pop, out)
-    o = b.aligned(i_num, frac_num - MEMBRANE_FRAC, ACCUMULATOR_BITS)
-    outputs[f"{pop.name}/current"] = o
-    if sim.host.readout_mode == "current":
-        total = b.saturate(b.op("ReduceSum", o, b.const([0]), keepdims=0),
-                           MEMBRANE_BITS + 8, True)
-        outputs["counts"], outputs["membrane"] = total, b.op("Sub", total, total)
-        return
-    theta = b.const(max(int(to_fixed(sim.host.theta_out, MEMBRANE_FRAC)), 1))
+def _inhibitory_response(b: _IntegerGraphBuilder, i_ie: str, theta_i: int) -> str:
+    """``integer.inhibitory_response``: ``sat16(floor(relu(I_IE) / theta_I))``."""
+    count = b.op("Div", b.op("Max", i_ie, b.const(0)), b.const(theta_i))  # floor: operand >= 0
+    return b.saturate(count, COUNT_BITS, False)
+
+
+def _stabilise(b: _IntegerGraphBuilder, i_div: str, eps: int) -> str:
+    """``integer.stabilise``: ``D = sat31(I_div + eps)``, and ``max(D, 1)`` (a no-op for
+    ``I_div >= 0``, kept so the graph states the divisor's range)."""
+    d = b.saturate(b.op("Add", i_div, b.const(eps)), DIVISOR_BITS, False)
+    return b.op("Max", d, b.const(1))
+
+
+def _ei_integrate(b: _IntegerGraphBuilder, i_ee: str, i_sub: str | None, i_div: str | None,
+                  c: Constants, division: str) -> tuple[str, str | None]:
+    """``integer.ei_integrate``: ``I_int`` in Q.16 and the divisor ``D`` (None without
+    SHUNT)."""
+    i_num = b.saturate(i_ee if i_sub is None else b.op("Sub", i_ee, i_sub), ACCUMULATOR_BITS,
+                       True)
+    d = None
+    if i_div is not None and c.frac_div is not None:
+        d = _stabilise(b, i_div, c.eps)
+        dividend = b.aligned(i_num, c.frac_num - MEMBRANE_FRAC - c.frac_div, DIVIDEND_BITS)
+        q = _divide(b, dividend, d, division)
+    else:
+        q = b.aligned(i_num, c.frac_num - MEMBRANE_FRAC, ACCUMULATOR_BITS)
+    q = b.saturate(q, ACCUMULATOR_BITS, True)
+    if c.gain is not None:
+        q = b.round_shift(b.op("Mul", q, b.const(c.gain)), GAIN_FRAC)
+    if c.bias is not None:
+        q = b.op("Add", q, b.const(c.bias))
+    return b.saturate(q, ACCUMULATOR_BITS, True), d
+
+
+def _ei_readout(b: _IntegerGraphBuilder, i_ee: str, i_sub: str | None, frac_num: int) -> str:
+    """``integer.ei_readout``: ``o = sat32(I_EE - I_sub)`` moved to Q.16."""
+    i_num = b.saturate(i_ee if i_sub is None else b.op("Sub", i_ee, i_sub), ACCUMULATOR_BITS,
+                       True)
+    return b.aligned(i_num, frac_num - MEMBRANE_FRAC, ACCUMULATOR_BITS)
+
+
+def _if_readout(b: _IntegerGraphBuilder, o: str, theta: int, steps: int) -> tuple[str, str]:
+    """``integer.if_readout`` unrolled over T: ``(counts, membrane)``."""
+    threshold = b.const(theta)
     v = counts = None
     for t in range(steps):
         o_t = b.step(o, t)
         v = b.saturate(o_t if v is None else b.op("Add", v, o_t), MEMBRANE_BITS, True)
-        n = b.op("Div", b.op("Max", v, b.const(0)), theta)  # floor: operand >= 0
+        n = b.op("Div", b.op("Max", v, b.const(0)), threshold)  # floor: operand >= 0
         counts = b.saturate(n if counts is None else b.op("Add", counts, n), COUNT_BITS, False)
-        v = b.op("Sub", v, b.op("Mul", n, theta))
-    outputs["counts"], outputs["membrane"] = counts, v
+        v = b.op("Sub", v, b.op("Mul", n, threshold))
+    return counts, v
 
 
 def integer_to_onnx(sim: IntegerSimulator) -> Any:
     """The integer network of ``sim`` (its division mode included) as an ``onnx.ModelProto``
     of integer operators only (module doc). Input ``spikes_in`` ``(T, batch, n_in)`` int64;
-    outputs ``"{population}/{current,output,divisor}"``, ``counts`` and ``membrane``."""
+    outputs ``"{population}/{current,output,divisor}"``, ``counts`` and ``membrane``.
+
+    Built population by population in the order of ``IntegerSimulator.run``."""
     onnx = _onnx()
     graph, steps = sim.graph, sim.graph.T
     b = _IntegerGraphBuilder(onnx)
@@ -406,15 +401,30 @@ def integer_to_onnx(sim: IntegerSimulator) -> Any:
         if pop.role == "input":
             continue
         b.scope = pop.name
+        c = sim.constants[pop.name]
+        i_ee, i_sub, i_div = _currents(b, sim, pop, out)
         if pop.role == "inh":
-            _interneurons(b, sim, pop, out, outputs)
+            current = i_ee
+            out[pop.name] = _inhibitory_response(b, i_ee, c.theta)
         elif pop.role == "readout":
-            _readout(b, sim, pop, out, outputs, steps)
+            current = _ei_readout(b, i_ee, i_sub, c.frac_num)
+            if sim.host.readout_mode == "spiking":
+                outputs["counts"], outputs["membrane"] = _if_readout(b, current, c.theta, steps)
+            else:  # the summed current, clamped to 40 bits; membrane 0
+                total = b.saturate(b.op("ReduceSum", current, b.const([0]), keepdims=0),
+                                   MEMBRANE_BITS + 8, True)
+                outputs["counts"], outputs["membrane"] = total, b.op("Sub", total, total)
         else:
-            _excitatory(b, sim, pop, out, outputs, steps)
+            current, divisor = _ei_integrate(b, i_ee, i_sub, i_div, c, sim.division)
+            if divisor is not None:
+                outputs[f"{pop.name}/divisor"] = divisor
+            out[pop.name] = _lif_multistep(b, current, c.log2_tau, c.theta, steps)
+        outputs[f"{pop.name}/current"] = current
+        if pop.name in out:
+            outputs[f"{pop.name}/output"] = out[pop.name]
     int64 = onnx.TensorProto.INT64
     sizes = {p.name: p.size for p in graph.populations}
-    readout_size = sizes[graph.readout["population"]]
+    readout_size = sizes[sim.host.readout]
     graph_outputs = []
     for name, tensor in outputs.items():
         b.nodes.append(onnx.helper.make_node("Identity", [tensor], [name], name=f"{name}:out"))
@@ -476,7 +486,7 @@ def check_against_simulator(graph: EIGraph, x: Any, division: str = "exact",
     """
     sim = IntegerSimulator(graph, division)
     session = _session(integer_to_onnx(sim), threads)
-    readout = graph.readout["population"]
+    readout = sim.host.readout
     outputs: dict[str, dict[str, int]] = {}
     uncompared: set[str] = set()
     samples = len(x)

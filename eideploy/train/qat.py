@@ -18,10 +18,15 @@ folded, so g_E = 1 in the division):
     I_int = (I_EE - I_sub) / Stab(I_div) + b_E           (readout: o = Q(W_EE) x - Q(W_EI) r_I)
 
 Gradients reach W_EE, W_IE, W_EI, g_E and g_I through the products inside Q (W_EI with its 1/d
-scale, §5.2). Dense E-I layers only (the hardware MLP); a conv layer raises.
+scale, §5.2). Dense E-I layers only (the hardware MLP); a conv layer raises. The circuit is
+``eideploy.nn.functional``'s: ``inhibitory_response``, then ``ei_integrate_currents`` /
+``ei_readout_currents``, the forms of ``ei_integrate`` / ``ei_readout`` that take the currents
+(here the two inhibitory paths no longer share one W_EI once quantized).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import torch
@@ -92,8 +97,11 @@ class LayerQuantizer:
         r_i = EF.inhibitory_response(i_ie, opts.inhibitory, opts.theta_i)
         i_sub = F.linear(r_i, a_sub)
         if layer.readout:
-            return i_ee - i_sub
-        return (i_ee - i_sub) / layer._stabilise(F.linear(r_i, a_div)) + layer.bias
+            return EF.ei_readout_currents(i_ee, i_sub)
+        # g_E is folded into the AMPA and GABA weights (None: no second multiplication)
+        stabilise = partial(EF.stabilise, mode=opts.stabilisation, eps=opts.eps)
+        return EF.ei_integrate_currents(i_ee, i_sub, F.linear(r_i, a_div), None, layer.bias,
+                                        stabilise)
 
 
 def _tables(qgraph, placement, population: str, dendrites: list[str]
