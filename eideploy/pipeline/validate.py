@@ -1,42 +1,64 @@
 """Validation of an export against its float model: the numbers behind ``eideploy validate``.
 
-One pass over the data runs, batch by batch and side by side, every stage of the pipeline:
+Validation is a list of variants with one interface, ``run(x) -> VariantRun`` (predictions and
+per-population states of one batch); one pass over the data runs them batch by batch, side by
+side:
 
 * ``float (torch)``: the trained model itself (``model.pt``), as ``eideploy evaluate`` runs it;
 * ``float graph``: the export's unquantized E-I graph in the float executor;
 * ``quantized graph``: the export's quantized graph (what the chip holds) in the float executor;
 * ``integer <mode>``: the bit-accurate integer simulator, one variant per division mode;
-* ``analog``: optionally, the analog simulator of ``dynapse2.json`` without mismatch, and its
-  accuracy over mismatch draws.
+* ``analog``: optionally, the analog simulator of ``dynapse2.json`` without mismatch, and one
+  variant per mismatch draw (scored together, as mean +- std, in ``analog.mismatch``).
+
+A board, or a virtual board, is one more variant of the same interface.
 
 Per variant: accuracy, prediction agreement with the float model and with the quantized graph,
 per-population firing rates (spikes per time step per neuron; interneuron spike counts per step),
 their Pearson correlation with the quantized graph's, saturation counts (integer); between the
 quantized graph and ``integer exact``: the fraction of spike-exact time steps (every neuron of a
 population equal at that step of that sample) and of equal spikes. The report is plain JSON
-(``REPORT_SCHEMA``, ``REPORT_SCHEMA_VERSION``) with a Markdown rendering and three plots.
+(``REPORT_SCHEMA``, ``REPORT_SCHEMA_VERSION``) with a Markdown rendering that opens with the
+:func:`headline` (float, integer and analog accuracy side by side) and three plots.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import torch
 
-from ..atomic import sha256_file
-from .plots import pearson
+from ..atomic import sha256_file, staged_directory
+from ..data import eval_transform, load_dataset, to_float
+from ..graph import EIGraph
+from ..graph.execute import FloatExecutor
+from ..graph.host import readout_decision
+from ..sim.division import parse_division
+from ..sim.integer import IntegerSimulator
+from ..targets.dynapse2.analog import AnalogSimulator, readout_calibration
+from ..targets.dynapse2.config import read_config
+from ..train import load_model
+from ..train.trainer import predict_batch
+from .export import read_export
+from .plots import pearson, plot_divisors, plot_raster, plot_rates
 
 __all__ = ["REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "ValidationError", "ValidationData",
-           "validate_export", "report_markdown", "write_report", "accuracy_gate"]
+           "Variant", "VariantRun", "TorchVariant", "GraphVariant", "IntegerVariant",
+           "AnalogVariant", "build_variants", "validate_export", "report_markdown",
+           "write_report", "accuracy_gate", "analog_gate", "headline"]
 
 REPORT_SCHEMA = "eideploy-validation-report"
 REPORT_SCHEMA_VERSION = 1
 FLOAT_TORCH, FLOAT_GRAPH, QUANTIZED = "float (torch)", "float graph", "quantized graph"
+INTEGER_EXACT, ANALOG = "integer exact", "analog"
+SPIKING_ROLES = ("exc", "inh")
 
 
 class ValidationError(ValueError):
@@ -54,49 +76,174 @@ class ValidationData:
     rates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
+# --------------------------------------------------------------------------- variants
 @dataclass
-class _Tally:
-    """Running sums of one variant over the batches."""
+class VariantRun:
+    """What one variant computes for one batch: the ``predictions`` (B,) and the ``states`` per
+    population (``output`` (T, B, *shape), ``divisor``, ...: what the backend exposes; the
+    analog simulator keeps none per sample); ``rate_sums``: spikes per model time step per neuron
+    summed over the batch; ``saturations`` (integer); ``calibrated``: the predictions after the
+    host's readout calibration (analog mismatch draws)."""
 
-    predictions: list[np.ndarray] = field(default_factory=list)
+    predictions: np.ndarray
+    states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     rate_sums: dict[str, np.ndarray] = field(default_factory=dict)
-    samples: int = 0
     saturations: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def add_states(self, states: dict[str, dict[str, np.ndarray]], roles: dict[str, str]) -> None:
-        for name, state in states.items():
-            if roles.get(name) not in ("exc", "inh"):
-                continue
-            out = np.asarray(state["output"], dtype=np.float64)  # (T, B, *shape)
-            per_neuron = out.reshape(out.shape[0], out.shape[1], -1).mean(axis=0).sum(axis=0)
-            self.rate_sums[name] = self.rate_sums.get(name, 0.0) + per_neuron
-
-    def rates(self) -> dict[str, np.ndarray]:
-        return {k: v / max(self.samples, 1) for k, v in self.rate_sums.items()}
+    calibrated: np.ndarray | None = None
 
 
-def _percent(hits: np.ndarray) -> float:
-    return round(100.0 * float(np.mean(hits)), 4)
+class Variant(Protocol):
+    """One way of computing the exported network: the float model, a graph in the float
+    executor, the integer simulator, the analog simulator (a board or a virtual board are two
+    more). ``draw``: a mismatch draw, scored in the report's ``analog.mismatch`` summary instead
+    of as a variant of its own."""
+
+    name: str
+    draw: bool
+
+    def run(self, x: np.ndarray) -> VariantRun: ...
 
 
-def _graph_predictions(logits: np.ndarray, states: dict, readout: str, mode: str) -> np.ndarray:
-    from ..graph.execute import readout_decision
+def spike_rate_sums(states: Mapping[str, Mapping[str, np.ndarray]], roles: Mapping[str, str]
+                    ) -> dict[str, np.ndarray]:
+    """Per E and I population: each neuron's spikes per time step (interneurons: spike counts
+    per step), summed over the batch."""
+    sums = {}
+    for name, state in states.items():
+        if roles.get(name) not in SPIKING_ROLES:
+            continue
+        out = np.asarray(state["output"], dtype=np.float64)  # (T, B, *shape)
+        sums[name] = out.reshape(out.shape[0], out.shape[1], -1).mean(axis=0).sum(axis=0)
+    return sums
 
-    if mode == "spiking":
-        return readout_decision(states[readout]["counts"], states[readout]["membrane"])
-    return logits.argmax(axis=1)
+
+@dataclass
+class TorchVariant:
+    """The trained model itself (``model.pt``), as ``eideploy evaluate`` runs it."""
+
+    name: str
+    model: torch.nn.Module
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    draw: bool = False
+
+    def run(self, x: np.ndarray) -> VariantRun:
+        with torch.no_grad():
+            xt = torch.from_numpy(x)
+            _, predicted = predict_batch(self.model, self.transform(xt) if self.transform
+                                         else xt)
+        return VariantRun(predicted.numpy())
+
+
+@dataclass
+class GraphVariant:
+    """An E-I graph (float or quantized) in the float executor."""
+
+    name: str
+    graph: EIGraph
+    draw: bool = False
+
+    def __post_init__(self) -> None:
+        self.executor = FloatExecutor(self.graph)
+        self.roles = {p.name: p.role for p in self.graph.populations}
+
+    def run(self, x: np.ndarray) -> VariantRun:
+        ex = self.executor
+        logits, states = ex.run(x, return_states=True)
+        if ex.readout_mode == "spiking":
+            predictions = readout_decision(states[ex.readout]["counts"],
+                                           states[ex.readout]["membrane"])
+        else:
+            predictions = logits.argmax(axis=1)
+        return VariantRun(predictions, states, spike_rate_sums(states, self.roles))
+
+
+@dataclass
+class IntegerVariant:
+    """The quantized graph in the bit-accurate integer simulator, one division mode."""
+
+    name: str
+    graph: EIGraph
+    mode: str
+    draw: bool = False
+
+    def __post_init__(self) -> None:
+        self.sim = IntegerSimulator(self.graph, self.mode)
+        self.roles = {p.name: p.role for p in self.graph.populations}
+
+    def run(self, x: np.ndarray) -> VariantRun:
+        result = self.sim.run(x, return_states=True)
+        return VariantRun(result.predictions(), result.states,
+                          spike_rate_sums(result.states, self.roles), dict(result.saturations))
+
+
+@dataclass
+class _Calibration:
+    """Unlabelled inputs for the host's readout calibration and the nominal chip's mean readout
+    counts on them (measured once, on first use)."""
+
+    x: np.ndarray
+    config: Mapping[str, Any]
+    batch_size: int
+    _reference: np.ndarray | None = None
+
+    def factors(self, sim: AnalogSimulator) -> np.ndarray:
+        if self._reference is None:
+            nominal = AnalogSimulator(self.config, batch_size=self.batch_size)
+            self._reference = nominal.run(self.x).counts.mean(axis=0)
+        return readout_calibration(sim, self.x, self._reference)
+
+
+@dataclass
+class AnalogVariant:
+    """The analog simulator of ``dynapse2.json``: the nominal chip (``mismatch`` 0) or one
+    mismatch draw (``draw``, seeded ``seed``), optionally also scored after a readout
+    calibration. The simulator is built on the first batch, so its set-up counts in its time."""
+
+    name: str
+    config: Mapping[str, Any]
+    mismatch: float = 0.0
+    seed: int = 0
+    batch_size: int = 128
+    calibration: _Calibration | None = None
+    draw: bool = False
+    _sim: AnalogSimulator | None = None
+    _factors: np.ndarray | None = None
+
+    def run(self, x: np.ndarray) -> VariantRun:
+        if self._sim is None:
+            self._sim = AnalogSimulator(self.config, mismatch=self.mismatch, seed=self.seed,
+                                        batch_size=self.batch_size)
+            if self.calibration is not None:
+                self._factors = self.calibration.factors(self._sim)
+        result = self._sim.run(x)
+        # Hz over the window (T model steps plus the analog chain's tail) times the window:
+        # spikes per sample; over T: spikes per model time step, the other variants' unit
+        steps = self._sim.graph.T
+        rate_sums = {p: np.asarray(hz, dtype=np.float64) * len(x) * result.window / steps
+                     for p, hz in result.rates.items()}
+        calibrated = None
+        if self._factors is not None:
+            calibrated = readout_decision(result.counts * self._factors, result.membrane)
+        return VariantRun(np.asarray(result.predictions()), rate_sums=rate_sums,
+                          calibrated=calibrated)
+
+
+@dataclass
+class _Loaded:
+    """The torch model, the export's graphs and configuration, and the data (checked)."""
+
+    model: torch.nn.Module
+    graph: EIGraph
+    quantized: EIGraph
+    config: dict[str, Any]
+    dataset: Any
+    name: str
+    root: str | None
 
 
 def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | None,
-          split: str, limit: int | None):
+          split: str, limit: int | None) -> _Loaded:
     """The torch model, the export's graphs and config, and the data set (checked to match)."""
-    from ..data import load_dataset
-    from ..graph import EIGraph
-    from ..targets.dynapse2.config import read_config
-    from ..train import load_model
-    from .export import read_export
-
     manifest, _, state = read_export(export_dir)
     bad = {k: v for k, v in state.items() if v != "ok"}
     if bad:
@@ -120,7 +267,168 @@ def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | 
     if limit is not None:
         dataset = dataclasses.replace(dataset, inputs=dataset.inputs[:limit],
                                       labels=dataset.labels[:limit])
-    return model, graph, quantized, config, dataset, name, root
+    return _Loaded(model, graph, quantized, config, dataset, name, root)
+
+
+def build_variants(loaded: _Loaded, modes: Sequence[str], *, analog_mismatch: float | None,
+                   analog_trials: int, analog_seed: int, analog_calibration: int,
+                   batch_size: int) -> list[Variant]:
+    """The float model, the float and the quantized graph, the integer simulator per division
+    mode, and (``analog_mismatch`` not None) the nominal analog chip and its mismatch draws."""
+    variants: list[Variant] = [
+        TorchVariant(FLOAT_TORCH, loaded.model, eval_transform(loaded.name)),
+        GraphVariant(FLOAT_GRAPH, loaded.graph), GraphVariant(QUANTIZED, loaded.quantized),
+        *[IntegerVariant(f"integer {m}", loaded.quantized, m) for m in modes]]
+    if analog_mismatch is None:
+        return variants
+    variants.append(AnalogVariant(ANALOG, loaded.config, 0.0, analog_seed, batch_size))
+    if analog_trials > 0 and analog_mismatch > 0:
+        calibration = None
+        if analog_calibration:  # the training split, labels unused
+            train = load_dataset(loaded.name, "train", loaded.root, T=loaded.graph.T)
+            calibration = _Calibration(to_float(train.inputs[:analog_calibration]).numpy(),
+                                       loaded.config, batch_size)
+        variants += [AnalogVariant(f"analog draw {i}", loaded.config, analog_mismatch,
+                                   analog_seed + i, batch_size, calibration, draw=True)
+                     for i in range(analog_trials)]
+    return variants
+
+
+# --------------------------------------------------------------------------- one pass
+@dataclass
+class _Tally:
+    """Running sums of one variant over the batches."""
+
+    predictions: list[np.ndarray] = field(default_factory=list)
+    calibrated: list[np.ndarray] = field(default_factory=list)
+    rate_sums: dict[str, np.ndarray] = field(default_factory=dict)
+    samples: int = 0
+    saturations: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, run: VariantRun, batch: int, seconds: float) -> None:
+        self.predictions.append(np.asarray(run.predictions))
+        if run.calibrated is not None:
+            self.calibrated.append(np.asarray(run.calibrated))
+        for name, value in run.rate_sums.items():
+            self.rate_sums[name] = self.rate_sums.get(name, 0.0) + value
+        for key, value in run.saturations.items():
+            self.saturations[key] = self.saturations.get(key, 0) + value
+        self.samples += batch
+        self.seconds += seconds
+
+    def rates(self) -> dict[str, np.ndarray]:
+        return {k: v / max(self.samples, 1) for k, v in self.rate_sums.items()}
+
+
+@dataclass
+class _SpikeExact:
+    """The quantized graph against ``integer exact``: equal time steps and spikes per E
+    population, the divisors ``D`` the integer simulator divided by, and sample 0's raster."""
+
+    populations: list[str]
+    exact_sim: IntegerSimulator  # its fixed-point formats turn divisors into float units
+    steps: dict[str, list[int]] = field(default_factory=dict)  # (equal, total)
+    spikes: dict[str, list[int]] = field(default_factory=dict)
+    divisors: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    raster: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def add(self, quantized: VariantRun, exact: VariantRun, roles: Mapping[str, str],
+            T: int) -> None:
+        batch = len(exact.predictions)
+        for pop in self.populations:
+            a = np.asarray(quantized.states[pop]["output"]).reshape(T, batch, -1) > 0
+            b = np.asarray(exact.states[pop]["output"]).reshape(T, batch, -1) > 0
+            equal = a == b
+            steps, spikes = self.steps.setdefault(pop, [0, 0]), self.spikes.setdefault(pop, [0, 0])
+            steps[0] += int(equal.all(axis=2).sum())
+            steps[1] += equal.shape[0] * equal.shape[1]
+            spikes[0] += int(equal.sum())
+            spikes[1] += equal.size
+            if "divisor" in exact.states[pop]:
+                self.divisors.setdefault(pop, []).append(
+                    np.asarray(exact.states[pop]["divisor"], dtype=np.float64).ravel()
+                    * 2.0 ** -self.exact_sim.frac[(pop, "div")])
+        if not self.raster:
+            for variant, run in ((QUANTIZED, quantized), (INTEGER_EXACT, exact)):
+                self.raster[variant] = {p: np.asarray(s["output"])[:, 0].reshape(T, -1)
+                                        for p, s in run.states.items()
+                                        if roles.get(p) in SPIKING_ROLES}
+
+    def report(self) -> dict[str, dict[str, float]]:
+        return {p: {"steps": round(s[0] / max(s[1], 1), 6),
+                    "spikes": round(self.spikes[p][0] / max(self.spikes[p][1], 1), 6)}
+                for p, s in self.steps.items()}
+
+
+def _run_all(variants: Sequence[Variant], x_all: np.ndarray, batch_size: int,
+             exact: _SpikeExact, roles: Mapping[str, str], T: int,
+             say: Callable[[str], None]) -> dict[str, _Tally]:
+    """Every variant on every batch, side by side; the quantized graph and ``integer exact``
+    compared spike for spike as they go."""
+    tallies = {v.name: _Tally() for v in variants}
+    for start in range(0, len(x_all), batch_size):
+        x = x_all[start:start + batch_size]
+        runs = {}
+        for variant in variants:
+            clock = time.perf_counter()
+            runs[variant.name] = variant.run(x)
+            tallies[variant.name].add(runs[variant.name], len(x), time.perf_counter() - clock)
+        exact.add(runs[QUANTIZED], runs[INTEGER_EXACT], roles, T)
+        say(f"  {min(start + len(x), len(x_all))}/{len(x_all)} samples")
+    return tallies
+
+
+# --------------------------------------------------------------------------- the report
+def _percent(hits: np.ndarray) -> float:
+    return round(100.0 * float(np.mean(hits)), 4)
+
+
+def _variant_entry(variant: Variant, tally: _Tally, labels: np.ndarray,
+                   predictions: Mapping[str, np.ndarray],
+                   rates: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    pred = predictions[variant.name]
+    entry: dict[str, Any] = {
+        "accuracy": _percent(pred == labels),
+        "agreement_with_float": _percent(pred == predictions[FLOAT_TORCH]),
+        "agreement_with_quantized": _percent(pred == predictions[QUANTIZED])}
+    if variant.name in rates:
+        reference = rates[QUANTIZED]
+        entry["rates"] = {p: round(float(r.mean()), 6) for p, r in rates[variant.name].items()}
+        entry["rate_correlation_with_quantized"] = {
+            p: (None if (c := pearson(r, reference[p])) is None else round(c, 6))
+            for p, r in rates[variant.name].items() if p in reference}
+    entry["seconds"] = round(tally.seconds, 4)
+    if isinstance(variant, IntegerVariant):
+        entry["saturations"] = dict(sorted(tally.saturations.items()))
+        entry["saturation_events"] = int(sum(tally.saturations.values()))
+    return entry
+
+
+def _mismatch_summary(draws: Sequence[AnalogVariant], tallies: Mapping[str, _Tally],
+                      labels: np.ndarray) -> dict[str, Any]:
+    """``analog.mismatch``: accuracy over the draws (sample std), and after the calibration."""
+    def spread(values: list[float]) -> tuple[float, float]:
+        return (float(np.mean(values)),
+                float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
+
+    first = draws[0]
+    per_trial = [100.0 * float(np.mean(np.concatenate(tallies[d.name].predictions) == labels))
+                 for d in draws]
+    mean, std = spread(per_trial)
+    out: dict[str, Any] = {"relative_std": first.mismatch, "trials": len(draws),
+                           "seed": first.seed, "accuracy_mean": round(mean, 4),
+                           "accuracy_std": round(std, 4),
+                           "per_trial": [round(a, 4) for a in per_trial]}
+    if first.calibration is not None:
+        calibrated = [100.0 * float(np.mean(np.concatenate(tallies[d.name].calibrated) == labels))
+                      for d in draws]
+        mean, std = spread(calibrated)
+        out.update(calibration_samples=int(len(first.calibration.x)),
+                   calibrated_accuracy_mean=round(mean, 4),
+                   calibrated_accuracy_std=round(std, 4),
+                   calibrated_per_trial=[round(a, 4) for a in calibrated])
+    return out
 
 
 def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str | None = None,
@@ -138,14 +446,6 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
     a readout calibration on ``analog_calibration`` unlabelled training samples (0: not).
     Returns the report (plain JSON data) and the arrays for the plots.
     """
-    import torch
-
-    from ..data import eval_transform, load_dataset, to_float
-    from ..graph.execute import FloatExecutor
-    from ..sim.division import parse_division
-    from ..sim.integer import IntegerSimulator
-    from ..train.trainer import predict_batch
-
     say = log or (lambda message: None)
     model_path, export_dir = Path(model_path), Path(export_dir)
     modes = list(dict.fromkeys(divisions))
@@ -153,166 +453,46 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
         parse_division(mode)
     if "exact" not in modes:
         modes.insert(0, "exact")  # the reference of the spike-exact comparison
-    model, graph, quantized, config, dataset, name, root = _load(
-        model_path, export_dir, data, data_dir, split, limit)
-    x_all = to_float(dataset.inputs).numpy()
-    labels = dataset.labels.numpy().reshape(-1)
+    loaded = _load(model_path, export_dir, data, data_dir, split, limit)
+    x_all = to_float(loaded.dataset.inputs).numpy()
+    labels = loaded.dataset.labels.numpy().reshape(-1)
+    quantized = loaded.quantized
     roles = {p.name: p.role for p in quantized.populations}
-    variants = [FLOAT_TORCH, FLOAT_GRAPH, QUANTIZED, *[f"integer {m}" for m in modes]]
-    tallies = {v: _Tally() for v in variants}
-    float_exec, quant_exec = FloatExecutor(graph), FloatExecutor(quantized)
-    sims = {m: IntegerSimulator(quantized, m) for m in modes}
-    exact_steps = {p: [0, 0] for p, r in roles.items() if r == "exc"}  # (equal, total) steps
-    exact_spikes = {p: [0, 0] for p in exact_steps}
-    divisors: dict[str, list[np.ndarray]] = {}
-    raster: dict[str, dict[str, np.ndarray]] = {}
-    transform = eval_transform(name)
-    say(f"validating {export_dir} against {model_path} on {name} {split} "
-        f"({len(labels)} samples; integer modes {', '.join(modes)})")
-    for start in range(0, len(labels), batch_size):
-        x = x_all[start:start + batch_size]
-        batch = len(x)
-        clock = time.perf_counter()
-        with torch.no_grad():
-            xt = torch.from_numpy(x)
-            _, predicted = predict_batch(model, transform(xt) if transform else xt)
-        tallies[FLOAT_TORCH].predictions.append(predicted.numpy())
-        tallies[FLOAT_TORCH].seconds += time.perf_counter() - clock
-        per_variant_states = {}
-        for variant, executor in ((FLOAT_GRAPH, float_exec), (QUANTIZED, quant_exec)):
-            clock = time.perf_counter()
-            logits, states = executor.run(x, return_states=True)
-            tallies[variant].predictions.append(
-                _graph_predictions(logits, states, executor.readout, executor.readout_mode))
-            tallies[variant].seconds += time.perf_counter() - clock
-            tallies[variant].add_states(states, roles)
-            per_variant_states[variant] = states
-        for mode, sim in sims.items():
-            variant = f"integer {mode}"
-            clock = time.perf_counter()
-            result = sim.run(x, return_states=True)
-            tallies[variant].seconds += time.perf_counter() - clock
-            tallies[variant].predictions.append(result.predictions())
-            tallies[variant].add_states(result.states, roles)
-            for key, value in result.saturations.items():
-                saturations = tallies[variant].saturations
-                saturations[key] = saturations.get(key, 0) + value
-            per_variant_states[variant] = result.states
-        quant_states = per_variant_states[QUANTIZED]
-        int_states = per_variant_states["integer exact"]
-        for pop in exact_steps:
-            a = np.asarray(quant_states[pop]["output"]).reshape(graph.T, batch, -1) > 0
-            b = np.asarray(int_states[pop]["output"]).reshape(graph.T, batch, -1) > 0
-            equal = a == b
-            exact_steps[pop][0] += int(equal.all(axis=2).sum())
-            exact_steps[pop][1] += equal.shape[0] * equal.shape[1]
-            exact_spikes[pop][0] += int(equal.sum())
-            exact_spikes[pop][1] += equal.size
-            if "divisor" in int_states[pop]:
-                frac = sims["exact"].frac[(pop, "div")]
-                divisors.setdefault(pop, []).append(
-                    np.asarray(int_states[pop]["divisor"], dtype=np.float64).ravel() * 2.0 ** -frac)
-        if start == 0:
-            for variant in (QUANTIZED, "integer exact"):
-                raster[variant] = {p: np.asarray(s["output"])[:, 0].reshape(graph.T, -1)
-                                   for p, s in per_variant_states[variant].items()
-                                   if roles.get(p) in ("exc", "inh")}
-        for tally in tallies.values():
-            tally.samples += batch
-        say(f"  {min(start + batch, len(labels))}/{len(labels)} samples")
+    variants = build_variants(loaded, modes, analog_mismatch=analog_mismatch,
+                              analog_trials=analog_trials, analog_seed=analog_seed,
+                              analog_calibration=analog_calibration, batch_size=batch_size)
+    integer_exact = next(v for v in variants
+                         if isinstance(v, IntegerVariant) and v.name == INTEGER_EXACT)
+    exact = _SpikeExact([p for p, r in roles.items() if r == "exc"], integer_exact.sim)
+    say(f"validating {export_dir} against {model_path} on {loaded.name} {split} "
+        f"({len(labels)} samples; integer modes {', '.join(modes)}"
+        + (f"; analog simulator, {sum(v.draw for v in variants)} mismatch draw(s)"
+           if analog_mismatch is not None else "") + ")")
+    tallies = _run_all(variants, x_all, batch_size, exact, roles, loaded.graph.T, say)
 
-    predictions = {v: np.concatenate(t.predictions) for v, t in tallies.items()}
-    rates = {v: t.rates() for v, t in tallies.items() if t.rate_sums}
-    analog = None
-    if analog_mismatch is not None:
-        x_cal = None
-        if analog_calibration and analog_trials:  # the training split, labels unused
-            train = load_dataset(name, "train", root, T=graph.T)
-            x_cal = to_float(train.inputs[:analog_calibration]).numpy()
-        analog = _analog(config, x_all, labels, analog_mismatch, analog_trials, analog_seed,
-                         batch_size, say, x_cal)
-        analog_seconds = analog.pop("seconds_no_mismatch")
-        predictions["analog"] = analog.pop("_predictions")
-        rates["analog"] = analog.pop("_rates")
-    reference = rates[QUANTIZED]
-    report_variants = {}
-    for variant, pred in predictions.items():
-        entry: dict[str, Any] = {
-            "accuracy": _percent(pred == labels),
-            "agreement_with_float": _percent(pred == predictions[FLOAT_TORCH]),
-            "agreement_with_quantized": _percent(pred == predictions[QUANTIZED])}
-        if variant in rates:
-            entry["rates"] = {p: round(float(r.mean()), 6) for p, r in rates[variant].items()}
-            entry["rate_correlation_with_quantized"] = {
-                p: (None if (c := pearson(r, reference[p])) is None else round(c, 6))
-                for p, r in rates[variant].items() if p in reference}
-        if variant in tallies:
-            entry["seconds"] = round(tallies[variant].seconds, 4)
-        if variant.startswith("integer "):
-            entry["saturations"] = dict(sorted(tallies[variant].saturations.items()))
-            entry["saturation_events"] = int(sum(tallies[variant].saturations.values()))
-        if variant == "analog" and analog is not None:
-            entry["seconds"] = analog_seconds
-        report_variants[variant] = entry
-    divisor_values = {p: np.concatenate(v) for p, v in divisors.items()}
+    scored = [v for v in variants if not v.draw]
+    predictions = {v.name: np.concatenate(tallies[v.name].predictions) for v in scored}
+    rates = {v.name: tallies[v.name].rates() for v in scored if tallies[v.name].rate_sums}
+    divisor_values = {p: np.concatenate(v) for p, v in exact.divisors.items()}
     report = {
         "schema": REPORT_SCHEMA, "schema_version": REPORT_SCHEMA_VERSION,
         "model": {"path": str(model_path), "sha256": sha256_file(model_path)},
-        "export": str(export_dir), "data": {"dataset": name, "split": split,
+        "export": str(export_dir), "data": {"dataset": loaded.name, "split": split,
                                             "samples": int(len(labels))},
-        "T": graph.T, "divisions": modes, "variants": report_variants,
-        "spike_exact": {p: {"steps": round(s[0] / max(s[1], 1), 6),
-                            "spikes": round(exact_spikes[p][0] / max(exact_spikes[p][1], 1), 6)}
-                        for p, s in exact_steps.items()},
+        "T": loaded.graph.T, "divisions": modes,
+        "variants": {v.name: _variant_entry(v, tallies[v.name], labels, predictions, rates)
+                     for v in scored},
+        "spike_exact": exact.report(),
         "divisors": {p: {"min": float(v.min()), "median": float(np.median(v)),
                          "max": float(v.max()),
                          "eps": float(quantized.division.get("eps", 0.0))}
                      for p, v in divisor_values.items() if v.size},
     }
-    if analog is not None:
-        report["analog"] = analog
-    return report, ValidationData(raster, divisor_values, rates)
-
-
-def _analog(config: dict, x: np.ndarray, y: np.ndarray, mismatch: float, trials: int,
-            seed: int, batch_size: int, say: Callable[[str], None],
-            calibration: np.ndarray | None = None) -> dict[str, Any]:
-    """The analog simulator without mismatch (predictions, rates) and over mismatch draws."""
-    from ..targets.dynapse2.analog import AnalogSimulator, accuracy_trials
-
-    say("analog simulator, no mismatch")
-    clock = time.perf_counter()
-    sim = AnalogSimulator(config, mismatch=0.0, seed=seed)
-    predictions, rate_sums, samples = [], {}, 0
-    for start in range(0, len(y), batch_size):
-        result = sim.run(x[start:start + batch_size])
-        predictions.append(np.asarray(result.predictions()))
-        n = len(x[start:start + batch_size])
-        for pop, hz in result.rates.items():
-            rate_sums[pop] = rate_sums.get(pop, 0.0) + np.asarray(hz, dtype=np.float64) * n
-        samples += n
-    seconds = time.perf_counter() - clock
-    # Hz over the window (T model steps plus the analog chain's tail) -> spikes per sample
-    # divided by T: spikes per model time step, the unit of the other variants' rates
-    steps = int(config["graph"]["T"])
-    rates = {p: v / samples * result.window / steps for p, v in rate_sums.items()}
-    out: dict[str, Any] = {"seconds_no_mismatch": round(seconds, 3), "_predictions":
-                           np.concatenate(predictions), "_rates": rates}
-    if trials > 0 and mismatch > 0:
-        say(f"analog simulator, mismatch {100 * mismatch:g}%, {trials} trials")
-        result = accuracy_trials(config, x, y, mismatch=mismatch, trials=trials, seed=seed,
-                                 batch_size=batch_size, calibration=calibration)
-        out["mismatch"] = {"relative_std": mismatch, "trials": trials, "seed": seed,
-                           "accuracy_mean": round(float(result.mean), 4),
-                           "accuracy_std": round(float(result.std), 4),
-                           "per_trial": [round(float(a), 4) for a in result.per_trial]}
-        if result.calibrated_per_trial is not None:
-            out["mismatch"].update(
-                calibration_samples=int(len(calibration)),
-                calibrated_accuracy_mean=round(float(result.calibrated_mean), 4),
-                calibrated_accuracy_std=round(float(result.calibrated_std), 4),
-                calibrated_per_trial=[round(float(a), 4) for a in result.calibrated_per_trial])
-    return out
+    if analog_mismatch is not None:
+        draws = [v for v in variants if v.draw and isinstance(v, AnalogVariant)]
+        report["analog"] = {"mismatch": _mismatch_summary(draws, tallies, labels)} if draws \
+            else {}
+    return report, ValidationData(exact.raster, divisor_values, rates)
 
 
 def accuracy_gate(report: dict[str, Any], max_drop: float) -> list[str]:
@@ -322,6 +502,60 @@ def accuracy_gate(report: dict[str, Any], max_drop: float) -> list[str]:
             f"({e['accuracy']:.2f}% vs {reference:.2f}%)"
             for v, e in report["variants"].items()
             if v.startswith("integer ") and reference - e["accuracy"] > max_drop + 1e-9]
+
+
+def analog_gate(report: dict[str, Any], max_drop: float) -> list[str]:
+    """The analog simulator without mismatch, if it loses more than ``max_drop`` points against
+    ``integer exact`` (what the chip would compute if it were digital). Raises
+    :class:`ValidationError` when the report has no analog variant."""
+    variants = report["variants"]
+    if ANALOG not in variants:
+        raise ValidationError("--max-analog-drop needs the analog simulator: drop --no-analog")
+    reference, analog = variants[INTEGER_EXACT]["accuracy"], variants[ANALOG]["accuracy"]
+    if reference - analog <= max_drop + 1e-9:
+        return []
+    return [f"analog (no mismatch): {reference - analog:.2f} points below integer exact "
+            f"({analog:.2f}% vs {reference:.2f}%)"]
+
+
+@dataclass
+class HeadlineRow:
+    """One line of the headline: what ran, its accuracy (mean +- std over mismatch draws) and
+    its drop against the stage before it."""
+
+    label: str
+    accuracy: str
+    drop: str
+
+
+def headline(report: dict[str, Any]) -> list[HeadlineRow]:
+    """The numbers a reader looks for first, digital and analog side by side: the float model,
+    the integer simulator (exact division), the analog simulator without mismatch and over the
+    mismatch draws (and after the readout calibration). The Markdown page and the command line
+    print the same rows."""
+    variants = report["variants"]
+    float_acc = variants[FLOAT_TORCH]["accuracy"]
+    rows = [HeadlineRow("float model (torch)", f"{float_acc:.2f}", "")]
+    integer = variants.get(INTEGER_EXACT, {}).get("accuracy")
+    if integer is not None:
+        rows.append(HeadlineRow("integer simulator (exact)", f"{integer:.2f}",
+                                f"{float_acc - integer:+.2f} vs float"))
+    if ANALOG in variants:
+        analog = variants[ANALOG]["accuracy"]
+        rows.append(HeadlineRow("analog simulator, no mismatch", f"{analog:.2f}",
+                                f"{(integer or float_acc) - analog:+.2f} vs integer"))
+    m = (report.get("analog") or {}).get("mismatch")
+    if m:
+        what = f"analog simulator, {100 * m['relative_std']:g}% mismatch ({m['trials']} draws)"
+        rows.append(HeadlineRow(what, f"{m['accuracy_mean']:.2f} +- {m['accuracy_std']:.2f}",
+                                f"{(integer or float_acc) - m['accuracy_mean']:+.2f} vs "
+                                "integer"))
+        if "calibrated_accuracy_mean" in m:
+            rows.append(HeadlineRow(
+                f"{what}, readout calibrated",
+                f"{m['calibrated_accuracy_mean']:.2f} +- {m['calibrated_accuracy_std']:.2f}",
+                f"{(integer or float_acc) - m['calibrated_accuracy_mean']:+.2f} vs integer"))
+    return rows
 
 
 def _fmt(value: Any) -> str:
@@ -338,27 +572,56 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Validation of `{report['export']}`", "",
              f"Model `{report['model']['path']}` (sha256 `{report['model']['sha256'][:16]}`), "
              f"{data['dataset']} {data['split']} split, {data['samples']} samples, "
-             f"T = {report['T']}. Schema {report['schema']} v{report['schema_version']}.", "",
-             "## Accuracy and agreement", "",
+             f"T = {report['T']}. Schema {report['schema']} v{report['schema_version']}.", ""]
+    for section in (_headline_section, _accuracy_section, _rates_section, _exact_section,
+                    _mismatch_section, _saturation_section):
+        lines += section(report)
+    lines += ["", "![firing rates](rates.png)", "", "![raster of one sample](raster.png)", "",
+              "![divisors](divisors.png)", ""]
+    return "\n".join(lines)
+
+
+def _headline_section(report: dict[str, Any]) -> list[str]:
+    """Digital and analog accuracy in one table, before any detail."""
+    lines = ["## Headline: accuracy from the float model to the analog chip", "",
+             "| stage | accuracy % | change (points) |", "|---|---:|---:|"]
+    lines += [f"| {r.label} | {r.accuracy} | {r.drop} |" for r in headline(report)]
+    if ANALOG not in report["variants"]:
+        lines += ["", "The analog simulator did not run (--no-analog)."]
+    return lines
+
+
+def _accuracy_section(report: dict[str, Any]) -> list[str]:
+    lines = ["", "## Accuracy and agreement", "",
              "| variant | accuracy % | agrees with float % | agrees with quantized % | "
              "saturation events | seconds |", "|---|---:|---:|---:|---:|---:|"]
     for variant, e in report["variants"].items():
         lines.append(f"| {variant} | {e['accuracy']:.2f} | {e['agreement_with_float']:.2f} | "
                      f"{e['agreement_with_quantized']:.2f} | {e.get('saturation_events', '')} | "
                      f"{_fmt(e.get('seconds'))} |")
+    return lines
+
+
+def _rates_section(report: dict[str, Any]) -> list[str]:
     pops = sorted({p for e in report["variants"].values() for p in e.get("rates", {})})
-    if pops:
-        lines += ["", "## Firing rates (spikes per time step per neuron; interneurons: spike "
-                  "counts per step) and their correlation with the quantized graph", "",
-                  "| variant | " + " | ".join(pops) + " |", "|---|" + "---:|" * len(pops)]
-        for variant, e in report["variants"].items():
-            if "rates" not in e:
-                continue
-            cells = []
-            for p in pops:
-                r, c = e["rates"].get(p), e["rate_correlation_with_quantized"].get(p)
-                cells.append("" if r is None else f"{r:.4f} (r = {_fmt(c)})")
-            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    if not pops:
+        return []
+    lines = ["", "## Firing rates (spikes per time step per neuron; interneurons: spike counts "
+             "per step) and their correlation with the quantized graph", "",
+             "| variant | " + " | ".join(pops) + " |", "|---|" + "---:|" * len(pops)]
+    for variant, e in report["variants"].items():
+        if "rates" not in e:
+            continue
+        cells = []
+        for p in pops:
+            r, c = e["rates"].get(p), e["rate_correlation_with_quantized"].get(p)
+            cells.append("" if r is None else f"{r:.4f} (r = {_fmt(c)})")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _exact_section(report: dict[str, Any]) -> list[str]:
+    lines = []
     if report["spike_exact"]:
         lines += ["", "## Spike-exact: quantized graph vs integer exact", "",
                   "| population | spike-exact time steps | equal spikes |", "|---|---:|---:|"]
@@ -370,38 +633,41 @@ def report_markdown(report: dict[str, Any]) -> str:
         for p, d in report["divisors"].items():
             lines.append(f"| {p} | {d['min']:.4g} | {d['median']:.4g} | {d['max']:.4g} | "
                          f"{d['eps']:.4g} |")
-    analog = report.get("analog")
-    if analog and "mismatch" in analog:
-        m = analog["mismatch"]
-        lines += ["", "## Analog simulator with device mismatch", "",
-                  f"{100 * m['relative_std']:g}% mismatch, {m['trials']} draws (seed "
-                  f"{m['seed']}): accuracy {m['accuracy_mean']:.2f} +- {m['accuracy_std']:.2f}%."]
-        if "calibrated_accuracy_mean" in m:
-            lines += ["", f"The same draws after a host-side readout calibration (each class's "
-                      f"spike count scaled by the nominal chip's mean count over this chip's, on "
-                      f"{m['calibration_samples']} unlabelled training samples): "
-                      f"{m['calibrated_accuracy_mean']:.2f} +- "
-                      f"{m['calibrated_accuracy_std']:.2f}%."]
+    return lines
+
+
+def _mismatch_section(report: dict[str, Any]) -> list[str]:
+    m = (report.get("analog") or {}).get("mismatch")
+    if not m:
+        return []
+    lines = ["", "## Analog simulator with device mismatch", "",
+             f"{100 * m['relative_std']:g}% mismatch, {m['trials']} draws (seed "
+             f"{m['seed']}): accuracy {m['accuracy_mean']:.2f} +- {m['accuracy_std']:.2f}% "
+             f"(per draw: {', '.join(f'{a:.2f}' for a in m['per_trial'])})."]
+    if "calibrated_accuracy_mean" in m:
+        lines += ["", f"The same draws after a host-side readout calibration (each class's "
+                  f"spike count scaled by the nominal chip's mean count over this chip's, on "
+                  f"{m['calibration_samples']} unlabelled training samples): "
+                  f"{m['calibrated_accuracy_mean']:.2f} +- "
+                  f"{m['calibrated_accuracy_std']:.2f}%."]
+    return lines
+
+
+def _saturation_section(report: dict[str, Any]) -> list[str]:
     saturated = {v: e["saturations"] for v, e in report["variants"].items()
                  if e.get("saturation_events")}
-    lines += ["", "## Saturation", ""]
+    lines = ["", "## Saturation", ""]
     if saturated:
         for variant, counts in saturated.items():
             lines.append(f"* {variant}: " + ", ".join(f"{k} {n}" for k, n in counts.items() if n))
     else:
         lines.append("No value reached the limit of its width in any integer variant.")
-    lines += ["", "![firing rates](rates.png)", "", "![raster of one sample](raster.png)", "",
-              "![divisors](divisors.png)", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def write_report(report: dict[str, Any], data: ValidationData, directory: str | Path) -> list[Path]:
     """``report.json``, ``report.md`` and the plots in ``directory``, written atomically (a
     staged directory renamed into place)."""
-    import json
-
-    from ..atomic import staged_directory
-    from .plots import plot_divisors, plot_raster, plot_rates
 
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
