@@ -485,7 +485,7 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
         "spike_exact": exact.report(),
         "divisors": {p: {"min": float(v.min()), "median": float(np.median(v)),
                          "max": float(v.max()),
-                         "eps": float(quantized.division.get("eps", 0.0))}
+                         "eps": quantized.division_settings.eps}
                      for p, v in divisor_values.items() if v.size},
     }
     if analog_mismatch is not None:
@@ -682,4 +682,3 @@ def write_report(report: dict[str, Any], data: ValidationData, directory: str | 
         plot_raster(data.raster, stage / "raster.png")
         plot_divisors(data.divisors, report.get("divisors", {}), stage / "divisors.png")
     return [directory / n for n in names]
-

@@ -54,7 +54,7 @@ import numpy as np
 import scipy.sparse
 
 from ...graph.host import Host, readout_decision
-from ...graph.ir import EIGraph
+from ...graph.ir import DivisionSettings, EIGraph
 from ...quant import subset_sums
 from . import biases
 from .compile import (
@@ -281,9 +281,8 @@ def core_biases(config: Mapping[str, Any], *, unset: str = "derived", source: st
     graph = config.get("graph", {})
     kind_dendrites = dict(config["target"]["kind_dendrites"])
     weight_biases = list(config["target"]["weight_biases"])
-    division = dict(graph.get("division", {}))
-    eps = (float(division.get("eps", 0.0)) or None
-           if division.get("stabilisation") == "fixed-eps" else None)
+    eps = DivisionSettings.parse(dict(graph.get("division", {})),
+                                 f"{source}: graph.division").divisor_floor
     divided = {p["target"] for p in graph.get("projections", []) if p["kind"] == "div"}
     dendrites_into: dict[str, set[str]] = {}
     for p in graph.get("projections", []):
@@ -445,7 +444,7 @@ def _build_network(config: Mapping[str, Any], graph: EIGraph,
     syn_tau = biases.U_T * capacitance / (biases.KAPPA * syn_tau_current)
     ratio = syn_gain / syn_tau_current  # I_gain_d / I_tau_d per (dendrite, neuron)
 
-    input_pop = graph.input["population"]
+    input_pop = graph.input_settings.population
     rows = {"input": [], "neurons": []}
     cols = {"input": [], "neurons": []}
     vals = {"input": [], "neurons": []}
@@ -568,7 +567,7 @@ class AnalogSimulator:
         self.cores = core_biases(config, unset=unset, source=source, overrides=overrides)
         self.network = _build_network(config, self.graph, self.cores, self.dt, self.mismatch,
                                       self.seed, mismatch_populations)
-        self.readout = self.graph.readout["population"]
+        self.readout = self.host.readout
         self.window = (self.graph.T + TAIL_STEPS) * biases.DT_SECONDS
 
     def run(self, x: Any, *, raster: bool = False) -> AnalogResult:

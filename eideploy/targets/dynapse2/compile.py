@@ -265,9 +265,7 @@ def _divisor_floor(graph: EIGraph, assignment: CoreAssignment) -> float | None:
     divided = any(p.kind == "div" and p.target in names for p in graph.projections)
     if assignment.role != "exc" or not divided:
         return None
-    if graph.division.get("stabilisation") != "fixed-eps":
-        return None
-    return float(graph.division.get("eps", 0.0)) or None
+    return graph.division_settings.divisor_floor
 
 
 def _bias_codes(qgraph: QuantizedGraph, placement: Placement, target: Target

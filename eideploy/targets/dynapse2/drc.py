@@ -242,7 +242,7 @@ def check(graph: EIGraph, target: Target) -> DRCReport:
     violations += _io_violations(graph, pops)
     violations += bias_violations
 
-    in_pop = pops.get(graph.input.get("population", ""))
+    in_pop = pops.get(graph.input_settings.population)
     summary = {
         "graph": graph.name, "target": target.name,
         "neurons": neurons, "cores": cores, "chips": chips,
@@ -279,17 +279,18 @@ def _count_by_rule(violations: Sequence[Violation]) -> dict[str, int]:
 
 def _io_violations(graph: EIGraph, pops: dict[str, Population]) -> list[Violation]:
     found: list[Violation] = []
-    readout = pops.get(graph.readout.get("population", ""))
-    mode = graph.readout.get("mode", readout.params.get("mode") if readout else None)
+    settings, inputs = graph.readout_settings, graph.input_settings
+    readout = pops.get(settings.population)
+    mode = settings.mode
     if mode != "spiking":
         found.append(Violation(
             "spiking-readout", readout.layer if readout else "", readout.name if readout else "",
             None, 0, 0, "recipe target.spiking_readout: true",
             f"the readout is {mode!r}: the chip cannot output a current; the output layer must be "
             "spiking neurons whose counts the host decodes"))
-    encoding = graph.input.get("encoding")
+    encoding = inputs.encoding
     if encoding not in SPIKE_ENCODINGS:
-        source = pops.get(graph.input.get("population", ""))
+        source = pops.get(inputs.population)
         found.append(Violation(
             "spike-input", source.layer if source else "", source.name if source else "",
             None, 0, 0, "recipe target.input_encoding: if",

@@ -134,7 +134,7 @@ def route(qgraph: QuantizedGraph, placement: Placement, target: Target) -> Routi
     for proj in graph.projections:
         src = offset[proj.source] + proj.indices[:, 1]
         reach[src, core_id[proj.target][proj.indices[:, 0]]] = True
-    readout = graph.readout.get("population")
+    readout = graph.readout_settings.population
     readout_pop = next((p for p in on_chip if p.name == readout), None)
     if readout_pop is not None:
         reach[offset[readout]:offset[readout] + readout_pop.size, host] = True
