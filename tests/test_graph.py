@@ -26,6 +26,7 @@ from eideploy.graph import (
     unroll_conv,
 )
 from eideploy.graph.execute import avg_pool, conv2d, ei_integrate, lif_multistep, stabilise
+from eideploy.graph.ir import DivisionSettings, InputSettings, ReadoutSettings
 from eideploy.networks import build_network
 from eideploy.nn import EIOptions, ei_init
 from eideploy.nn import functional as EF
@@ -390,6 +391,33 @@ def test_executor_names_every_projection_with_a_wrong_shape(digits_arrays):
         run(graph, np.zeros((1, 1, 8, 8), np.float32))
     assert graph.projections[0].name in str(info.value)
     assert graph.projections[2].name in str(info.value)
+
+
+def test_settings_records_hold_one_default_per_field_and_name_a_bad_field(tmp_path):
+    graph = hand_graph()
+    graph.input, graph.readout, graph.division = ({"population": "input"},
+                                                  {"population": "b.readout"}, {})
+    assert graph.input_settings == InputSettings("input", "direct", 1.0, 0.5, 0)
+    assert graph.readout_settings == ReadoutSettings("b.readout", "current", 1.0, None)
+    assert graph.division_settings == DivisionSettings("adaptive", 0.0)
+    assert graph.division_settings.divisor_floor is None
+    graph.division = {"stabilisation": "fixed-eps", "eps": 0.05}
+    assert graph.division_settings.divisor_floor == 0.05
+    graph.save(tmp_path / "g")  # the dicts are written as they are: no defaults filled in
+    saved = json.loads((tmp_path / "g" / "graph.json").read_text())
+    assert saved["input"] == {"population": "input"} and saved["readout"] == graph.readout
+    for field, record, value in (("division.eps", "division", {"eps": -1.0}),
+                                 ("division.stabilisation", "division",
+                                  {"stabilisation": "floor"}),
+                                 ("readout.theta_out", "readout", {"theta_out": 0}),
+                                 ("readout.mode", "readout", {"mode": "rate"}),
+                                 ("readout.classes", "readout", {"classes": 2.5}),
+                                 ("input.seed", "input", {"seed": -3}),
+                                 ("input.threshold", "input", {"threshold": "1"})):
+        doc, arrays = graph.to_dict()
+        doc[record] = {**doc[record], **value}
+        with pytest.raises(GraphError, match=field.replace(".", r"\.")):
+            EIGraph.from_dict(doc, arrays, "graph.json")
 
 
 # --------------------------------------------------------------------------- refusals

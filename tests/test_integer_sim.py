@@ -325,3 +325,22 @@ def test_the_chip_configuration_simulates_exactly_as_the_quantized_graph(quantiz
     for pop, state in b.states.items():
         for key, value in state.items():
             np.testing.assert_array_equal(a.states[pop][key], value, err_msg=f"{pop} {key}")
+
+
+CIRCUIT = ("lif_multistep", "inhibitory_response", "stabilise", "ei_integrate", "ei_readout",
+           "if_readout")
+
+
+def test_integer_circuit_and_onnx_builders_mirror_the_float_executor_name_for_name_in_order():
+    import inspect
+
+    from eideploy.graph import execute
+    from eideploy.sim import integer, onnx_export
+
+    def in_source_order(module, prefix=""):
+        return sorted(CIRCUIT, key=lambda name: inspect.getsourcelines(
+            getattr(module, prefix + name))[1])
+
+    assert in_source_order(execute) == list(CIRCUIT)
+    assert in_source_order(integer) == list(CIRCUIT)
+    assert in_source_order(onnx_export, "_") == list(CIRCUIT)

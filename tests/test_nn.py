@@ -101,6 +101,28 @@ def test_stabilisation_replaces_zeros_by_row_minimum_and_passes_gradient_unchang
     assert torch.equal(i_div.grad, g)
 
 
+def test_the_circuit_from_currents_is_the_shared_weight_circuit_and_stabilise_by_name():
+    torch.manual_seed(3)
+    i_ee, r_i = torch.rand(6, 5), torch.rand(6, 3)
+    w_ei, gain_i, gain_e, bias = torch.rand(5, 3), torch.rand(3), torch.rand(5), torch.rand(5)
+    i_sub, i_div = r_i @ w_ei.T, (r_i * gain_i) @ w_ei.T
+    i_div[2] = 0.0  # a row without divisive input: +inf divisor, I_int = b_E
+    for mode, eps in (("adaptive", 0.0), ("fixed-eps", 0.05)):
+        stab = (EF.stabilise_adaptive if mode == "adaptive"
+                else lambda d: EF.stabilise_fixed_eps(d, 0.05))
+        assert torch.equal(EF.stabilise(i_div, mode, eps), stab(i_div))
+        shared = EF.ei_integrate(i_ee, r_i, w_ei, gain_i, gain_e, bias, stab)
+        currents = EF.ei_integrate_currents(i_ee, i_sub, i_div, gain_e, bias, stab)
+        rows = [0, 1, 3, 4, 5]  # row 2's divisive input was zeroed above, not in ``shared``
+        torch.testing.assert_close(currents[rows], shared[rows], rtol=1e-6, atol=1e-6)
+    assert torch.equal(EF.ei_integrate_currents(i_ee, i_sub, i_div, None, bias,
+                                                EF.stabilise_adaptive)[2], bias)
+    torch.testing.assert_close(EF.ei_readout_currents(i_ee, i_sub), EF.ei_readout(i_ee, r_i, w_ei),
+                               rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="fixed-eps"):
+        EF.stabilise(i_div, "epsilon")
+
+
 def test_w_ei_gradient_is_exactly_one_over_fan_in_of_the_unscaled_one(digits_batch):
     x = time_folded(digits_batch)
     grads = {}
