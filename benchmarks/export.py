@@ -107,13 +107,13 @@ STAGES = [  # (label, module, attribute)
     ("route", "eideploy.targets.dynapse2.compile", "route"),
     ("biases", "eideploy.targets.dynapse2.compile", "_bias_codes"),
     ("config", "eideploy.targets.dynapse2.compile", "build_config"),
-    # report.py builds and renders; export.py calls both by the names it imported
+    # pipeline/export.py calls the writers by the names it imported: they are wrapped there
     ("report", "eideploy.pipeline.export", "build_report"),
     ("write report.md", "eideploy.pipeline.export", "report_markdown"),
     ("write graphs", "eideploy.graph.ir", "EIGraph.save"),
-    ("write dynapse2.json", "eideploy.targets.dynapse2.config", "write_config"),
-    ("write samna.json", "eideploy.targets.dynapse2.samna", "samna_json"),
-    ("write mapping.png", "eideploy.targets.dynapse2.plot", "plot_mapping"),
+    ("write dynapse2.json", "eideploy.pipeline.export", "write_config"),
+    ("write samna.json", "eideploy.pipeline.export", "samna_json"),
+    ("write mapping.png", "eideploy.pipeline.export", "plot_mapping"),
 ]
 
 

@@ -317,7 +317,7 @@ def test_reexport_replaces_an_earlier_export_and_overwrite_replaces_a_foreign_di
 
 
 def test_a_failure_while_writing_leaves_nothing_and_keeps_the_old_export(tmp_path, monkeypatch):
-    import eideploy.targets.dynapse2.plot as plots
+    import eideploy.pipeline.export as plots  # the mapping plot where the export calls it
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")

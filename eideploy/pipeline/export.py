@@ -37,24 +37,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
 from ..atomic import json_plain, sha256_file, staged_directory
 from ..graph.ir import EIGraph
+from ..targets.dynapse2.compile import CompiledNetwork, DoesNotFit, compile_graph
+from ..targets.dynapse2.config import write_config
+from ..targets.dynapse2.place import MappingError
+from ..targets.dynapse2.plot import plot_mapping
+from ..targets.dynapse2.samna import samna_json
 from ..targets.dynapse2.target import Target, resolve_target
 from .inspect import model_overview
 from .report import REPORT_SCHEMA_VERSION, build_report, report_markdown
 
-if TYPE_CHECKING:  # the compiler is imported when an export runs
-    from ..targets.dynapse2.compile import CompiledNetwork
-
 # build_report, report_markdown (pipeline.report) and model_overview (pipeline.inspect) are
 # re-exported: scripts written against eideploy.export import them from here
 __all__ = ["EXPORT_FORMAT", "EXPORT_FORMAT_VERSION", "REPORT_SCHEMA_VERSION", "EXPORT_FILES",
-           "ExportError", "ExportResult", "export_model", "export_graph", "resolve_target",
+           "ExportError", "ExportResult", "DoesNotFit", "MappingError", "export_model",
+           "export_graph", "resolve_target",
            "read_export", "build_report", "report_markdown", "model_overview", "dumps_json",
            "sha256_file"]
 
@@ -165,6 +168,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, *,
     ``ValueError`` (a model that has no E-I graph form), ``DoesNotFit`` (design rules, with the
     full report) or ``MappingError`` (placement or routing). Nothing is written on any error.
     """
+    # torch loads here, not at import: exporting, reading or validating a graph never needs it
     from ..graph.lowering import lower
     from ..train.checkpoint import load_model
 
@@ -200,8 +204,6 @@ def export_graph(graph: EIGraph, out_dir: str | Path, *,
     ``source`` describes where the graph came from (the manifest's ``source``; by default the
     graph's own sha256). Raises as :func:`export_model` does, from ``TargetError`` on.
     """
-    from ..targets.dynapse2.compile import compile_graph
-
     out_dir = Path(out_dir)
     resolved = resolve_target(target, chips)
     _check_destination(_absolute(out_dir), overwrite)
@@ -238,10 +240,6 @@ def write_export(directory: Path, graph: EIGraph, compiled: CompiledNetwork, tar
                  report: dict[str, Any], *, source: dict[str, Any], seed: int,
                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write every export file into the (empty) ``directory``; returns the manifest."""
-    from ..targets.dynapse2.config import write_config
-    from ..targets.dynapse2.plot import plot_mapping
-    from ..targets.dynapse2.samna import samna_json
-
     say = log or (lambda message: None)
     directory.mkdir(parents=True, exist_ok=True)
     say("writing the float and the quantized graph")

@@ -17,21 +17,31 @@ __all__ = ["model_overview"]
 
 
 def model_overview(model_path: str | Path, *, target: str | Path | Target = "dynapse2",
-                   chips: int | None = None) -> dict[str, Any]:
+                   chips: int | None = None, threads: int | None = None) -> dict[str, Any]:
     """What ``eideploy inspect MODEL.pt`` shows: architecture, parameters, layers, training
     metrics and the design-rule check of the lowered graph against ``target``.
 
     Fast on paper-sized models: the check counts fan-in on the graph as lowered (conv layers
     stay convolutions, nothing is unrolled). A model that has no E-I graph form (a ResNet, a
     BN baseline) is still described; its ``drc`` is ``None`` and ``drc_error`` says why.
+    ``threads``: torch's intra-op threads during this call (restored after; None: as set).
     """
     # torch-side modules load here, not at import: pipeline.export re-exports this function
     # and exporting or reading a graph never loads torch
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        return _overview(Path(model_path), resolve_target(target, chips))
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _overview(model_path: Path, resolved: Target) -> dict[str, Any]:
     from ..graph.lowering import lower
     from ..train.checkpoint import load_model
 
-    model_path = Path(model_path)
-    resolved = resolve_target(target, chips)
     model, checkpoint = load_model(model_path)
     arch = checkpoint["architecture"]
     layers = _layer_records(model)

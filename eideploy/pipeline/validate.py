@@ -46,8 +46,9 @@ from ..targets.dynapse2.analog import AnalogSimulator, readout_calibration
 from ..targets.dynapse2.config import read_config
 from ..train import load_model
 from ..train.trainer import predict_batch
-from .export import read_export
+from .export import export_model, read_export
 from .plots import pearson, plot_divisors, plot_raster, plot_rates
+from .simulate import calibration_inputs
 
 __all__ = ["REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "ValidationError", "ValidationData",
            "Variant", "VariantRun", "TorchVariant", "GraphVariant", "IntegerVariant",
@@ -284,9 +285,9 @@ def build_variants(loaded: _Loaded, modes: Sequence[str], *, analog_mismatch: fl
     variants.append(AnalogVariant(ANALOG, loaded.config, 0.0, analog_seed, batch_size))
     if analog_trials > 0 and analog_mismatch > 0:
         calibration = None
-        if analog_calibration:  # the training split, labels unused
-            train = load_dataset(loaded.name, "train", loaded.root, T=loaded.graph.T)
-            calibration = _Calibration(to_float(train.inputs[:analog_calibration]).numpy(),
+        if analog_calibration:
+            calibration = _Calibration(calibration_inputs(loaded.name, loaded.root,
+                                                          loaded.graph.T, analog_calibration),
                                        loaded.config, batch_size)
         variants += [AnalogVariant(f"analog draw {i}", loaded.config, analog_mismatch,
                                    analog_seed + i, batch_size, calibration, draw=True)
@@ -436,10 +437,11 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
                     divisions: Sequence[str] = ("exact", "lut:8", "shift"),
                     analog_mismatch: float | None = None, analog_trials: int = 0,
                     analog_seed: int = 0, analog_calibration: int = 0, batch_size: int = 128,
-                    limit: int | None = None,
+                    limit: int | None = None, export_if_missing: bool = False,
                     log: Callable[[str], None] | None = None
                     ) -> tuple[dict[str, Any], ValidationData]:
-    """Compare every stage of ``export_dir`` with the float model ``model_path`` (module doc).
+    """Compare every stage of ``export_dir`` with the float model ``model_path`` (module doc);
+    with ``export_if_missing``, a missing ``export_dir`` is first exported to DYNAP-SE2.
 
     ``analog_mismatch`` None skips the analog simulator; else it runs without mismatch once and
     ``analog_trials`` times with ``analog_mismatch`` (relative std), each draw also scored after
@@ -453,6 +455,9 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
         parse_division(mode)
     if "exact" not in modes:
         modes.insert(0, "exact")  # the reference of the spike-exact comparison
+    if export_if_missing and not export_dir.exists():
+        say(f"{export_dir} does not exist: exporting {model_path} to DYNAP-SE2 first")
+        export_model(model_path, export_dir, target="dynapse2")
     loaded = _load(model_path, export_dir, data, data_dir, split, limit)
     x_all = to_float(loaded.dataset.inputs).numpy()
     labels = loaded.dataset.labels.numpy().reshape(-1)
@@ -682,3 +687,4 @@ def write_report(report: dict[str, Any], data: ValidationData, directory: str | 
         plot_raster(data.raster, stage / "raster.png")
         plot_divisors(data.divisors, report.get("divisors", {}), stage / "divisors.png")
     return [directory / n for n in names]
+

@@ -1,0 +1,197 @@
+"""An export directory run in the simulators: what ``eideploy simulate`` prints.
+
+* :func:`export_data`: the export's (quantized) graph and the data set it was trained on;
+* :func:`simulate_integer`: the bit-accurate integer simulator per division mode, sample 0's
+  spike rasters, and optionally each mode's integer network as ONNX checked against
+  onnxruntime bit for bit;
+* :func:`simulate_analog`: the analog simulator of ``dynapse2.json`` over mismatch draws
+  (optionally after a readout calibration), and sample 0's spikes binned per model step.
+
+Each returns a typed record; the command line only prints it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_write_bytes
+from ..data import load_dataset, to_float
+from ..graph import EIGraph
+from ..sim.integer import IntegerSimulator
+from ..sim.integer import accuracy as integer_accuracy
+from ..sim.onnx_export import check_against_simulator, save_onnx
+from ..targets.dynapse2.analog import AnalogAccuracy, AnalogSimulator, accuracy_trials
+from ..targets.dynapse2.biases import DT_SECONDS
+from ..targets.dynapse2.config import read_config
+from .plots import plot_raster
+
+__all__ = ["ExportData", "export_data", "calibration_inputs",
+           "IntegerMode", "OnnxCheck", "IntegerSimulation", "simulate_integer",
+           "AnalogSimulation", "simulate_analog", "bin_spike_times", "write_rasters"]
+
+DEFAULT_DIVISIONS = ("exact", "lut:8", "shift")
+
+
+@dataclass
+class ExportData:
+    """An export's graph (quantized or float) and the data set it names, as float arrays."""
+
+    graph: EIGraph
+    x: np.ndarray
+    y: np.ndarray
+    dataset: str
+
+
+def export_data(out: str | Path, data: str | None, data_dir: str | None, split: str,
+                quantized: bool = True) -> ExportData:
+    """The (quantized) graph of the export directory ``out`` and the data set it was trained
+    on (``data`` overrides it)."""
+    out = Path(out)
+    graph = EIGraph.load(out / "quantized" if quantized else out)
+    name = data or graph.meta.get("dataset")
+    if not name:
+        raise ValueError(f"{out}: the export names no data set; pass --data NAME")
+    dataset = load_dataset(name, split, data_dir, T=graph.T)
+    return ExportData(graph, to_float(dataset.inputs).numpy(), dataset.labels.numpy(), name)
+
+
+def calibration_inputs(dataset: str, data_dir: str | None, T: int, samples: int) -> np.ndarray:
+    """The first ``samples`` inputs of the training split, for the analog readout calibration
+    (labels unused: the host has no labels on a deployed chip)."""
+    train = load_dataset(dataset, "train", data_dir, T=T)
+    return to_float(train.inputs[:samples]).numpy()
+
+
+# --------------------------------------------------------------------------- integer
+@dataclass
+class IntegerMode:
+    """One division mode over the data set: accuracy (%) and saturation counts."""
+
+    division: str
+    accuracy: float
+    saturations: dict[str, int]
+
+    @property
+    def saturation_events(self) -> int:
+        return int(sum(self.saturations.values()))
+
+
+@dataclass
+class OnnxCheck:
+    """A mode's integer network written as ONNX and run by onnxruntime against the simulator."""
+
+    division: str
+    path: Path
+    bit_identical: bool
+    mismatches: int
+    elements: int
+
+
+@dataclass
+class IntegerSimulation:
+    dataset: str
+    modes: list[IntegerMode]
+    rasters: list[Path]
+    onnx: list[OnnxCheck] = field(default_factory=list)
+
+
+def simulate_integer(out: str | Path, *, data: str | None = None, data_dir: str | None = None,
+                     split: str = "test", divisions: Sequence[str] = DEFAULT_DIVISIONS,
+                     raster_dir: str | Path | None = None, onnx: bool = False,
+                     batch_size: int = 256) -> IntegerSimulation:
+    """The export's quantized graph in the integer simulator, one run per division mode;
+    sample 0's spikes per mode in ``raster_dir`` (default ``out/simulation``); with ``onnx``,
+    each mode's network as ``integer-<mode>.onnx`` there, checked against onnxruntime."""
+    loaded = export_data(out, data, data_dir, split, quantized=True)
+    graph, x = loaded.graph, loaded.x
+    raster_dir = Path(raster_dir) if raster_dir is not None else Path(out) / "simulation"
+    modes = [IntegerMode(m, *integer_accuracy(graph, x, loaded.y, division=m,
+                                              batch_size=batch_size)) for m in divisions]
+    raster = {}
+    for mode in divisions:
+        states = IntegerSimulator(graph, mode).run(x[:1], return_states=True).states
+        raster[f"integer {mode}"] = {p: s["output"][:, 0].reshape(graph.T, -1)
+                                     for p, s in states.items() if "output" in s}
+    written = write_rasters(raster_dir, raster, f"{loaded.dataset} sample 0")
+    checks = []
+    for mode in divisions if onnx else ():
+        path = raster_dir / f"integer-{mode.replace(':', '-')}.onnx"
+        save_onnx(IntegerSimulator(graph, mode), path)
+        check = check_against_simulator(graph, x, mode, batch_size=batch_size)
+        checks.append(OnnxCheck(mode, path, bool(check["bit_identical"]),
+                                int(check["mismatches"]), int(check["elements"])))
+    return IntegerSimulation(loaded.dataset, modes, written, checks)
+
+
+# --------------------------------------------------------------------------- analog
+@dataclass
+class AnalogSimulation:
+    dataset: str
+    accuracy: AnalogAccuracy
+    rasters: list[Path]
+    seed: int = 0
+    calibration_samples: int = 0
+
+
+def simulate_analog(out: str | Path, *, data: str | None = None, data_dir: str | None = None,
+                    split: str = "test", mismatch: float = 0.0, trials: int = 1, seed: int = 0,
+                    calibrate: int = 0, raster_dir: str | Path | None = None,
+                    batch_size: int = 256, progress: bool = False) -> AnalogSimulation:
+    """The export's ``dynapse2.json`` in the analog simulator: accuracy over ``trials``
+    mismatch draws (seeds ``seed``, ``seed + 1``, ...), each also scored after a readout
+    calibration on ``calibrate`` unlabelled training samples (0: not); sample 0's spikes of the
+    first draw, binned per model step, in ``raster_dir`` (default ``out/simulation``)."""
+    out = Path(out)
+    loaded = export_data(out, data, data_dir, split, quantized=True)
+    config = read_config(out / "dynapse2.json")
+    x_cal = (calibration_inputs(loaded.dataset, data_dir, loaded.graph.T, calibrate)
+             if calibrate else None)
+    result = accuracy_trials(config, loaded.x, loaded.y, mismatch=mismatch, trials=trials,
+                             seed=seed, batch_size=batch_size, progress=progress,
+                             calibration=x_cal)
+    sample = AnalogSimulator(config, mismatch=mismatch, seed=seed).run(loaded.x[:1], raster=True)
+    sizes = {p.name: p.size for p in loaded.graph.populations}
+    binned = bin_spike_times(sample.raster or {}, sizes, sample.window)
+    raster_dir = Path(raster_dir) if raster_dir is not None else out / "simulation"
+    written = write_rasters(raster_dir, {"analog": binned},
+                            f"{loaded.dataset} sample 0, analog ({100 * mismatch:g}% mismatch, "
+                            "spikes per 1 ms step)") if binned else []
+    return AnalogSimulation(loaded.dataset, result, written, seed,
+                            0 if x_cal is None else len(x_cal))
+
+
+def bin_spike_times(raster: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                    sizes: Mapping[str, int], window: float) -> dict[str, np.ndarray]:
+    """Spike times (s) and neuron indices per population -> spikes per model step (one
+    ``DT_SECONDS`` bin) and neuron, ``(steps, neurons)``, as the integer rasters; the window's
+    steps include the analog chain's tail. A population missing from ``sizes`` is as wide as
+    its highest spiking neuron."""
+    steps = max(int(round(window / DT_SECONDS)), 1)
+    binned = {}
+    for pop, (times, neurons) in raster.items():
+        counts = np.zeros((steps, sizes.get(pop, int(np.max(neurons, initial=-1)) + 1)))
+        step = np.minimum((np.asarray(times) / DT_SECONDS).astype(int), steps - 1)
+        np.add.at(counts, (step, np.asarray(neurons, dtype=int)), 1)
+        binned[pop] = counts
+    return binned
+
+
+def write_rasters(directory: str | Path, raster: Mapping[str, Mapping[str, np.ndarray]],
+                  title: str) -> list[Path]:
+    """``raster.png`` and ``spikes.npz`` (``variant/population`` -> (T, neurons)) of one sample,
+    each written atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{f"{v}/{p}": a for v, pops in raster.items()
+                                   for p, a in pops.items()})
+    atomic_write_bytes(directory / "spikes.npz", buffer.getvalue())
+    png = directory / "raster.png"
+    plot_raster(raster, directory / ".raster.png.partial", title=title)
+    (directory / ".raster.png.partial").replace(png)
+    return [png, directory / "spikes.npz"]
