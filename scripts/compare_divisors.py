@@ -18,7 +18,8 @@ import json
 import statistics
 from pathlib import Path
 
-from eideploy.train import load_recipe, train
+from eideploy.pipeline.train import train_and_summarise
+from eideploy.train import load_recipe
 
 COLUMNS = (("float", "torch_accuracy", "float model (torch)"),
            ("float", "exported_accuracy", "float model, exported"),
@@ -42,7 +43,7 @@ def main() -> None:
             recipe = base.model_copy(update={
                 "seed": seed, "target": base.target.model_copy(update={"divisor": divisor})})
             out = args.runs / f"{base.name}-{divisor}-s{seed}"
-            result = train(recipe, out_dir=out, progress=False, log=lambda m: None)
+            result = train_and_summarise(recipe, out_dir=out, progress=False, log=lambda m: None)
             hardware = json.loads((result.run_dir / "metrics.json").read_text())["hardware"]
             results.setdefault(divisor, []).append(hardware)
             print(f"{divisor} seed {seed}: " + ", ".join(

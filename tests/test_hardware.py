@@ -6,6 +6,7 @@ and the shipped digits model, checked end to end on the real 8x8 digits.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -22,9 +23,10 @@ from eideploy.networks import build_network
 from eideploy.nn import EIOptions, ei_init, project_nonnegative_
 from eideploy.nn.connectivity import local_mask, positions, pruning_budget, top_k_mask
 from eideploy.nn.encoding import if_encode, if_readout, readout_decision
+from eideploy.pipeline.train import train_and_summarise
 from eideploy.targets.dynapse2 import check, compile_graph, fan_in, load_target
 from eideploy.targets.dynapse2.quantize import core_levels
-from eideploy.train import recipe_from_dict, train
+from eideploy.train import recipe_from_dict
 from eideploy.train.checkpoint import load_model, save_checkpoint
 from eideploy.train.qat import attach_quantizers, detach_quantizers
 from eideploy.train.recipe import RecipeError
@@ -67,7 +69,7 @@ def tiny_run(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a network this small only waits on a second thread
     try:
-        result = train(recipe_from_dict(tiny_hw_recipe()), out_dir=out, device="cpu",
+        result = train_and_summarise(recipe_from_dict(tiny_hw_recipe()), out_dir=out, device="cpu",
                        progress=False, log=lambda m: None)
     finally:
         torch.set_num_threads(threads)
@@ -123,6 +125,21 @@ def test_a_budgeted_network_trained_a_few_steps_stays_inside_every_limit_of_the_
             values = proj.weight[np.all(cores == key, axis=1)] / scale
             levels = core_levels(qgraph.codebooks[key])
             assert np.all(np.min(np.abs(values[:, None] - levels[None, :]), axis=1) < 1e-9)
+
+
+def test_a_completed_hardware_run_records_its_fit_on_the_chip_in_metrics_json(tiny_run):
+    out, result = tiny_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_test_accuracy"] == pytest.approx(result.best_accuracy)  # block added
+    hardware = metrics["hardware"]
+    assert set(hardware) == {"float", "model"}  # QAT ran: the float phase's best and QAT's best
+    for record in hardware.values():
+        assert record["drc_violations"] == 0
+        assert record["chips"] == 1 and record["max_fan_in"] <= DYNAPSE2.cam_entries_per_neuron
+        # 2 + 1 epochs of a 32-unit network: well above chance (10%); the exported (quantized)
+        # graph within a few points of the float graph it came from
+        assert record["torch_accuracy"] > 50.0
+        assert abs(record["exported_accuracy"] - record["graph_accuracy"]) < 10.0
 
 
 def test_training_prunes_learned_layers_to_their_budget_and_keeps_masked_weights_zero(tiny_run):

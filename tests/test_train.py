@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from eideploy.cli import app
@@ -27,6 +28,8 @@ from eideploy.train import (
     train,
 )
 from eideploy.train.schedule import warmup_cosine
+from eideploy.train.threads import SMALL_STEP_FLOPS, choose_threads, step_flops
+from eideploy.train.trainer import build_from_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -170,6 +173,71 @@ def test_resume_continues_exactly(tmp_path):
     assert resumed.final_accuracy == straight.final_accuracy
 
 
+# --------------------------------------------------------------------------- threads
+def test_thread_choice_follows_the_work_per_step():
+    below, at = SMALL_STEP_FLOPS * 0.99, SMALL_STEP_FLOPS
+    assert choose_threads(below, available=8).threads == 1
+    assert choose_threads(at, available=8).threads == 8  # torch's default from the threshold up
+    assert choose_threads(below, available=8, requested=3).threads == 3  # --threads overrides
+    assert choose_threads(at, available=8, requested=1).threads == 1
+    assert choose_threads(None, available=8, device="cuda").threads == 8
+    with pytest.raises(ValueError, match="--threads 0"):
+        choose_threads(at, available=8, requested=0)
+
+
+@pytest.mark.parametrize("recipe_name, batch, small", [("digits-mlp", 32, True),
+                                                       ("fashion-cnn", 128, False)])
+def test_shipped_recipes_fall_on_the_measured_side_of_the_thread_rule(recipe_name, batch, small):
+    """digits-mlp (2 x 256 units, batch 32) took 35.6 s for 2 epochs with 2 threads on a busy
+    machine and 1.5 s with 1; fashion-cnn's step is 10 GFLOP, 1.5x faster on 2 idle cores."""
+    recipe = load_recipe(REPO / "models" / "recipes" / f"{recipe_name}.yaml")
+    shape = (1, 8, 8) if recipe.data.dataset == "digits" else (1, 28, 28)
+    model = build_from_recipe(recipe, shape, 10)
+    x = torch.rand(4, *shape)
+    ei_init(model, x)
+    rng = torch.get_rng_state()
+    flops = step_flops(model, x[:1], batch)
+    assert torch.equal(torch.get_rng_state(), rng) and model.training  # counting draws nothing
+    # one linear layer's forward: 2 FLOP per weight per sample and time step
+    assert flops >= 2 * 64 * 256 * recipe.model.T * batch
+    assert (flops < SMALL_STEP_FLOPS) == small
+
+
+def test_training_logs_its_thread_count_and_restores_the_callers(tmp_path):
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's setting; the rule takes 1 for this tiny MLP
+    try:
+        logs: list[str] = []
+        train(recipe_from_dict(tiny_recipe()), out_dir=tmp_path, device="cpu", progress=False,
+              log=logs.append, epochs=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(caller)
+    assert any(m.startswith("1 intra-op thread(s): ") and "GFLOP forward per step <" in m
+               for m in logs), logs
+
+
+def test_training_imports_no_stage_above_it():
+    """Layer order (DESIGN §1): train/ may use targets (QAT), never the pipeline, validation,
+    reports or the command line."""
+    import ast
+
+    above = ("eideploy.pipeline", "eideploy.validate", "eideploy.export", "eideploy.cli",
+             "eideploy.report")
+    for path in (REPO / "eideploy" / "train").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                name = ("eideploy.train." if node.level == 1 else
+                        "eideploy." if node.level == 2 else "") + (node.module or "")
+                names = [name] + [f"{name}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            bad = [n for n in names if n.startswith(above)]
+            assert not bad, f"{path.name} imports {bad}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -194,6 +262,16 @@ def test_two_gloo_processes_hold_identical_weights(tmp_path):
 
 # --------------------------------------------------------------------------- CLI
 runner = CliRunner()
+
+
+def test_cli_train_threads_option_overrides_the_rule(tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe()))
+    res = runner.invoke(app, ["train", str(recipe), "--epochs", "1", "--threads", "1",
+                              "--out", str(tmp_path / "run"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "1 intra-op thread(s): set by --threads" in res.output
+    assert (tmp_path / "run" / "model.pt").is_file()
 
 
 def test_cli_typo_recipe_exits_2_with_message(tmp_path):

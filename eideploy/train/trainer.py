@@ -12,9 +12,14 @@ architecture takes its budgets, encoding and readout from it (:func:`build_from_
 ``pruned`` layers are magnitude-pruned to their budget on the schedule
 ``target.prune_start``/``prune_epochs``, and ``target.qat_epochs`` quantization-aware epochs
 (``qat.py``) follow ``train.epochs``: then ``float.pt`` keeps the best float model and
-``model.pt`` the best QAT one. At the end, ``metrics.json`` gets a ``hardware`` block: for each
-of them the torch accuracy, the design-rule check of its lowered graph and the accuracy of the
-exported (quantized) graph on the test split.
+``model.pt`` the best QAT one. Training stops there: the hardware fit of the result (design
+rules, exported accuracy) is the pipeline's (``eideploy.pipeline.train``), since training never
+runs the compiler.
+
+``train`` is named steps: :func:`resolve_run`, :func:`setup_run` (data, model, optimizer),
+:func:`init_or_resume`, :func:`choose_run_threads`, then per epoch :func:`begin_epoch`
+(pruning, QAT), :func:`train_epoch`, :func:`evaluate_epoch` and :func:`save_epoch`
+(the checkpoints).
 """
 
 from __future__ import annotations
@@ -47,11 +52,14 @@ from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .distributed import DistContext, all_reduce_sum, broadcast_module_, setup_distributed
 from .recipe import Recipe, RecipeError, recipe_from_dict
 from .schedule import warmup_cosine
+from .threads import ThreadChoice, choose_threads, step_flops
 
 PROGRESS_EVERY = 10  # iterations between progress-bar readings of the running loss
 
-__all__ = ["TrainResult", "train", "evaluate", "predict_batch", "build_from_recipe",
-           "resolve_device"]
+__all__ = ["TrainResult", "TrainSetup", "TrainState", "train", "evaluate", "predict_batch",
+           "build_from_recipe", "resolve_device", "resolve_run", "setup_run", "init_or_resume",
+           "choose_run_threads",
+           "begin_epoch", "train_epoch", "evaluate_epoch", "save_epoch"]
 
 
 @dataclass
@@ -63,6 +71,12 @@ class TrainResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     model: nn.Module | None = None  # the network after the last epoch (unwrapped from DDP)
+    recipe: Recipe | None = None  # the recipe that ran (a resumed run's own, epochs applied)
+
+    @property
+    def completed(self) -> bool:
+        """Whether every epoch of the schedule has run (not stopped early by ``stop_after``)."""
+        return len(self.history) >= self.epochs
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -206,20 +220,143 @@ def _batches(dataset, batch_size: int, gen: torch.Generator, device: torch.devic
                            drop_last=False)
 
 
+@dataclass
+class TrainSetup:
+    """What a run fixes before its first epoch: device and processes, data, model, optimizer and
+    schedule (built by :func:`setup_run`)."""
+
+    recipe: Recipe
+    run_dir: Path
+    device: torch.device
+    ctx: DistContext
+    train_set: Any
+    test_set: Any
+    augment: Callable | None
+    eval_tf: Callable | None
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    rank_batch: int  # data.batch_size is the global batch (the paper's 128); a rank's share
+    iters_per_epoch: int
+    hw_target: Any  # the recipe's target board, or None
+    qat_epochs: int
+    qat_lr: float
+
+    @property
+    def total_iters(self) -> int:
+        return self.recipe.train.epochs * self.iters_per_epoch
+
+    @property
+    def all_epochs(self) -> int:
+        return self.recipe.train.epochs + self.qat_epochs
+
+    def lr_at(self, it: int) -> float:
+        """Warm-up + cosine per iteration over train.epochs (spec §7), then for the QAT epochs
+        a fresh cosine from qat_lr down to 0."""
+        tcfg = self.recipe.train
+        if it < self.total_iters:
+            return warmup_cosine(it, peak=tcfg.lr, init=tcfg.init_lr,
+                                 warmup_iters=int(round(tcfg.warmup_epochs * self.iters_per_epoch)),
+                                 total_iters=self.total_iters)
+        done = (it - self.total_iters) / max(1, self.qat_epochs * self.iters_per_epoch)
+        return 0.5 * self.qat_lr * (1.0 + math.cos(math.pi * min(done, 1.0)))
+
+
+@dataclass
+class TrainState:
+    """What changes from epoch to epoch; ``latest.pt`` keeps it (with the optimizer and the RNG
+    states) for ``--resume``."""
+
+    next_epoch: int = 0
+    iteration: int = 0
+    best: float = -1.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.history[-1]["test_accuracy"] if self.history else float("nan")
+
+    def summary(self) -> dict[str, float]:
+        return {"best_test_accuracy": self.best, "final_test_accuracy": self.final_accuracy,
+                "epochs": self.next_epoch}
+
+
+@dataclass
+class EpochTotals:
+    """One epoch's training pass, summed over ranks."""
+
+    loss_sum: float
+    correct: float
+    seen: float
+    seconds: float
+
+
 def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | None = None,
           data_dir: str | None = None, epochs: int | None = None, resume: str | Path | None = None,
           progress: bool = True, log: Callable[[str], None] = print,
-          stop_after: int | None = None) -> TrainResult:
+          stop_after: int | None = None, threads: int | None = None) -> TrainResult:
     """Train ``recipe``; see the module docstring for what the run directory receives.
 
     ``epochs`` overrides the recipe's length (and so its schedule); ``stop_after`` ends this
     process after that epoch with the schedule unchanged, for jobs in time-limited slots that
-    continue with ``resume``.
+    continue with ``resume``. ``threads`` sets torch's intra-op threads for the run (default: by
+    the work per step, see ``threads.py``); the caller's setting is restored at the end.
     """
+    dev, ctx = _device_and_processes(device)
+    recipe, resume_state, run_dir = resolve_run(recipe, out_dir=out_dir, epochs=epochs,
+                                                resume=resume)
+    threads_before = torch.get_num_threads()
+    try:
+        run = setup_run(recipe, run_dir, dev, ctx, data_dir=data_dir)
+        state = init_or_resume(run, resume_state, resume, log)
+        choice = choose_run_threads(run, threads)
+        torch.set_num_threads(choice.threads)
+        net = _wrap_for_training(run)
+        _start_run_directory(run, choice, log)
+        t_start = time.perf_counter()
+        last = run.all_epochs if stop_after is None else min(run.all_epochs, stop_after)
+        bar = _progress(progress and ctx.is_main)
+        with bar if bar is not None else nullcontext():
+            for epoch in range(state.next_epoch, last):
+                extra = begin_epoch(run, state, epoch, log)
+                task = bar.add_task(f"epoch {epoch + 1}/{run.all_epochs}",
+                                    total=run.iters_per_epoch, info="") if bar else None
+                totals = train_epoch(run, state, net, epoch, bar, task)
+                improved = evaluate_epoch(run, state, epoch, totals, extra)
+                if bar is not None:
+                    bar.update(task, info=f"test acc {state.final_accuracy:.2f}% "
+                                          f"(best {state.best:.2f}%)")
+                if ctx.is_main:
+                    save_epoch(run, state, improved)
+        seconds = time.perf_counter() - t_start
+        if run.qat_epochs:
+            from .qat import detach_quantizers
+
+            detach_quantizers(run.model)
+    finally:
+        torch.set_num_threads(threads_before)
+    if ctx.is_main:
+        log(f"{recipe.name}: best test accuracy {state.best:.2f}%, final "
+            f"{state.final_accuracy:.2f}% after {run.all_epochs} epochs ({seconds:.1f} s); "
+            f"model written to {run_dir / 'model.pt'}")
+    return TrainResult(run_dir, state.best, state.final_accuracy, run.all_epochs, seconds,
+                       state.history, run.model, recipe)
+
+
+def _device_and_processes(device: str | None) -> tuple[torch.device, DistContext]:
+    """The torch device and, under torchrun, this process's place in the group (each rank
+    takes its own GPU)."""
     dev = resolve_device(device)
     ctx = setup_distributed(str(dev))
     if ctx.enabled and dev.type == "cuda":
         dev = torch.device("cuda", ctx.local_rank)
+    return dev, ctx
+
+
+def resolve_run(recipe: Recipe, *, out_dir: str | Path | None, epochs: int | None,
+                resume: str | Path | None) -> tuple[Recipe, dict[str, Any] | None, Path]:
+    """The recipe to run (a resumed run's own, with ``epochs`` applied), the checkpoint to
+    resume from (or None) and the run directory (``out_dir``, the resumed run's, or
+    ``runs/NAME``)."""
     resume_state = None
     if resume is not None:
         resume_state = read_checkpoint(resume)
@@ -233,49 +370,47 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
     run_dir = Path(out_dir) if out_dir else Path("runs") / recipe.name
     if resume is not None and out_dir is None:
         run_dir = Path(resume).parent
-    cfg, tcfg = recipe.data, recipe.train
+    return recipe, resume_state, run_dir
 
+
+def setup_run(recipe: Recipe, run_dir: Path, dev: torch.device, ctx: DistContext, *,
+              data_dir: str | None = None) -> TrainSetup:
+    """Seed, load the data, build the model and the optimizer, in the order of random draws
+    (seeds, data, model) that every checkpoint was written with."""
+    cfg, tcfg = recipe.data, recipe.train
     torch.manual_seed(recipe.seed)
     random.seed(recipe.seed)
     data_root = data_dir or cfg.data_dir
-    T = recipe.model.T
-    train_set = load_dataset(cfg.dataset, "train", data_root, T=T)
-    test_set = load_dataset(cfg.dataset, "test", data_root, T=T)
+    train_set = load_dataset(cfg.dataset, "train", data_root, T=recipe.model.T)
+    test_set = load_dataset(cfg.dataset, "test", data_root, T=recipe.model.T)
     augment = train_augmentation(cfg.dataset) if cfg.augment else None
     eval_tf = data_eval_transform(cfg.dataset)
     in_shape = DATASET_INFO[cfg.dataset].input_shape  # one time step, after the eval transform
     model = build_from_recipe(recipe, in_shape, train_set.num_classes).to(dev)
 
-    # data.batch_size is the global batch (the paper's 128); each process takes its share.
     if cfg.batch_size % ctx.world_size:
         raise ValueError(f"data.batch_size {cfg.batch_size} is not divisible by the "
                          f"{ctx.world_size} processes; choose a multiple of {ctx.world_size}")
-    rank_batch = cfg.batch_size // ctx.world_size
-    iters_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    total_iters = tcfg.epochs * iters_per_epoch
-    warmup_iters = int(round(tcfg.warmup_epochs * iters_per_epoch))
     target = recipe.target
-    hw_target = hardware_target(recipe)
-    qat_epochs = target.qat_epochs if target is not None else 0
-    qat_lr = (target.qat_lr or tcfg.lr / 10) if target is not None else 0.0
-    all_epochs = tcfg.epochs + qat_epochs
     # Coupled L2 on every parameter that receives a gradient, gains and b_E included (spec §7).
     # One optimizer stands for the reference's two identical ones (clamped and free).
     opt = torch.optim.SGD(model.parameters(), lr=tcfg.init_lr, momentum=tcfg.momentum,
                           weight_decay=tcfg.weight_decay)
+    return TrainSetup(
+        recipe=recipe, run_dir=run_dir, device=dev, ctx=ctx, train_set=train_set,
+        test_set=test_set, augment=augment, eval_tf=eval_tf, model=model, optimizer=opt,
+        rank_batch=cfg.batch_size // ctx.world_size,
+        iters_per_epoch=math.ceil(len(train_set) / cfg.batch_size),
+        hw_target=hardware_target(recipe),
+        qat_epochs=target.qat_epochs if target is not None else 0,
+        qat_lr=(target.qat_lr or tcfg.lr / 10) if target is not None else 0.0)
 
-    def lr_at(it: int) -> float:
-        if it < total_iters:
-            return warmup_cosine(it, peak=tcfg.lr, init=tcfg.init_lr, warmup_iters=warmup_iters,
-                                 total_iters=total_iters)
-        # the QAT epochs: a fresh cosine from qat_lr down to 0
-        done = (it - total_iters) / max(1, qat_epochs * iters_per_epoch)
-        return 0.5 * qat_lr * (1.0 + math.cos(math.pi * min(done, 1.0)))
 
-    history: list[dict[str, float]] = []
-    start_epoch, iteration, best = 0, 0, -1.0
-    is_ei = bool(ei_layers(model))
-
+def init_or_resume(run: TrainSetup, resume_state: dict[str, Any] | None,
+                   resume: str | Path | None, log: Callable[[str], None]) -> TrainState:
+    """A resumed run's weights, optimizer, counters, history and RNG states; else E-I Init on one
+    augmented training batch, as the reference does (rank 0 initialises, then broadcasts)."""
+    model, ctx = run.model, run.ctx
     if resume_state is not None:
         model.load_state_dict(resume_state["state_dict"])
         bad = constraint_violations(model)
@@ -283,186 +418,161 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
             raise CheckpointError(f"{resume}: constrained parameter(s) {', '.join(bad[:5])} "
                                   "hold negative values; this is not a run eideploy wrote")
         st = resume_state["trainer"]
-        opt.load_state_dict(st["optimizer"])
-        start_epoch, iteration, best = st["next_epoch"], st["iteration"], st["best_accuracy"]
-        history = list(st["history"])
+        run.optimizer.load_state_dict(st["optimizer"])
+        state = TrainState(st["next_epoch"], st["iteration"], st["best_accuracy"],
+                           list(st["history"]))
         _set_rng_state(st["rng"])
-        log(f"resuming {recipe.name} at epoch {start_epoch + 1}/{all_epochs} from {resume}")
-    elif is_ei:
-        # E-I Init on one augmented training batch, as the reference does; rank 0 then broadcasts.
-        init_bs = tcfg.init_batch_size or cfg.batch_size
-        x0, _ = next(iter(_batches(train_set, init_bs, torch.Generator().manual_seed(recipe.seed),
-                                   dev, augment, DistContext())))
+        log(f"resuming {run.recipe.name} at epoch {state.next_epoch + 1}/{run.all_epochs} "
+            f"from {resume}")
+        return state
+    if ei_layers(model):
+        recipe = run.recipe
+        init_bs = recipe.train.init_batch_size or recipe.data.batch_size
+        x0, _ = next(iter(_batches(run.train_set, init_bs,
+                                   torch.Generator().manual_seed(recipe.seed), run.device,
+                                   run.augment, DistContext())))
         if ctx.is_main:
             ei_init(model, x0, seed=recipe.seed)
         if ctx.enabled:
             broadcast_module_(model)
         if not is_initialised(model):
             raise RuntimeError("E-I Init did not reach every layer")
+    return TrainState()
 
-    net = model
-    if ctx.enabled:
+
+def choose_run_threads(run: TrainSetup, requested: int | None = None) -> ThreadChoice:
+    """The run's intra-op threads by the rule of ``threads.py``, from the forward FLOPs of one
+    training sample (the model must be initialised or resumed: it runs once, drawing nothing)."""
+    flops = None
+    if requested is None and run.device.type == "cpu":
+        sample, _ = next(iterate_batches(run.train_set, 1, shuffle=False, device=run.device,
+                                         augment=run.eval_tf))
+        flops = step_flops(run.model, sample, run.rank_batch)
+    return choose_threads(flops, available=torch.get_num_threads(), requested=requested,
+                          device=run.device.type)
+
+
+def _wrap_for_training(run: TrainSetup) -> nn.Module:
+    """The module the steps call: DDP across processes, torch.compile when the recipe asks."""
+    net = run.model
+    if run.ctx.enabled:
         net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.local_rank] if dev.type == "cuda" else None)
-    if tcfg.compile:
+            net, device_ids=[run.ctx.local_rank] if run.device.type == "cuda" else None)
+    if run.recipe.train.compile:
         net = torch.compile(net)
-
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-        n_params = sum(p.numel() for p in model.parameters())
-        log(f"{recipe.name}: {recipe.model.arch} ({n_params / 1e6:.3f}M parameters), "
-            f"{len(train_set)} train / {len(test_set)} test samples, T={T}, device {dev}"
-            + (f", {ctx.world_size} processes" if ctx.enabled else ""))
-
-    t_start = time.perf_counter()
-    bar = _progress(progress and ctx.is_main)
-    final_acc = history[-1]["test_accuracy"] if history else float("nan")
-    with bar if bar is not None else nullcontext():
-        last = all_epochs if stop_after is None else min(all_epochs, stop_after)
-        for epoch in range(start_epoch, last):
-            net.train()
-            extra: dict[str, float] = {}
-            budgets = prune_for_epoch(model, recipe, epoch)
-            if budgets is not None and ctx.is_main and target is not None \
-                    and epoch < target.prune_start + target.prune_epochs:
-                log(f"epoch {epoch + 1}: pruned layers keep at most {budgets} inputs per neuron")
-            if epoch >= tcfg.epochs:
-                from .qat import attach_quantizers
-
-                if epoch == tcfg.epochs:
-                    # the float phase's best is kept as float.pt; model.pt becomes the best
-                    # QAT epoch (the model to export)
-                    if ctx.is_main and (run_dir / "model.pt").is_file():
-                        shutil.copyfile(run_dir / "model.pt", run_dir / "float.pt")
-                    best = -1.0
-                extra = {f"qat_{k}": v for k, v in
-                         attach_quantizers(model, hw_target, seed=0).items()}
-            epoch_gen = torch.Generator().manual_seed(recipe.seed * 100003 + epoch)
-            task = bar.add_task(f"epoch {epoch + 1}/{all_epochs}", total=iters_per_epoch,
-                                info="") if bar else None
-            t0 = time.perf_counter()
-            running = torch.zeros(2, dtype=torch.float64, device=dev)  # loss sum, correct
-            seen = 0.0
-            for x, y in _batches(train_set, rank_batch, epoch_gen, dev, augment, ctx):
-                lr = lr_at(iteration)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                with _autocast(dev, tcfg.amp):
-                    logits = net(x).float()
-                loss = F.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                project_nonnegative_(model)
-                iteration += 1
-                # Running sums stay on the device: reading them every step would stall a GPU.
-                running += torch.stack([loss.detach().double() * y.numel(),
-                                        (logits.detach().argmax(1) == y).sum().double()])
-                seen += y.numel()
-                if bar is not None:
-                    info = None
-                    if iteration % PROGRESS_EVERY == 0:
-                        loss_sum, correct = running.tolist()
-                        rate = seen * ctx.world_size / max(time.perf_counter() - t0, 1e-9)
-                        info = (f"loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}% "
-                                f"lr {lr:.2e} {rate:.0f} samples/s")
-                    bar.update(task, advance=1, **({"info": info} if info else {}))
-            loss_sum, correct = running.tolist()
-            train_time = time.perf_counter() - t0
-            loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], dev)
-            metrics = evaluate(model, test_set, batch_size=cfg.eval_batch_size, device=dev,
-                               transform=eval_tf, amp=tcfg.amp, ctx=ctx)
-            final_acc = metrics["accuracy"]
-            row = {"epoch": epoch + 1, "train_loss": loss_sum / seen,
-                   "train_accuracy": 100.0 * correct / seen, "test_loss": metrics["loss"],
-                   "test_accuracy": metrics["accuracy"], "lr": lr_at(iteration - 1),
-                   "epoch_seconds": train_time, "samples_per_second": seen / train_time,
-                   **({"qat": float(epoch >= tcfg.epochs), **extra} if target is not None
-                      else {})}
-            history.append(row)
-            improved = metrics["accuracy"] > best
-            best = max(best, metrics["accuracy"])
-            if bar is not None:
-                bar.update(task, info=f"test acc {metrics['accuracy']:.2f}% (best {best:.2f}%)")
-            if ctx.is_main:
-                summary = {"best_test_accuracy": best, "final_test_accuracy": final_acc,
-                           "epochs": epoch + 1}
-                if improved:
-                    save_checkpoint(run_dir / "model.pt", model, recipe=recipe.to_dict(),
-                                    metrics={**summary, "epoch": epoch + 1})
-                save_checkpoint(run_dir / "latest.pt", model, recipe=recipe.to_dict(),
-                                metrics=summary, extra={
-                                    "next_epoch": epoch + 1, "iteration": iteration,
-                                    "best_accuracy": best, "history": history,
-                                    "optimizer": opt.state_dict(), "rng": _rng_state()})
-                _write_metrics(run_dir, history, summary)
-    seconds = time.perf_counter() - t_start
-    if qat_epochs:
-        from .qat import detach_quantizers
-
-        detach_quantizers(model)
-    if ctx.is_main:
-        log(f"{recipe.name}: best test accuracy {best:.2f}%, final {final_acc:.2f}% after "
-            f"{all_epochs} epochs ({seconds:.1f} s); model written to {run_dir / 'model.pt'}")
-        if hw_target is not None and last == all_epochs and (run_dir / "model.pt").is_file():
-            hardware = hardware_summary(run_dir, test_set, hw_target,
-                                        batch_size=cfg.eval_batch_size, transform=eval_tf)
-            summary = json.loads((run_dir / "metrics.json").read_text())
-            summary["hardware"] = hardware
-            (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-            for name, rec in hardware.items():
-                exported = rec["exported_accuracy"]
-                log(f"{name}.pt: torch {rec['torch_accuracy']:.2f}%, exported (quantized) graph "
-                    + (f"{exported:.2f}%" if exported is not None else "n/a")
-                    + f", {rec['drc_violations']} design-rule violation(s)")
-    return TrainResult(run_dir, best, final_acc, all_epochs, seconds, history, model)
+    return net
 
 
-def hardware_summary(run_dir: Path, test_set, target, *, batch_size: int = 256,
-                     transform: Callable | None = None) -> dict[str, dict[str, Any]]:
-    """For ``model.pt`` (and ``float.pt`` when QAT ran): the torch test accuracy, the design-rule
-    check of its lowered graph on ``target``, and the test accuracy of the float graph and of the
-    exported (quantized) graph, both run by the float executor."""
-    from ..graph.execute import FloatExecutor
-    from ..graph.lowering import lower
-    from ..targets.dynapse2.compile import compile_graph
-    from ..targets.dynapse2.drc import check
-    from .checkpoint import load_model
+def _start_run_directory(run: TrainSetup, threads: ThreadChoice,
+                         log: Callable[[str], None]) -> None:
+    """Rank 0 creates the run directory, writes ``recipe.yaml`` and logs what runs where."""
+    if not run.ctx.is_main:
+        return
+    recipe, ctx = run.recipe, run.ctx
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    (run.run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    n_params = sum(p.numel() for p in run.model.parameters())
+    log(f"{recipe.name}: {recipe.model.arch} ({n_params / 1e6:.3f}M parameters), "
+        f"{len(run.train_set)} train / {len(run.test_set)} test samples, T={recipe.model.T}, "
+        f"device {run.device}" + (f", {ctx.world_size} processes" if ctx.enabled else ""))
+    log(f"{threads.threads} intra-op thread(s): {threads.reason}")
 
-    cpu = torch.device("cpu")
-    out: dict[str, dict[str, Any]] = {}
-    for name in ("float.pt", "model.pt"):
-        path = run_dir / name
-        if not path.is_file():
-            continue
-        model, _ = load_model(path)
-        torch_acc = evaluate(model, test_set, batch_size=batch_size, device=cpu,
-                             transform=transform)["accuracy"]
-        graph = lower(model)
-        report = check(graph, target)
-        record: dict[str, Any] = {"torch_accuracy": torch_acc,
-                                  "drc_violations": len(report.violations),
-                                  "exported_accuracy": None}
-        if report.ok:
-            compiled = compile_graph(graph, target)
-            executors = (FloatExecutor(graph), FloatExecutor(compiled.qgraph.graph))
-            hits = [0, 0]
-            count = 0
-            for x, y in iterate_batches(test_set, batch_size, shuffle=False, device=cpu,
-                                        augment=transform):
-                for i, executor in enumerate(executors):
-                    hits[i] += int((executor.predict(x.numpy()) == y.numpy()).sum())
-                count += y.numel()
-            summary = compiled.summary()
-            record.update(graph_accuracy=100.0 * hits[0] / count,
-                          exported_accuracy=100.0 * hits[1] / count,
-                          quantization_relative_rmse=summary["quantization"]["relative_rmse"],
-                          neurons=summary["neurons"], cores=summary["cores"],
-                          chips=summary["chips"], max_fan_in=summary["cam"]["max_per_neuron"],
-                          dropped_synapses=summary["dropped_synapses"])
-        out[name.removesuffix(".pt")] = record
-    return out
+
+def begin_epoch(run: TrainSetup, state: TrainState, epoch: int,
+                log: Callable[[str], None]) -> dict[str, float]:
+    """The epoch's phase: prune the ``pruned`` layers to this epoch's budget and, in the QAT
+    epochs, attach the quantizers (at the first one, keep the float phase's best as
+    ``float.pt``). Returns the QAT statistics for the metrics row."""
+    recipe, ctx, target = run.recipe, run.ctx, run.recipe.target
+    budgets = prune_for_epoch(run.model, recipe, epoch)
+    if budgets is not None and ctx.is_main and target is not None \
+            and epoch < target.prune_start + target.prune_epochs:
+        log(f"epoch {epoch + 1}: pruned layers keep at most {budgets} inputs per neuron")
+    if epoch < recipe.train.epochs:
+        return {}
+    from .qat import attach_quantizers
+
+    if epoch == recipe.train.epochs:
+        # the float phase's best is kept as float.pt; model.pt becomes the best QAT epoch (the
+        # model to export)
+        if ctx.is_main and (run.run_dir / "model.pt").is_file():
+            shutil.copyfile(run.run_dir / "model.pt", run.run_dir / "float.pt")
+        state.best = -1.0
+    return {f"qat_{k}": v for k, v in attach_quantizers(run.model, run.hw_target, seed=0).items()}
+
+
+def train_epoch(run: TrainSetup, state: TrainState, net: nn.Module, epoch: int,
+                bar=None, task=None) -> EpochTotals:
+    """One pass over the training split: projected SGD per batch (step, then clamp the
+    constrained parameters to >= 0, spec §7), the learning rate set per iteration."""
+    dev, opt, model = run.device, run.optimizer, run.model
+    net.train()
+    epoch_gen = torch.Generator().manual_seed(run.recipe.seed * 100003 + epoch)
+    t0 = time.perf_counter()
+    running = torch.zeros(2, dtype=torch.float64, device=dev)  # loss sum, correct
+    seen = 0.0
+    for x, y in _batches(run.train_set, run.rank_batch, epoch_gen, dev, run.augment, run.ctx):
+        lr = run.lr_at(state.iteration)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with _autocast(dev, run.recipe.train.amp):
+            logits = net(x).float()
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        project_nonnegative_(model)
+        state.iteration += 1
+        # Running sums stay on the device: reading them every step would stall a GPU.
+        running += torch.stack([loss.detach().double() * y.numel(),
+                                (logits.detach().argmax(1) == y).sum().double()])
+        seen += y.numel()
+        if bar is not None:
+            info = None
+            if state.iteration % PROGRESS_EVERY == 0:
+                loss_sum, correct = running.tolist()
+                rate = seen * run.ctx.world_size / max(time.perf_counter() - t0, 1e-9)
+                info = (f"loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}% "
+                        f"lr {lr:.2e} {rate:.0f} samples/s")
+            bar.update(task, advance=1, **({"info": info} if info else {}))
+    loss_sum, correct = running.tolist()
+    seconds = time.perf_counter() - t0
+    loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], dev)
+    return EpochTotals(loss_sum, correct, seen, seconds)
+
+
+def evaluate_epoch(run: TrainSetup, state: TrainState, epoch: int, totals: EpochTotals,
+                   extra: dict[str, float]) -> bool:
+    """Test the model, append the epoch's metrics row and update the best accuracy; returns
+    whether this epoch is the best so far."""
+    tcfg = run.recipe.train
+    metrics = evaluate(run.model, run.test_set, batch_size=run.recipe.data.eval_batch_size,
+                       device=run.device, transform=run.eval_tf, amp=tcfg.amp, ctx=run.ctx)
+    state.history.append({
+        "epoch": epoch + 1, "train_loss": totals.loss_sum / totals.seen,
+        "train_accuracy": 100.0 * totals.correct / totals.seen, "test_loss": metrics["loss"],
+        "test_accuracy": metrics["accuracy"], "lr": run.lr_at(state.iteration - 1),
+        "epoch_seconds": totals.seconds, "samples_per_second": totals.seen / totals.seconds,
+        **({"qat": float(epoch >= tcfg.epochs), **extra} if run.recipe.target is not None
+           else {})})
+    improved = metrics["accuracy"] > state.best
+    state.best = max(state.best, metrics["accuracy"])
+    state.next_epoch = epoch + 1
+    return improved
+
+
+def save_epoch(run: TrainSetup, state: TrainState, improved: bool) -> None:
+    """Rank 0 writes ``model.pt`` when the epoch improved, ``latest.pt`` (with everything
+    ``--resume`` needs) always, and the metrics files."""
+    recipe, summary = run.recipe.to_dict(), state.summary()
+    if improved:
+        save_checkpoint(run.run_dir / "model.pt", run.model, recipe=recipe,
+                        metrics={**summary, "epoch": state.next_epoch})
+    save_checkpoint(run.run_dir / "latest.pt", run.model, recipe=recipe, metrics=summary, extra={
+        "next_epoch": state.next_epoch, "iteration": state.iteration,
+        "best_accuracy": state.best, "history": state.history,
+        "optimizer": run.optimizer.state_dict(), "rng": _rng_state()})
+    _write_metrics(run.run_dir, state.history, summary)
 
 
 def _write_metrics(run_dir: Path, history: list[dict[str, float]], summary: dict) -> None:
