@@ -1,8 +1,13 @@
-"""``eideploy`` command line: a thin layer over the API.
+"""``eideploy`` command line: parsing and printing; every computation is a function of
+:mod:`eideploy.pipeline` (or of the stage it names).
 
 Exit codes (DESIGN §4): 0 ok; 1 a validation threshold failed; 2 bad usage or bad input file;
 3 missing optional dependency or device. User errors print one paragraph, no traceback
 (``--debug`` shows it).
+
+This module loads typer and rich only: each command imports the one pipeline module it calls
+when it runs (one import line per command), so that ``--help`` answers at once and
+``eideploy run`` without samna exits 3 within a second instead of loading torch first.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train deep E-I spiking networks and deploy them to DYNAP-SE2.")
@@ -92,29 +98,17 @@ def evaluate(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
 ) -> None:
     """Accuracy of a trained model, or of an export's float and quantized E-I graphs."""
-    from .data import eval_transform, load_dataset
+    from .pipeline.evaluate import evaluate_export, evaluate_model
 
     if model.is_dir():
-        _evaluate_export(model, data, data_dir, split, batch_size)
+        name, acc = _run(evaluate_export, model, data=data, data_dir=data_dir, split=split,
+                         batch_size=batch_size)
+        print(f"{model}: {name} {split} accuracy: float graph {acc['float']:.2f}%, quantized "
+              f"graph {acc['quantized']:.2f}% (drop {acc['float'] - acc['quantized']:.2f} "
+              "points)")
         return
-    from .train import load_model
-    from .train.trainer import evaluate as eval_fn
-    from .train.trainer import resolve_device
-
-    def go():
-        dev = resolve_device(device)
-        net, ckpt = load_model(model, dev)
-        recipe = ckpt.get("recipe") or {}
-        name = data or (recipe.get("data") or {}).get("dataset")
-        if not name:
-            raise ValueError(f"{model}: the checkpoint names no data set; pass --data NAME")
-        root = data_dir or (recipe.get("data") or {}).get("data_dir")
-        T = getattr(net, "T", 4)
-        dataset = load_dataset(name, split, root, T=T)
-        return name, eval_fn(net, dataset, batch_size=batch_size, device=dev,
-                             transform=eval_transform(name))
-
-    name, metrics = _run(go)
+    name, metrics = _run(evaluate_model, model, data=data, data_dir=data_dir, split=split,
+                         batch_size=batch_size, device=device)
     print(f"{model}: {name} {split} accuracy {metrics['accuracy']:.2f}%, "
           f"loss {metrics['loss']:.4f}")
 
@@ -149,117 +143,42 @@ def simulate(
     """Accuracy of the exported network in the integer or analog simulator; writes rasters."""
     if backend not in ("integer", "analog"):
         _fail(ValueError(f"--backend {backend!r}: use 'integer' or 'analog'"), EXIT_BAD_INPUT)
-    raster_dir = rasters if rasters is not None else out / "simulation"
+    from .pipeline import simulate as sim
+
     if backend == "analog":
-        _simulate_analog(out, data, data_dir, split, mismatch, trials, seed, calibrate,
-                         raster_dir, batch_size)
+        analog = _run(sim.simulate_analog, out, data=data, data_dir=data_dir, split=split,
+                      mismatch=mismatch, trials=trials, seed=seed, calibrate=calibrate,
+                      raster_dir=rasters, batch_size=batch_size, progress=True)
+        _print_analog(out, split, analog)
         return
-    from .sim.integer import IntegerSimulator
-    from .sim.integer import accuracy as int_accuracy
-
-    modes = division or ["exact", "lut:8", "shift"]
-
-    def go():
-        graph, x, y, name = _export_data(out, data, data_dir, split, quantized=True)
-        results = {m: int_accuracy(graph, x, y, division=m, batch_size=batch_size)
-                   for m in modes}
-        raster = {}
-        for mode in modes:
-            states = IntegerSimulator(graph, mode).run(x[:1], return_states=True).states
-            raster[f"integer {mode}"] = {p: s["output"][:, 0].reshape(graph.T, -1)
-                                         for p, s in states.items() if "output" in s}
-        written = _write_rasters(raster_dir, raster, f"{name} sample 0")
-        checks = {}
-        if onnx:
-            from .sim.onnx_export import check_against_simulator, save_onnx
-
-            for mode in modes:
-                path = raster_dir / f"integer-{mode.replace(':', '-')}.onnx"
-                save_onnx(IntegerSimulator(graph, mode), path)
-                checks[mode] = (path, check_against_simulator(graph, x, mode,
-                                                              batch_size=batch_size))
-        return name, results, written, checks
-
-    name, results, written, checks = _run(go)
-    for mode, (acc, saturations) in results.items():
-        sat = sum(saturations.values())
-        print(f"{out}: {name} {split} integer simulator, division {mode}: accuracy {acc:.2f}%, "
-              f"saturation events {sat}")
-    print(f"spike rasters of sample 0: {', '.join(str(p) for p in written)}")
-    for mode, (path, check) in checks.items():
-        verdict = "bit-identical" if check["bit_identical"] else "DIFFERENT"
-        print(f"onnxruntime, division {mode}: {verdict} to the simulator "
-              f"({check['mismatches']} of {check['elements']} elements differ; model {path})")
-    if any(not check["bit_identical"] for _, check in checks.values()):
+    result = _run(sim.simulate_integer, out, data=data, data_dir=data_dir, split=split,
+                  divisions=division or sim.DEFAULT_DIVISIONS, raster_dir=rasters, onnx=onnx,
+                  batch_size=batch_size)
+    for mode in result.modes:
+        print(f"{out}: {result.dataset} {split} integer simulator, division {mode.division}: "
+              f"accuracy {mode.accuracy:.2f}%, saturation events {mode.saturation_events}")
+    print(f"spike rasters of sample 0: {', '.join(str(p) for p in result.rasters)}")
+    for check in result.onnx:
+        verdict = "bit-identical" if check.bit_identical else "DIFFERENT"
+        print(f"onnxruntime, division {check.division}: {verdict} to the simulator "
+              f"({check.mismatches} of {check.elements} elements differ; model {check.path})")
+    if any(not check.bit_identical for check in result.onnx):
         raise typer.Exit(EXIT_FAILED)
 
 
-def _write_rasters(directory: Path, raster: dict, title: str) -> list[Path]:
-    """``raster.png`` and ``spikes.npz`` (``variant/population`` -> (T, neurons)) of one sample."""
-    import io
-
-    import numpy as np
-
-    from .atomic import atomic_write_bytes
-    from .pipeline.plots import plot_raster
-
-    directory.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{f"{v}/{p}": a for v, pops in raster.items()
-                                   for p, a in pops.items()})
-    atomic_write_bytes(directory / "spikes.npz", buffer.getvalue())
-    png = directory / "raster.png"
-    plot_raster(raster, directory / ".raster.png.partial", title=title)
-    (directory / ".raster.png.partial").replace(png)
-    return [png, directory / "spikes.npz"]
-
-
-def _simulate_analog(out: Path, data: str | None, data_dir: str | None, split: str,
-                     mismatch: float, trials: int, seed: int, calibrate: int, raster_dir: Path,
-                     batch_size: int) -> None:
-    import numpy as np
-
-    from .targets.dynapse2.analog import AnalogSimulator, accuracy_trials
-    from .targets.dynapse2.config import read_config
-
-    def go():
-        graph, x, y, name = _export_data(out, data, data_dir, split, quantized=True)
-        config = read_config(out / "dynapse2.json")
-        x_cal = None
-        if calibrate:  # unlabelled samples of the training split
-            from .data import load_dataset, to_float
-
-            train = load_dataset(name, "train", data_dir, T=graph.T)
-            x_cal = to_float(train.inputs[:calibrate]).numpy()
-        result = accuracy_trials(config, x, y, mismatch=mismatch, trials=trials, seed=seed,
-                                 batch_size=batch_size, progress=True, calibration=x_cal)
-        from .targets.dynapse2.biases import DT_SECONDS
-
-        sample = AnalogSimulator(config, mismatch=mismatch, seed=seed).run(x[:1], raster=True)
-        steps = max(int(round(sample.window / DT_SECONDS)), 1)
-        sizes = {p.name: p.size for p in graph.populations}
-        binned = {}  # spikes per model step (a 1 ms bin) and neuron, as the integer rasters
-        for pop, (times, neurons) in (sample.raster or {}).items():
-            counts = np.zeros((steps, sizes.get(pop, int(np.max(neurons, initial=-1)) + 1)))
-            step = np.minimum((np.asarray(times) / DT_SECONDS).astype(int), steps - 1)
-            np.add.at(counts, (step, np.asarray(neurons, dtype=int)), 1)
-            binned[pop] = counts
-        written = _write_rasters(raster_dir, {"analog": binned},
-                                 f"{name} sample 0, analog ({100 * mismatch:g}% mismatch, "
-                                 f"spikes per 1 ms step)") if binned else []
-        return name, result, written
-
-    name, result, written = _run(go)
+def _print_analog(out: Path, split: str, analog) -> None:
+    result, trials = analog.accuracy, analog.accuracy.trials
     spread = f" +- {result.std:.2f}" if trials > 1 else ""
-    print(f"{out}: {name} {split} analog simulator, mismatch {100 * mismatch:g}%, "
-          f"{trials} draw(s) from seed {seed}: accuracy {result.mean:.2f}%{spread} "
-          f"(per draw: {', '.join(f'{a:.2f}' for a in result.per_trial)})")
+    print(f"{out}: {analog.dataset} {split} analog simulator, mismatch "
+          f"{100 * result.mismatch:g}%, {trials} draw(s) from seed {analog.seed}: accuracy "
+          f"{result.mean:.2f}%{spread} (per draw: "
+          f"{', '.join(f'{a:.2f}' for a in result.per_trial)})")
     if result.calibrated_per_trial is not None:
-        print(f"  with the readout calibrated on {calibrate} unlabelled training samples: "
-              f"{result.calibrated_mean:.2f}%"
+        print(f"  with the readout calibrated on {analog.calibration_samples} unlabelled "
+              f"training samples: {result.calibrated_mean:.2f}%"
               + (f" +- {result.calibrated_std:.2f}" if trials > 1 else ""))
-    if written:
-        print(f"spike rasters of sample 0: {', '.join(str(p) for p in written)}")
+    if analog.rasters:
+        print(f"spike rasters of sample 0: {', '.join(str(p) for p in analog.rasters)}")
 
 
 @app.command()
@@ -284,35 +203,41 @@ def validate(
         min=0.0, help="exit 1 when an integer mode loses more than this many points against "
                       "the float model")]
     = None,
+    max_analog_drop: Annotated[float | None, typer.Option(
+        min=0.0, help="exit 1 when the analog simulator without mismatch loses more than this "
+                      "many points against the integer simulator (exact division)")]
+    = None,
     limit: Annotated[int | None, typer.Option(min=1, help="use the first N samples only")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
 ) -> None:
     """Compare float model, float and quantized graphs, integer simulator (each division mode)
     and analog simulator: accuracy, agreement, firing rates, spike-exactness, saturation."""
-    from rich.table import Table
-
-    from .pipeline.validate import accuracy_gate, validate_export, write_report
+    if max_analog_drop is not None and not analog:
+        _fail(ValueError("--max-analog-drop needs the analog simulator: drop --no-analog"),
+              EXIT_BAD_INPUT)
+    from .pipeline import validate as val
 
     directory = report_dir if report_dir is not None else out / "validation"
 
     def go():
-        if not out.exists():
-            from .pipeline.export import export_model
-
-            console.print(f"{out} does not exist: exporting {model} to DYNAP-SE2 first")
-            export_model(model, out, target="dynapse2")
-        report, arrays = validate_export(
+        report, arrays = val.validate_export(
             model, out, data=data, data_dir=data_dir, split=split,
             divisions=division or ("exact", "lut:8", "shift"),
             analog_mismatch=mismatch if analog else None, analog_trials=trials if analog else 0,
-            analog_calibration=calibrate,
-            batch_size=batch_size, limit=limit, log=lambda m: console.print(m, highlight=False))
-        write_report(report, arrays, directory)
+            analog_calibration=calibrate, batch_size=batch_size, limit=limit,
+            export_if_missing=True, log=lambda m: console.print(m, highlight=False))
+        val.write_report(report, arrays, directory)
         return report
 
     report = _run(go)
-    table = Table(title=f"validation of {out} ({report['data']['dataset']} {split}, "
-                        f"{report['data']['samples']} samples)")
+    title = (f"{out}: {report['data']['dataset']} {split}, {report['data']['samples']} samples")
+    headline = Table(title=f"validation of {title}")
+    for column in ("stage", "accuracy %", "change (points)"):
+        headline.add_column(column, justify="left" if column == "stage" else "right")
+    for row in val.headline(report):
+        headline.add_row(row.label, row.accuracy, row.drop)
+    _stdout.print(headline)
+    table = Table(title="every variant")
     for column in ("variant", "accuracy %", "agrees with float %", "saturation events"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for variant, entry in report["variants"].items():
@@ -322,21 +247,20 @@ def validate(
     for pop, exact in report["spike_exact"].items():
         print(f"{pop}: {100 * exact['steps']:.2f}% of time steps spike-exact between the "
               f"quantized graph and integer exact ({100 * exact['spikes']:.3f}% of spikes)")
-    if "mismatch" in report.get("analog", {}):
-        m = report["analog"]["mismatch"]
-        calibrated = (f"; {m['calibrated_accuracy_mean']:.2f} +- "
-                      f"{m['calibrated_accuracy_std']:.2f}% with the readout calibrated"
-                      if "calibrated_accuracy_mean" in m else "")
-        print(f"analog, {100 * m['relative_std']:g}% mismatch over {m['trials']} draws: "
-              f"{m['accuracy_mean']:.2f} +- {m['accuracy_std']:.2f}%{calibrated}")
     print(f"report: {directory / 'report.md'} (and report.json, rates.png, raster.png, "
           "divisors.png)")
+    failed = []
     if max_accuracy_drop is not None:
-        failed = accuracy_gate(report, max_accuracy_drop)
-        if failed:
-            console.print("[bold red]accuracy drop above --max-accuracy-drop "
-                          f"{max_accuracy_drop:g}:[/] " + "; ".join(failed), highlight=False)
-            raise typer.Exit(EXIT_FAILED)
+        failed += [("--max-accuracy-drop", max_accuracy_drop, reason)
+                   for reason in val.accuracy_gate(report, max_accuracy_drop)]
+    if max_analog_drop is not None:
+        failed += [("--max-analog-drop", max_analog_drop, reason)
+                   for reason in _run(val.analog_gate, report, max_analog_drop)]
+    for option, limit_points, reason in failed:
+        console.print(f"[bold red]accuracy drop above {option} {limit_points:g}:[/] {reason}",
+                      highlight=False)
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command("run")
@@ -381,32 +305,12 @@ def run_command(
 
 def _export_data(out: Path, data: str | None, data_dir: str | None, split: str,
                  quantized: bool):
-    """The (quantized) graph of an export directory and the data set it was trained on."""
-    from .data import load_dataset, to_float
-    from .graph import EIGraph
+    """``(graph, x, y, dataset)`` of an export directory (for ``run``; see
+    :func:`eideploy.pipeline.simulate.export_data`)."""
+    from .pipeline.simulate import export_data
 
-    graph = EIGraph.load(out / "quantized" if quantized else out)
-    name = data or graph.meta.get("dataset")
-    if not name:
-        raise ValueError(f"{out}: the export names no data set; pass --data NAME")
-    dataset = load_dataset(name, split, data_dir, T=graph.T)
-    return graph, to_float(dataset.inputs).numpy(), dataset.labels.numpy(), name
-
-
-def _evaluate_export(out: Path, data: str | None, data_dir: str | None, split: str,
-                     batch_size: int) -> None:
-    """The exported network run by the graph's executor: float graph vs quantized graph."""
-    from .graph import EIGraph
-    from .graph.execute import accuracy
-
-    def go():
-        graph, x, y, name = _export_data(out, data, data_dir, split, quantized=False)
-        graphs = {"float": graph, "quantized": EIGraph.load(out / "quantized")}
-        return name, {k: accuracy(g, x, y, batch_size=batch_size) for k, g in graphs.items()}
-
-    name, acc = _run(go)
-    print(f"{out}: {name} {split} accuracy: float graph {acc['float']:.2f}%, quantized graph "
-          f"{acc['quantized']:.2f}% (drop {acc['float'] - acc['quantized']:.2f} points)")
+    loaded = export_data(out, data, data_dir, split, quantized)
+    return loaded.graph, loaded.x, loaded.y, loaded.dataset
 
 
 class _Stdout:
@@ -447,15 +351,13 @@ def export_command(
     Exit codes: 0 written; 1 the network does not fit the target (every violation listed);
     2 bad input (model file, target, output directory); 3 a missing optional dependency.
     """
-    from .pipeline.export import export_model
-    from .targets.dynapse2.compile import DoesNotFit
-    from .targets.dynapse2.place import MappingError
+    from .pipeline import export as exp
 
     def go():
         try:
-            return export_model(model, out, target=target, seed=seed, chips=chips,
-                                overwrite=overwrite)
-        except (DoesNotFit, MappingError) as exc:
+            return exp.export_model(model, out, target=target, seed=seed, chips=chips,
+                                    overwrite=overwrite)
+        except (exp.DoesNotFit, exp.MappingError) as exc:
             _print_does_not_fit(exc, model)
 
     result = _run(go)
@@ -463,9 +365,7 @@ def export_command(
     _stdout.print(f"wrote {len(result.files) + 1} files to {result.out_dir}", soft_wrap=True)
 
 
-def _export_table(s: dict, target: dict, graph: str):
-    from rich.table import Table
-
+def _export_table(s: dict, target: dict, graph: str) -> Table:
     table = Table(title=f"{graph} on {target['name']} ({target['chips']} chip(s))")
     table.add_column("quantity")
     table.add_column("used", justify="right")
@@ -499,23 +399,18 @@ def inspect_command(
     chips: Annotated[int | None, typer.Option(min=1, help="chips on the board")] = None,
 ) -> None:
     """Describe a model (architecture, layers, metrics, fit to a target) or an export."""
-    import torch
-
-    from .pipeline.export import model_overview, read_export
-
-    torch.set_num_threads(1)  # a few element-wise checks: threads only add start-up and contention
+    from .pipeline import export as exp
 
     if path.is_dir():
-        manifest, report, state = _run(read_export, path)
+        manifest, report, state = _run(exp.read_export, path)
         _print_export(path, manifest, report, state)
     else:
-        overview = _run(model_overview, path, target=target, chips=chips)
+        # a few element-wise checks: torch's threads would only add start-up and contention
+        overview = _run(exp.model_overview, path, target=target, chips=chips, threads=1)
         _print_model(overview)
 
 
 def _print_model(o: dict) -> None:
-    from rich.table import Table
-
     args = ", ".join(f"{k}={v}" for k, v in o["arguments"].items())
     _stdout.print(f"[bold]{o['file']}[/]  sha256 {o['sha256'][:16]}...", soft_wrap=True)
     _stdout.print(f"architecture: {o['architecture']}({args})", soft_wrap=True)
@@ -564,8 +459,6 @@ def _print_model(o: dict) -> None:
 
 
 def _print_export(path: Path, manifest: dict, report: dict | None, state: dict) -> None:
-    from rich.table import Table
-
     src, tgt, versions = manifest["source"], manifest["target"], manifest["versions"]
     _stdout.print(f"[bold]{path}[/]: eideploy export (format {manifest['format_version']}) of "
                   f"graph {manifest['graph']!r} for {tgt['name']} ({tgt['chips']} chip(s)), "
