@@ -199,7 +199,7 @@ def _compile_projection(proj: Projection, source: Population, target: Population
     """
     where = f"projection {proj.name} ({proj.op}, {proj.source} -> {proj.target})"
     pool = int(proj.attrs.get("pool", 1))
-    src, tgt = tuple(source.shape), tuple(target.shape)
+    src = tuple(source.shape)
     if pool > 1:
         src_map = _map_shape(src)
         if src_map is None:
@@ -211,57 +211,79 @@ def _compile_projection(proj: Projection, source: Population, target: Population
             return None
     else:
         pooled = src
+    build = _OPERATORS.get(proj.op)
+    if build is None:
+        problems.append(f"{where}: unknown op {proj.op!r}")
+        return None
     weight = np.ascontiguousarray(proj.weight, dtype=ACCUMULATE)
+    op = build(proj, weight, pooled, tuple(target.shape), where, problems)
+    if op is None or pool == 1:
+        return op
+    return lambda x: op(avg_pool(x, pool))
+
+
+def _dense(proj: Projection, weight: np.ndarray, pooled: tuple[int, ...],
+           tgt: tuple[int, ...], where: str, problems: list[str]) -> Operator | None:
     n_src, n_tgt = int(np.prod(pooled)), int(np.prod(tgt))
+    if weight.shape != (n_tgt, n_src):
+        problems.append(f"{where}: weight {weight.shape}, expected ({n_tgt}, {n_src}) for a "
+                        f"{pooled} source (C-major) and a {tgt} target")
+        return None
+    w_t = np.ascontiguousarray(weight.T)
+    return lambda x: (x.reshape(x.shape[0], -1) @ w_t).reshape(-1, *tgt)
 
-    def pooled_input(x: np.ndarray) -> np.ndarray:
-        return avg_pool(x, pool) if pool > 1 else x
 
-    if proj.op == "dense":
-        if weight.shape != (n_tgt, n_src):
-            problems.append(f"{where}: weight {weight.shape}, expected ({n_tgt}, {n_src}) for a "
-                            f"{pooled} source (C-major) and a {tgt} target")
-            return None
-        w_t = np.ascontiguousarray(weight.T)
-        return lambda x: (pooled_input(x).reshape(x.shape[0], -1) @ w_t).reshape(-1, *tgt)
-    if proj.op == "conv":
-        stride, padding = int(proj.attrs.get("stride", 1)), int(proj.attrs.get("padding", 0))
-        if weight.ndim != 4 or len(pooled) != 3 or len(tgt) != 3:
-            problems.append(f"{where}: conv needs (C, H, W) populations and a (O, C, k, k) "
-                            f"weight, got {pooled} -> {tgt} with {weight.shape}")
-            return None
-        kh, kw = weight.shape[2:]
-        out_hw = ((pooled[1] + 2 * padding - kh) // stride + 1,
-                  (pooled[2] + 2 * padding - kw) // stride + 1)
-        if weight.shape[:2] != (tgt[0], pooled[0]) or out_hw != tgt[1:]:
-            problems.append(f"{where}: weight {weight.shape} with stride {stride} and padding "
-                            f"{padding} maps {pooled} to {(weight.shape[0], *out_hw)}, "
-                            f"not the target {tgt}")
-            return None
-        return lambda x: conv2d(pooled_input(x), weight, stride, padding)
-    if proj.op == "pointwise":
-        if weight.shape != (tgt[0], pooled[0]) or tuple(pooled[1:]) != tuple(tgt[1:]):
-            problems.append(f"{where}: point-wise weight {weight.shape} does not map {pooled} "
-                            f"to {tgt} (same pixels, channels {pooled[0]} -> {tgt[0]})")
-            return None
-        return lambda x: _pointwise(pooled_input(x), weight)
-    if proj.op == "sparse":
-        indices = proj.indices
-        if indices is None or indices.ndim != 2 or indices.shape != (weight.shape[0], 2):
-            problems.append(f"{where}: sparse projections need indices (nnz, 2)")
-            return None
-        if indices.size and (indices.min() < 0 or indices[:, 0].max() >= n_tgt
-                             or indices[:, 1].max() >= n_src):
-            problems.append(f"{where}: indices out of range for {n_tgt} target and {n_src} "
-                            "source neurons")
-            return None
-        # CSR (target x source): duplicate pairs add up, as parallel synapses do.
-        matrix = scipy.sparse.csr_matrix((weight, (indices[:, 0], indices[:, 1])),
-                                         shape=(n_tgt, n_src), dtype=ACCUMULATE)
-        return lambda x: np.ascontiguousarray(
-            (matrix @ pooled_input(x).reshape(x.shape[0], -1).T).T).reshape(-1, *tgt)
-    problems.append(f"{where}: unknown op {proj.op!r}")
-    return None
+def _conv(proj: Projection, weight: np.ndarray, pooled: tuple[int, ...],
+          tgt: tuple[int, ...], where: str, problems: list[str]) -> Operator | None:
+    stride, padding = int(proj.attrs.get("stride", 1)), int(proj.attrs.get("padding", 0))
+    if weight.ndim != 4 or len(pooled) != 3 or len(tgt) != 3:
+        problems.append(f"{where}: conv needs (C, H, W) populations and a (O, C, k, k) "
+                        f"weight, got {pooled} -> {tgt} with {weight.shape}")
+        return None
+    kh, kw = weight.shape[2:]
+    out_hw = ((pooled[1] + 2 * padding - kh) // stride + 1,
+              (pooled[2] + 2 * padding - kw) // stride + 1)
+    if weight.shape[:2] != (tgt[0], pooled[0]) or out_hw != tgt[1:]:
+        problems.append(f"{where}: weight {weight.shape} with stride {stride} and padding "
+                        f"{padding} maps {pooled} to {(weight.shape[0], *out_hw)}, "
+                        f"not the target {tgt}")
+        return None
+    return lambda x: conv2d(x, weight, stride, padding)
+
+
+def _pointwise_operator(proj: Projection, weight: np.ndarray, pooled: tuple[int, ...],
+                        tgt: tuple[int, ...], where: str, problems: list[str]
+                        ) -> Operator | None:
+    if weight.shape != (tgt[0], pooled[0]) or tuple(pooled[1:]) != tuple(tgt[1:]):
+        problems.append(f"{where}: point-wise weight {weight.shape} does not map {pooled} "
+                        f"to {tgt} (same pixels, channels {pooled[0]} -> {tgt[0]})")
+        return None
+    return lambda x: _pointwise(x, weight)
+
+
+def _sparse(proj: Projection, weight: np.ndarray, pooled: tuple[int, ...],
+            tgt: tuple[int, ...], where: str, problems: list[str]) -> Operator | None:
+    n_src, n_tgt = int(np.prod(pooled)), int(np.prod(tgt))
+    indices = proj.indices
+    if indices is None or indices.ndim != 2 or indices.shape != (weight.shape[0], 2):
+        problems.append(f"{where}: sparse projections need indices (nnz, 2)")
+        return None
+    if indices.size and (indices.min() < 0 or indices[:, 0].max() >= n_tgt
+                         or indices[:, 1].max() >= n_src):
+        problems.append(f"{where}: indices out of range for {n_tgt} target and {n_src} "
+                        "source neurons")
+        return None
+    # CSR (target x source): duplicate pairs add up, as parallel synapses do.
+    matrix = scipy.sparse.csr_matrix((weight, (indices[:, 0], indices[:, 1])),
+                                     shape=(n_tgt, n_src), dtype=ACCUMULATE)
+    return lambda x: np.ascontiguousarray(
+        (matrix @ x.reshape(x.shape[0], -1).T).T).reshape(-1, *tgt)
+
+
+#: The operator builder of each projection op: ``(projection, weight, pooled source shape,
+#: target shape, where, problems) -> operator``, None (and a problem) on a shape mismatch.
+_OPERATORS: dict[str, Callable[..., Operator | None]] = {
+    "dense": _dense, "conv": _conv, "pointwise": _pointwise_operator, "sparse": _sparse}
 
 
 def _rounded(op: Operator, dtype: type) -> Operator:

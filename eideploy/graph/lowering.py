@@ -58,21 +58,7 @@ def lower(model: SpikingNetwork, *, name: str | None = None,
     """
     net = getattr(model, "module", model)  # unwrap DistributedDataParallel
     kind = type(net).__name__
-    for attr in ("pipeline", "in_shape", "num_classes", "T"):
-        if not hasattr(net, attr):
-            raise ValueError(f"lower: {kind} is not an eideploy SpikingNetwork (no {attr}); "
-                             "build it with eideploy.networks.build_network")
-    steps = _named_steps(net)
-    _check_structure(steps, kind)  # first, so a ResNet is refused for its adds, not its init
-    options = getattr(net, "options", None)
-    if not isinstance(options, EIOptions):
-        raise ValueError(f"lower: {kind} has no E-I options (EIOptions): it is not an E-I "
-                         "network; only E-I networks lower to an E-I graph")
-    missing = [n for n, m in steps if isinstance(m, EILayer) and not bool(m.initialised)]
-    if missing:
-        raise ValueError(f"lower: layer(s) {', '.join(missing)} of {kind} are not initialised "
-                         "(E-I Init never ran, so their weights are placeholders): run "
-                         "eideploy.nn.ei_init(model, batch) or load a trained checkpoint first")
+    steps, options = _lowerable_steps(net, kind)
     builder = _Builder(tuple(int(s) for s in net.in_shape), options)
     for index, (qualname, module) in enumerate(steps):
         if isinstance(module, EILayer):
@@ -83,14 +69,14 @@ def lower(model: SpikingNetwork, *, name: str | None = None,
         elif isinstance(module, nn.Flatten):
             builder.flat = True
     readout = builder.readout
-    theta_out = getattr(net, "theta_out", None)
-    if readout is not None and theta_out is not None:
-        # A non-leaky integrate-and-fire readout: no tau (the compiler requests no leak).
-        builder.population(readout).params = {"mode": "spiking", "neuron": "if",
-                                              "v_threshold": float(theta_out)}
     if readout is None:
         raise ValueError(f"lower: {kind} has no readout E-I layer (EILinear with readout=True) "
                          "at the end of its pipeline")
+    theta_out = getattr(net, "theta_out", None)
+    if theta_out is not None:
+        # A non-leaky integrate-and-fire readout: no tau (the compiler requests no leak).
+        builder.population(readout).params = {"mode": "spiking", "neuron": "if",
+                                              "v_threshold": float(theta_out)}
     provenance: dict[str, Any] = {
         "architecture": {"name": str(getattr(net, "arch_name", kind)),
                          "kwargs": json_plain(getattr(net, "arch_kwargs", {}))},
@@ -112,6 +98,28 @@ def lower(model: SpikingNetwork, *, name: str | None = None,
     )
     graph.validate()
     return graph
+
+
+def _lowerable_steps(net: nn.Module, kind: str
+                     ) -> tuple[list[tuple[str, nn.Module]], EIOptions]:
+    """The network's named steps and E-I options, refused (naming the module) unless it is an
+    initialised E-I network of layers, pools and flattens only."""
+    for attr in ("pipeline", "in_shape", "num_classes", "T"):
+        if not hasattr(net, attr):
+            raise ValueError(f"lower: {kind} is not an eideploy SpikingNetwork (no {attr}); "
+                             "build it with eideploy.networks.build_network")
+    steps = _named_steps(net)
+    _check_structure(steps, kind)  # first, so a ResNet is refused for its adds, not its init
+    options = getattr(net, "options", None)
+    if not isinstance(options, EIOptions):
+        raise ValueError(f"lower: {kind} has no E-I options (EIOptions): it is not an E-I "
+                         "network; only E-I networks lower to an E-I graph")
+    missing = [n for n, m in steps if isinstance(m, EILayer) and not bool(m.initialised)]
+    if missing:
+        raise ValueError(f"lower: layer(s) {', '.join(missing)} of {kind} are not initialised "
+                         "(E-I Init never ran, so their weights are placeholders): run "
+                         "eideploy.nn.ei_init(model, batch) or load a trained checkpoint first")
+    return steps, options
 
 
 def _input_record(net: nn.Module) -> dict[str, Any]:
@@ -221,6 +229,27 @@ def _array(t: torch.Tensor) -> np.ndarray:
     return np.array(t.detach().cpu().to(torch.float32).numpy(), dtype=np.float32, copy=True)
 
 
+def _checked_weights(qualname: str, layer: EILayer) -> dict[str, np.ndarray]:
+    """The layer's lowered arrays as float32 copies: W_EE, W_IE, W_EI with absent synapses at 0,
+    and (not for the readout) g_I, g_E, b_E; refused if not finite, or negative but b_E."""
+    # The readout's g_I, g_E and b_E are dead in the model (spec §3): not lowered, not checked.
+    used = ("weight_ee", "weight_ie", "weight_ei") + (
+        () if layer.readout else ("gain_i", "gain_e", "bias"))
+    # The masked weights: a synapse outside the layer's connectivity is a zero, i.e. absent.
+    effective = dict(zip(("weight_ee", "weight_ie", "weight_ei"),
+                         layer.effective_weights(), strict=True))
+    weights = {n: _array(effective.get(n, getattr(layer, n))) for n in used}
+    for key, value in weights.items():
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"lower: {qualname}.{key} contains NaN or infinite values")
+        if key != "bias" and value.size and float(value.min()) < 0:
+            raise ValueError(f"lower: {qualname}.{key} has negative values (min "
+                             f"{float(value.min()):.4g}); the E-I graph carries signs in "
+                             "projection kinds, so W_EE, W_IE, W_EI, g_I and g_E must be "
+                             ">= 0 (Dale's law; train with a non-negative init)")
+    return weights
+
+
 class _Builder:
     """The walk's state: the population feeding the next layer and what lies between them."""
 
@@ -254,22 +283,10 @@ class _Builder:
         c, h, w = self.shape
         return (c, h // self.pending_pool, w // self.pending_pool)
 
-    def layer(self, qualname: str, layer: EILayer, lif: nn.Module | None) -> None:
-        # The readout's g_I, g_E and b_E are dead in the model (spec §3): not lowered, not checked.
-        used = ("weight_ee", "weight_ie", "weight_ei") + (
-            () if layer.readout else ("gain_i", "gain_e", "bias"))
-        # The masked weights: a synapse outside the layer's connectivity is a zero, i.e. absent.
-        effective = dict(zip(("weight_ee", "weight_ie", "weight_ei"),
-                             layer.effective_weights(), strict=True))
-        weights = {n: _array(effective.get(n, getattr(layer, n))) for n in used}
-        for key, value in weights.items():
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"lower: {qualname}.{key} contains NaN or infinite values")
-            if key != "bias" and value.size and float(value.min()) < 0:
-                raise ValueError(f"lower: {qualname}.{key} has negative values (min "
-                                 f"{float(value.min()):.4g}); the E-I graph carries signs in "
-                                 "projection kinds, so W_EE, W_IE, W_EI, g_I and g_E must be "
-                                 ">= 0 (Dale's law; train with a non-negative init)")
+    def _layer_shapes(self, qualname: str, layer: EILayer
+                      ) -> tuple[str, dict[str, Any], tuple[int, ...], tuple[int, ...]]:
+        """The layer's projection op and attrs (the pending pool, a conv's stride and padding)
+        and its E and I population shapes, checked against the source."""
         pooled = self._pooled_shape()
         attrs: dict[str, Any] = {"pool": self.pending_pool} if self.pending_pool > 1 else {}
         if isinstance(layer, EIConv2d):
@@ -284,20 +301,22 @@ class _Builder:
             out_hw = ((h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
             if min(out_hw) < 1:
                 raise ValueError(f"lower: conv layer {qualname} has no output on a {h}x{w} map")
-            op = "conv"
             attrs = {**attrs, "stride": int(s), "padding": int(p)}
-            e_shape: tuple[int, ...] = (layer.n_e, *out_hw)
-            i_shape: tuple[int, ...] = (layer.n_i, *out_hw)
-        else:
-            fan_in = math.prod(pooled)
-            if len(pooled) != 1 and not self.flat:
-                raise ValueError(f"lower: linear layer {qualname} gets a {pooled} map without a "
-                                 "Flatten before it")
-            if fan_in != layer.in_features:
-                raise ValueError(f"lower: linear layer {qualname} expects {layer.in_features} "
-                                 f"inputs, its source gives {fan_in} ({pooled})")
-            op = "dense"
-            e_shape, i_shape = (layer.n_e,), (layer.n_i,)
+            return "conv", attrs, (layer.n_e, *out_hw), (layer.n_i, *out_hw)
+        fan_in = math.prod(pooled)
+        if len(pooled) != 1 and not self.flat:
+            raise ValueError(f"lower: linear layer {qualname} gets a {pooled} map without a "
+                             "Flatten before it")
+        if fan_in != layer.in_features:
+            raise ValueError(f"lower: linear layer {qualname} expects {layer.in_features} "
+                             f"inputs, its source gives {fan_in} ({pooled})")
+        return "dense", attrs, (layer.n_e,), (layer.n_i,)
+
+    def layer(self, qualname: str, layer: EILayer, lif: nn.Module | None) -> None:
+        """One E-I layer: its I and E (or readout) populations and its projections from the
+        current source, which the layer's E population then replaces."""
+        weights = _checked_weights(qualname, layer)
+        op, attrs, e_shape, i_shape = self._layer_shapes(qualname, layer)
         opts = self.options
         inh, exc = f"{qualname}.inh", f"{qualname}.{'readout' if layer.readout else 'exc'}"
         self.populations.append(Population(

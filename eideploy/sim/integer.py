@@ -9,6 +9,13 @@ quantity reached is returned (``IntegerResult.peaks``), so a test can check the 
 Eq. 14's division runs by one of ``eideploy.sim.division``'s methods (``exact``, ``lut:N``,
 ``shift``).
 
+The circuit is the float executor's, function for function and in the same order:
+``lif_multistep``, ``inhibitory_response``, ``stabilise``, ``ei_integrate``, ``ei_readout``,
+``if_readout`` here mirror ``eideploy.graph.execute``'s functions of those names, and
+:meth:`IntegerSimulator.run` walks the populations as :meth:`FloatExecutor.run
+<eideploy.graph.execute.FloatExecutor.run>` does. Each function takes plain int64 arrays, the
+population's integer constants and a :class:`Tally` that counts every clamp.
+
 Scope: graphs as ``quantize_graph`` writes them (sparse or dense projections, no pooling),
 ``floor`` interneurons, ``fixed-eps`` stabilisation, LIF populations with ``tau`` a power of two,
 ``if`` / ``bernoulli`` / ``spikes`` input (encoded on the host exactly as the float executor

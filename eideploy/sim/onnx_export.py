@@ -389,15 +389,19 @@ def _if_readout(b: _IntegerGraphBuilder, o: str, theta: int, steps: int) -> tupl
 def integer_to_onnx(sim: IntegerSimulator) -> Any:
     """The integer network of ``sim`` (its division mode included) as an ``onnx.ModelProto``
     of integer operators only (module doc). Input ``spikes_in`` ``(T, batch, n_in)`` int64;
-    outputs ``"{population}/{current,output,divisor}"``, ``counts`` and ``membrane``.
-
-    Built population by population in the order of ``IntegerSimulator.run``."""
+    outputs ``"{population}/{current,output,divisor}"``, ``counts`` and ``membrane``."""
     onnx = _onnx()
-    graph, steps = sim.graph, sim.graph.T
     b = _IntegerGraphBuilder(onnx)
+    return _integer_model(b, sim, _network(b, sim))
+
+
+def _network(b: _IntegerGraphBuilder, sim: IntegerSimulator) -> dict[str, str]:
+    """The nodes of ``sim``'s network, population by population in the order of
+    ``IntegerSimulator.run``; returns the output tensors by output name."""
+    steps = sim.graph.T
     out = {sim.host.input.name: INPUT_NAME}
     outputs: dict[str, str] = {}
-    for pop in graph.populations:
+    for pop in sim.graph.populations:
         if pop.role == "input":
             continue
         b.scope = pop.name
@@ -422,6 +426,14 @@ def integer_to_onnx(sim: IntegerSimulator) -> Any:
         outputs[f"{pop.name}/current"] = current
         if pop.name in out:
             outputs[f"{pop.name}/output"] = out[pop.name]
+    return outputs
+
+
+def _integer_model(b: _IntegerGraphBuilder, sim: IntegerSimulator, outputs: dict[str, str]
+                   ) -> Any:
+    """The checked model: the input, the named int64 outputs (``(T, batch, n)``; ``(batch,
+    classes)`` for ``counts`` and ``membrane``), the nodes and initializers of ``b``."""
+    onnx, graph, steps = b.onnx, sim.graph, sim.graph.T
     int64 = onnx.TensorProto.INT64
     sizes = {p.name: p.size for p in graph.populations}
     readout_size = sizes[sim.host.readout]
