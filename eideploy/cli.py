@@ -258,7 +258,7 @@ def validate(
                    for reason in _run(val.analog_gate, report, max_analog_drop)]
     for option, limit_points, reason in failed:
         console.print(f"[bold red]accuracy drop above {option} {limit_points:g}:[/] {reason}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(EXIT_FAILED)
 

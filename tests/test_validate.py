@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from eideploy.cli import app
-from eideploy.pipeline.validate import REPORT_SCHEMA_VERSION, accuracy_gate
+from eideploy.pipeline.validate import REPORT_SCHEMA_VERSION, accuracy_gate, analog_gate
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "digits-dynapse2.pt"
@@ -173,3 +173,61 @@ def test_simulate_onnx_writes_the_integer_network_and_onnxruntime_agrees_bit_for
     assert (tmp_path / "integer-lut-8.onnx").stat().st_size > 1000
     line = next(s for s in res.output.splitlines() if s.startswith("onnxruntime"))
     assert "bit-identical" in line and "(0 of 1982880 elements differ" in line
+
+
+def test_the_headline_puts_the_analog_figures_next_to_the_integer_ones(validated, tmp_path):
+    out = validated[0]
+    res = runner.invoke(app, ["validate", str(MODEL), str(out), "--limit", "64", "--trials", "2",
+                              "--mismatch", "0.1", "--calibrate", "0",
+                              "--report-dir", str(tmp_path / "v")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    integer = report["variants"]["integer exact"]["accuracy"]
+    analog = report["variants"]["analog"]["accuracy"]
+    drawn = report["analog"]["mismatch"]
+    markdown = (tmp_path / "v" / "report.md").read_text()
+    # the first table of report.md, before any detail, holds all four figures
+    head = markdown.split("## Accuracy and agreement")[0]
+    assert "## Headline" in head
+    assert f"| integer simulator (exact) | {integer:.2f} |" in head
+    assert f"| analog simulator, no mismatch | {analog:.2f} | {integer - analog:+.2f} vs " \
+           "integer |" in head
+    assert (f"| analog simulator, 10% mismatch (2 draws) | {drawn['accuracy_mean']:.2f} +- "
+            f"{drawn['accuracy_std']:.2f} |") in head
+    # the printed table says the same, before the table of every variant
+    printed = res.output.split("every variant")[0]
+    assert "analog simulator, no mismatch" in printed and f"{analog:.2f}" in printed
+    assert f"{drawn['accuracy_mean']:.2f} +- {drawn['accuracy_std']:.2f}" in printed
+
+
+def test_max_analog_drop_passes_above_the_measured_drop_and_fails_below_it(validated,
+                                                                           monkeypatch):
+    out = validated[0]
+    args = ["validate", str(MODEL), str(out), "--limit", "64", "--trials", "0",
+            "--report-dir", str(out / "analog-gate")]
+    res = runner.invoke(app, [*args, "--max-analog-drop", "100"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "analog-gate" / "report.json").read_text())
+    drop = (report["variants"]["integer exact"]["accuracy"]
+            - report["variants"]["analog"]["accuracy"])
+    assert drop < 10.0  # the nominal analog chip keeps the digits accuracy (64 samples)
+    assert analog_gate(report, max(drop, 0.0) + 0.5) == []
+    assert len(analog_gate(report, drop - 0.5)) == 1
+    # the command line: the same report, with the analog accuracy 3 points lower, fails a
+    # threshold of drop + 2 and names the analog simulator
+    worse = json.loads(json.dumps(report))
+    worse["variants"]["analog"]["accuracy"] -= 3.0
+    import eideploy.pipeline.validate as compare
+
+    real = compare.validate_export
+    monkeypatch.setattr(compare, "validate_export", lambda *a, **k: (worse, real(*a, **k)[1]))
+    res = runner.invoke(app, [*args, "--max-analog-drop", f"{max(drop, 0.0) + 2.0:.4f}"])
+    assert res.exit_code == 1, res.output
+    assert "--max-analog-drop" in res.output and "below integer exact" in res.output
+
+
+def test_max_analog_drop_without_the_analog_simulator_is_a_usage_error(validated, tmp_path):
+    res = runner.invoke(app, ["validate", str(MODEL), str(validated[0]), "--no-analog",
+                              "--max-analog-drop", "1", "--report-dir", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "--max-analog-drop needs the analog simulator" in res.output
+    assert not (tmp_path / "r").exists()
