@@ -12,11 +12,12 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "execute": ("FloatExecutor", "accuracy", "run"),
     "ir": ("GRAPH_FORMAT_VERSION", "KINDS", "OPS", "ROLES", "EIGraph", "GraphError",
-           "Population", "Projection"),
+           "Population", "Projection", "DivisionSettings", "ReadoutSettings", "InputSettings"),
     "lowering": ("lower",),
     "unroll": ("unroll_conv",),
 }
 
 __all__ = ["EIGraph", "Population", "Projection", "GraphError", "GRAPH_FORMAT_VERSION", "KINDS",
-           "OPS", "ROLES", "lower", "unroll_conv", "run", "accuracy", "FloatExecutor"]
+           "OPS", "ROLES", "DivisionSettings", "ReadoutSettings", "InputSettings", "lower",
+           "unroll_conv", "run", "accuracy", "FloatExecutor"]
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
