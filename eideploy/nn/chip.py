@@ -210,13 +210,18 @@ def neuron_substep(u: torch.Tensor, timer: torch.Tensor, i_in: torch.Tensor,
     span = p.u_thr - p.u0
     if p.reset == "hard":
         s = spike_fn((u - p.u_thr) / span, alpha)
+        # the surrogate is evaluated every substep while the discrete model evaluates it once a
+        # step: scaled by h, a step's substeps together carry one step's surrogate gradient
+        s = s.detach() + h * (s - s.detach())
         fired = s.detach() > 0
         u = torch.where(fired, p.u0.expand_as(u), u)
         timer = torch.where(fired, p.refractory.expand_as(timer), timer)
         return s, u, timer
     excess = (u - p.u0) / span
     n = excess + (torch.floor(excess) - excess).detach()  # floor, straight-through
-    u = u - n.detach() * span
+    # not detached: the charge a count takes leaves the membrane, so d(total count)/d(charge)
+    # is 1 / threshold charge however many substeps follow
+    u = u - n * span
     return n, u, timer
 
 

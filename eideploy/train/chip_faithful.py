@@ -59,6 +59,7 @@ class ChipFaithfulSettings:
 
     epochs: int = 6
     lr: float = 0.005
+    batch_size: int = 128
     mismatch: float = 0.15          # per-device log-normal sigma of every training draw
     core_mismatch: float = 0.05     # per-core sigma, shared by a core's devices
     substeps: int = 10
@@ -260,7 +261,7 @@ def fine_tune(model: nn.Module, target: Any, settings: ChipFaithfulSettings,
             opt.step()
             project_nonnegative_(model)
             iters += 1
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             seen += len(y)
         row = score(epoch)
         row.update(train_loss=loss_sum / max(seen, 1), epoch_seconds=time.perf_counter() - t0)
@@ -270,3 +271,48 @@ def fine_tune(model: nn.Module, target: Any, settings: ChipFaithfulSettings,
     model.load_state_dict(best_state)
     detach_quantizers(model)
     return model, history
+
+
+def settings_from_recipe(section: Any) -> ChipFaithfulSettings:
+    """The recipe's ``train.chip_faithful`` section (a pydantic model or a mapping)."""
+    data = section.model_dump() if hasattr(section, "model_dump") else dict(section)
+    return ChipFaithfulSettings(**data)
+
+
+def run_after_qat(model: nn.Module, recipe: Any, target: Any, train_set: Any, test_set: Any,
+                  run_dir: Any, *, qat_epochs: int = 1, log: Callable[[str], None] = print
+                  ) -> nn.Module:
+    """The recipe stage (``train.chip_faithful``): fine-tune the best QAT model of the run
+    (``run_dir/model.pt``) through the chip model, keep it as ``qat.pt`` and write the result
+    to ``model.pt`` with its per-epoch figures in ``chip_faithful.json``."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from ..data import iterate_batches
+    from .checkpoint import load_model, save_checkpoint
+    from .recipe import RecipeError
+
+    if target is None or qat_epochs < 1:
+        raise RecipeError(f"recipe {recipe.name}: train.chip_faithful fine-tunes a model on the "
+                          "chip's codebooks: it needs a target section with qat_epochs >= 1")
+    run_dir = Path(run_dir)
+    settings = settings_from_recipe(recipe.train.chip_faithful)
+    best, _ = load_model(run_dir / "model.pt")
+    model.load_state_dict(best.state_dict())
+    model = model.cpu()
+    shutil.copyfile(run_dir / "model.pt", run_dir / "qat.pt")
+    x_test, y_test = (torch.cat(parts) for parts in zip(*iterate_batches(
+        test_set, 4096, shuffle=False), strict=True))
+
+    def batches(epoch: int):
+        gen = torch.Generator().manual_seed(recipe.seed * 100003 + 7919 * epoch)
+        return iterate_batches(train_set, settings.batch_size, shuffle=True, generator=gen)
+
+    model, history = fine_tune(model, target, settings, batches, x_test, y_test,
+                               momentum=recipe.train.momentum, log=log)
+    metrics = {"chip_faithful": history,
+               "best_test_accuracy": max(r["model_accuracy"] for r in history)}
+    save_checkpoint(run_dir / "model.pt", model, recipe=recipe.to_dict(), metrics=metrics)
+    (run_dir / "chip_faithful.json").write_text(json.dumps(history, indent=2))
+    return model

@@ -71,6 +71,23 @@ class ModelSection(_Strict):
         return value
 
 
+class ChipFaithfulSection(_Strict):
+    """``train.chip_faithful``: after QAT, fine-tune through the analog chip's equations with
+    per-batch mismatch (train/chip_faithful.py, docs/hardware-aware.md)."""
+
+    epochs: int = Field(6, ge=1)
+    lr: float = Field(0.005, gt=0)
+    batch_size: int = Field(128, ge=1)
+    mismatch: float = Field(0.15, ge=0, description="per-device log-normal sigma")
+    core_mismatch: float = Field(0.05, ge=0, description="per-core log-normal sigma")
+    substeps: int = Field(10, ge=2, description="substeps of the chip model per model step")
+    beta: float = Field(3.0, gt=0, description="logits = beta * log(1 + readout score)")
+    model_weight: float = Field(0.5, ge=0, description="weight of the discrete model's loss")
+    eval_draws: int = Field(3, ge=1)
+    max_model_drop: float = Field(1.0, ge=0)
+    seed: int = 0
+
+
 class TrainSection(_Strict):
     epochs: int = Field(ge=1)
     lr: float = Field(gt=0, description="peak learning rate")
@@ -83,6 +100,8 @@ class TrainSection(_Strict):
     compile: bool = Field(False, description="wrap the model in torch.compile")
     init_batch_size: int | None = Field(None, ge=2, description="batch used by E-I Init "
                                         "(default: data.batch_size)")
+    chip_faithful: ChipFaithfulSection | None = Field(None, description="fine-tuning through "
+                                                      "the chip model after QAT")
 
 
 Connectivity = Literal[CONNECTIVITIES]  # type: ignore[valid-type]

@@ -332,6 +332,11 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
             from .qat import detach_quantizers
 
             detach_quantizers(run.model)
+        if recipe.train.chip_faithful is not None and ctx.is_main and last == run.all_epochs:
+            from .chip_faithful import run_after_qat
+
+            run_after_qat(run.model, recipe, run.hw_target, run.train_set, run.test_set,
+                          run_dir, qat_epochs=run.qat_epochs, log=log)
     finally:
         torch.set_num_threads(threads_before)
     if ctx.is_main:
