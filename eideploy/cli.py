@@ -266,41 +266,74 @@ def validate(
 @app.command("run")
 def run_command(
     out: Annotated[Path, typer.Argument(help="an export directory written by 'eideploy export'")],
-    device: Annotated[str, typer.Option(help="the board kind")] = "dynapse2",
+    device: Annotated[str, typer.Option(help="dynapse2 (a board through the vendor's samna) or "
+                                             "virtual (the virtual board)")] = "dynapse2",
     data: Annotated[str | None, typer.Option(help="data set (default: the model's)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
     split: Annotated[str, typer.Option(help="train or test")] = "test",
     board: Annotated[int, typer.Option(min=0, help="which connected board")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="use the first N samples only")] = None,
+    check: Annotated[bool, typer.Option("--check", help="echo test instead of a run: each input "
+                                        "channel driven alone must make a first-layer neuron "
+                                        "it reaches spike")] = False,
+    monitor: Annotated[bool, typer.Option("--monitor", help="record the hidden populations' "
+                                          "spikes too (their rates are reported)")] = False,
 ) -> None:
-    """Run the exported network on a connected DYNAP-SE2 board through the vendor's samna."""
-    if device != "dynapse2":
-        _fail(ValueError(f"--device {device!r}: eideploy runs on 'dynapse2' boards"),
+    """Run the exported network on a DYNAP-SE2 board through the vendor's samna, or on the
+    virtual board (--device virtual), which computes from the applied configuration alone."""
+    if device not in ("dynapse2", "virtual"):
+        _fail(ValueError(f"--device {device!r}: one of dynapse2 (a board), virtual"),
               EXIT_BAD_INPUT)
-    from .targets.dynapse2.board import BoardUnavailable, check_board, run_on_board
+    from .targets.dynapse2.board.discovery import BoardError, BoardUnavailable, check_board
 
-    try:
-        check_board()  # before any data is read: no samna or no board answers in well under 1 s
-    except BoardUnavailable as exc:
-        _fail(exc, EXIT_MISSING)
+    virtual = device == "virtual"
+    if not virtual:
+        try:
+            check_board()  # before any data is read: no samna or no board answers in under 1 s
+        except BoardUnavailable as exc:
+            _fail(exc, EXIT_MISSING)
+    from .targets.dynapse2.board.runner import echo_check, run_on_board
+    where = "the virtual DYNAP-SE2 board" if virtual else "the DYNAP-SE2 board"
+
+    def on_board(fn, *args, **kwargs):
+        try:
+            return fn(*args, board_index=board, virtual=virtual, **kwargs)
+        except BoardError as exc:  # no board, or it stopped answering: a device problem
+            raise MissingDependency(str(exc)) from None
+
+    if check:
+        echo = _run(on_board, echo_check, out)
+        print(f"{out}: echo test on {where}: {echo.channels - len(echo.silent)}/{echo.channels} "
+              f"input channels made a first-layer neuron they reach spike "
+              f"({echo.unexpected} spikes from neurons a channel does not reach, "
+              f"{echo.seconds:.1f} s)")
+        if echo.silent:
+            print(f"  silent channels: {', '.join(map(str, echo.silent))}")
+        raise typer.Exit(EXIT_OK if echo.ok else EXIT_FAILED)
 
     def go():
         graph, x, y, name = _export_data(out, data, data_dir, split, quantized=True)
         if limit is not None:
             x, y = x[:limit], y[:limit]
-        try:
-            return name, run_on_board(out, x, y, board_index=board, progress=True)
-        except BoardUnavailable as exc:
-            raise MissingDependency(str(exc)) from None
-
-    import numpy as np
+        hidden = [p.name for p in graph.populations if p.role not in ("input", "readout")]
+        return name, on_board(run_on_board, out, x, y, progress=True,
+                              monitor=hidden if monitor else ())
 
     name, result = _run(go)
-    print(f"{out}: {name} {split} on the DYNAP-SE2 board: accuracy {result.accuracy:.2f}% "
-          f"({result.events_sent} input events, {result.events_received} output events, "
-          f"{result.seconds:.1f} s)")
+    print(f"{out}: {name} {split} on {where}: accuracy {result.accuracy:.2f}% "
+          f"({len(result.predictions)} samples, {result.events_sent} input events, "
+          f"{result.events_received} output events, {result.seconds:.1f} s)")
     for pop, rate in (result.rates or {}).items():
-        print(f"  {pop}: mean rate {float(np.mean(rate)):.1f} Hz")
+        print(f"  {pop}: mean rate {float(rate):.1f} Hz")
+    if result.routing is not None:
+        r = result.routing
+        print(f"  routing: {r['host_events']} host events, {r['spikes']} spikes, "
+              f"{r['deliveries']} core deliveries, {r['to_host']} events to the host; "
+              f"unrouted {r['unrouted']} (off the board {r['off_board']}, tag matching no CAM "
+              f"entry {r['unmatched']}), tag collisions {r['tag_collisions']}, spikes without "
+              f"a destination {r['no_destination']}, late host events {r['late_host_events']}")
+    for note in result.notes:
+        print(f"  note: {note}")
 
 
 def _export_data(out: Path, data: str | None, data_dir: str | None, split: str,

@@ -36,12 +36,14 @@ from eideploy.targets.dynapse2.board import (
     check_board,
     config_to_samna_configuration,
     decode_counts,
+    discovery,
     encode_events,
     find_samna,
     run_on_board,
+    runner,
 )
 from eideploy.targets.dynapse2.config import config_to_graph, read_config
-from eideploy.targets.dynapse2.samna import SamnaJsonError, _alias, samna_json
+from eideploy.targets.dynapse2.samna import SamnaJsonError, rockpool_mirrors, samna_json
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "digits-dynapse2.pt"
@@ -66,7 +68,7 @@ def config(export_dir) -> dict:
 
 @pytest.fixture(scope="module")
 def sa():
-    return _alias()
+    return rockpool_mirrors()
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +282,8 @@ def test_encoded_events_are_the_input_spikes_in_time_order_with_the_channels_tag
         rebuilt[offset // DT_US, sent.sample[i], channel["channel"]] += 1
         assert {"chip": int(sent.chip[i]), "core_mask": int(sent.core_mask[i])} in \
             channel["destinations"]
-        assert (int(sent.x_hop[i]), int(sent.y_hop[i])) == (1, 0)  # chip 0, one hop from FPGA
+        # hops relative to chip 0 (rockpool's input_channel_map): chip 0's inputs carry (0, 0)
+        assert (int(sent.x_hop[i]), int(sent.y_hop[i])) == (0, 0)
     assert np.array_equal(rebuilt, flat)
     assert sent.sample_start_us[0] == 123_456
 
@@ -397,8 +400,8 @@ def fake_samna(monkeypatch, sa, config, tmp_path):
         get_all_devices=lambda: [SimpleNamespace(device_type_name="Speck"), device],
         open_device=lambda d: fake if d is device else None,
         close_device=closed.append))
-    monkeypatch.setattr(board, "find_samna", lambda: SamnaStatus("real", "/fake", "fake samna"))
-    monkeypatch.setattr(board, "_import_samna", lambda timeout_s: samna)
+    monkeypatch.setattr(runner, "find_samna", lambda: SamnaStatus("real", "/fake", "fake samna"))
+    monkeypatch.setattr(runner, "import_samna", lambda timeout_s: samna)
     return fake, closed, bitfile
 
 
@@ -407,7 +410,7 @@ def test_run_on_board_streams_every_sample_and_decodes_the_boards_answer(
     fake, closed, bitfile = fake_samna
     _, x, spikes, _ = host_run
     y = digits_test[1][:40]
-    result = run_on_board(export_dir, x, y, progress=False, chunk=16)
+    result = run_on_board(export_dir, x, y, progress=False)
     # the fake answers channel c with class c % 10: the expected counts from the spikes alone
     tag_of = {c["channel"]: c["tag"] for c in config["input_channels"]}
     flat = spikes.reshape(spikes.shape[0], spikes.shape[1], -1).sum(axis=0)
@@ -422,7 +425,13 @@ def test_run_on_board_streams_every_sample_and_decodes_the_boards_answer(
     assert set(result.rates) == {"input", config["graph"]["readout"]["population"]}
     assert all(r > 0 for r in result.rates.values())
     assert fake.bitfile == str(bitfile) and closed == [fake]
-    network, leaky = fake.applied  # the network, then rockpool's leaky configuration
+    # the network, then per sample rockpool's leaky configuration and the network again, the
+    # leaky one last: the chip is drained between samples and after the run
+    network, leaky = fake.applied[0], fake.applied[-1]
+    assert len(fake.applied) == 2 + 2 * len(x)
+    assert all(a is network for a in fake.applied[2:-1:2])
+    assert all(a is leaky or a.chips[0].cores[0].parameters["SOIF_LEAK_N"].coarse_value == 5
+               for a in fake.applied[1::2])
     readout = config["readout_channels"][0]
     monitor = network.chips[0].cores[readout["core"]].neurons[readout["neuron"]].destinations[0]
     assert (monitor.tag, monitor.x_hop, monitor.y_hop) == (readout["tag"], -7, -7)
@@ -434,7 +443,7 @@ def test_run_on_board_gives_up_on_a_silent_board_instead_of_hanging(fake_samna, 
     fake, closed, _ = fake_samna
     fake.silent = True
     start = time.monotonic()
-    with pytest.raises(BoardError, match="did not bounce"):
+    with pytest.raises(BoardError, match="did not answer"):
         run_on_board(export_dir, host_run[1][:2], digits_test[1][:2], progress=False,
                      timeout_s=0.3)
     assert time.monotonic() - start < 5 and closed == [fake]
@@ -442,7 +451,7 @@ def test_run_on_board_gives_up_on_a_silent_board_instead_of_hanging(fake_samna, 
 
 def test_a_bounded_samna_call_that_blocks_raises_board_error():
     with pytest.raises(BoardError, match="did not answer within"):
-        board._bounded("waiting", 0.1, time.sleep, 2)
+        discovery.bounded("waiting", 0.1, time.sleep, 2)
 
 
 # --------------------------------------------------------------------------- (e) the board

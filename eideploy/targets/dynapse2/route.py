@@ -19,8 +19,15 @@ with the entry's 4-bit weight mask. Hence:
   mask, no STP, delay class 0), at most ``target.cam_entries_per_neuron`` (64), all dendrites
   together: an interneuron that inhibits an E cell both ways costs it two entries (GABA + SHUNT).
 
-Chip positions: the target file gives no board layout, so chips sit on the smallest square grid,
-row-major (``chip_positions``): the Stack board's 4 chips form a 2 x 2 grid.
+Chip positions (``chip_positions``) follow the target's ``chip_layout``: ``"row"`` (the default,
+chip k at (k, 0)) is rockpool's ``CHIP_POS`` (``rockpool/devices/dynapse/lookup/defaults.py``:
+FPGA at (0, 0), chips 0..3 at (1..4, 0)) and what public DYNAP-SE2 scripts assume (an event for
+chip k from chip 0 carries ``x_hop = k``); ``"grid"`` lays them on the smallest square grid,
+row-major. SRAM hops are destination minus source position (rockpool's
+``WeightAllocator.manhattan``), so only relative positions matter.
+
+The target's ``control_tag`` (2047 on DYNAP-SE2: rockpool's ``DynapseSamna`` bounces it off the
+FPGA to read the clock and mark the end of a batch) is never allocated to a source.
 
 Every violated limit (CAM, SRAM, hops, tags per core) is collected and reported at once.
 """
@@ -37,17 +44,22 @@ from .place import MappingError, Placement
 from .quantize import QuantizedGraph
 from .target import Target
 
-__all__ = ["CamTable", "Routing", "route", "chip_positions"]
+__all__ = ["CamTable", "Routing", "route", "chip_positions", "layout_positions"]
+
+
+def layout_positions(layout: str, chips: int) -> list[tuple[int, int]]:
+    """``(x, y)`` of chips ``0..chips-1`` in a ``"row"`` or on a square ``"grid"`` (module doc)."""
+    if layout == "row":
+        return [(chip, 0) for chip in range(chips)]
+    if layout != "grid":
+        raise ValueError(f"chip layout {layout!r}: one of row, grid")
+    columns = max(1, math.ceil(math.sqrt(chips)))
+    return [(chip % columns, chip // columns) for chip in range(chips)]
 
 
 def chip_positions(target: Target) -> list[tuple[int, int]]:
-    """``(x, y)`` of every chip on the board: a square grid, row-major (2 x 2 for 4 chips).
-
-    A target that declares ``board_grid`` (rows, columns) is laid out on that grid instead.
-    """
-    grid = getattr(target, "board_grid", None)
-    columns = int(grid[1]) if grid else max(1, math.ceil(math.sqrt(target.chips_per_board)))
-    return [(chip % columns, chip // columns) for chip in range(target.chips_per_board)]
+    """``(x, y)`` of every chip on the board, by the target's ``chip_layout`` (module doc)."""
+    return layout_positions(target.chip_layout, target.chips_per_board)
 
 
 @dataclass
@@ -144,13 +156,14 @@ def route(qgraph: QuantizedGraph, placement: Placement, target: Target) -> Routi
     cam = {p.name: _cam_table(qgraph, p.name, target) for p in on_chip}
     problems += _cam_problems(cam, on_chip, target)
     per_core = reach.sum(axis=0)
-    for c in np.flatnonzero(per_core[:n_cores] > target.tags):
+    n_tags = len(target.allocatable_tags)
+    for c in np.flatnonzero(per_core[:n_cores] > n_tags):
         problems.append(f"tags: core ({c // cpc}, {c % cpc}) hears {int(per_core[c])} distinct "
-                        f"sources, more than the {target.tags} tags (sources reaching one core "
+                        f"sources, more than the {n_tags} tags (sources reaching one core "
                         "need distinct tags): fewer or sparser inputs to its populations")
-    if per_core[host] > target.tags:
+    if per_core[host] > n_tags:
         problems.append(f"tags: the readout has {int(per_core[host])} neurons, more than the "
-                        f"{target.tags} tags the host can tell apart")
+                        f"{n_tags} tags the host can tell apart")
     if problems:
         raise MappingError(f"graph {graph.name} cannot be routed on target {target.name}: "
                            f"{len(problems)} problem(s):\n  " + "\n  ".join(problems))
@@ -274,25 +287,27 @@ def _cam_problems(cam: dict[str, CamTable], on_chip: list, target: Target) -> li
 
 
 def _assign_tags(reach: np.ndarray, target: Target, cpc: int) -> tuple[np.ndarray, str]:
-    """One tag per source (row of ``reach`` with any destination), -1 for the others."""
+    """One tag per source (row of ``reach`` with any destination), -1 for the others; only
+    ``target.allocatable_tags`` are given out (the control tag stays the host's)."""
     tags = np.full(reach.shape[0], -1, dtype=np.int64)
+    free_tags = np.asarray(target.allocatable_tags, dtype=np.int64)
     sources = np.flatnonzero(reach.any(axis=1))
-    if sources.size <= target.tags:
-        tags[sources] = np.arange(sources.size)
+    if sources.size <= free_tags.size:
+        tags[sources] = free_tags[:sources.size]
         return tags, "unique"
-    used = np.zeros((reach.shape[1], target.tags), dtype=bool)
+    used = np.zeros((reach.shape[1], free_tags.size), dtype=bool)
     for s in sources:
         dest = np.flatnonzero(reach[s])
         free = ~used[dest].any(axis=0)
-        tag = int(np.argmax(free))
-        if not free[tag]:
+        k = int(np.argmax(free))
+        if not free[k]:
             counts = reach.sum(axis=0)
             worst = int(np.argmax(counts[:-1]))
             raise MappingError(
-                f"tags: greedy colouring needs more than {target.tags} tags for "
+                f"tags: greedy colouring needs more than {free_tags.size} tags for "
                 f"{sources.size} sources (the busiest core, ({worst // cpc}, {worst % cpc}), "
                 f"hears {int(counts[worst])}); fewer sources per core: sparser or narrower "
                 "layers")
-        used[dest, tag] = True
-        tags[s] = tag
+        used[dest, k] = True
+        tags[s] = free_tags[k]
     return tags, "coloured"

@@ -35,26 +35,41 @@ What goes where (``dynapse2.json`` -> samna):
   samna's own defaults.
 
 The translation is a pure function of the configuration document (:func:`config_to_samna`);
-:func:`samna_json` gives its deterministic text.
+:func:`samna_json` gives its deterministic text. A neuron's CAM and SRAM entries and their checks
+come from one builder, :class:`EntryBuilder`, which the board path
+(``board.configuration``) uses too with samna's classes as factories: ``samna.json`` is, entry
+for entry, what ``eideploy run`` applies (tests compare the texts).
+
+**What samna.json is, and is not.** It is a *record* in the JSON form of rockpool's mirrors
+(``json_wrapper()``), for reading, diffing and for rockpool; it is not a file samna's own
+loader is known to accept: the mirrors write placeholder bookkeeping fields (``_address``,
+``_cookie`` 0 in every parameter and core) that samna fills from the chip, and no samna was
+available to check a round trip. The board path never loads it: it builds samna's objects
+from ``dynapse2.json`` with the same builder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .rockpool_shim import rockpool_import
 
-__all__ = ["config_to_samna", "samna_json", "SamnaJsonError", "MONITOR_SLOT", "MONITOR_HOPS"]
+__all__ = ["config_to_samna", "samna_json", "SamnaJsonError", "MONITOR_SLOT", "MONITOR_HOPS",
+           "MASK_BITS", "BoardShape", "EntryBuilder", "mask_bits", "parameter_codes",
+           "mirror_parameter", "default_parameters", "rockpool_mirrors", "used_cores",
+           "neuron_slot", "monitor_tags", "all_false", "empty_chip"]
 
 #: The SRAM entry kept for monitoring a neuron from the host (rockpool's allocator: the first).
 MONITOR_SLOT = 0
 #: Hops of an event bound for the host (rockpool's ``get_monitor_destination``).
 MONITOR_HOPS = (-7, -7)
 #: samna's objects have four bits in every mask: weight masks and core masks.
-_MASK_BITS = 4
+MASK_BITS = 4
 
 
 class SamnaJsonError(ValueError):
@@ -74,6 +89,12 @@ def _alias() -> Any:
     return samna_alias
 
 
+def rockpool_mirrors() -> Any:
+    """rockpool's pure-Python mirrors of samna's DYNAP-SE2 classes
+    (``rockpool.devices.dynapse.samna_alias``); ``ImportError`` without rockpool."""
+    return _alias()
+
+
 @functools.lru_cache(maxsize=1)
 def default_parameters() -> tuple[tuple[str, int, int], ...]:
     """rockpool's DynapSim default (coarse, fine) per core parameter, sorted by name."""
@@ -87,91 +108,194 @@ def default_parameters() -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted((str(name), int(c), int(f)) for name, (c, f) in codes.items()))
 
 
-# --------------------------------------------------------------------------- templates
-def _bits(value: int, where: str) -> list[bool]:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << _MASK_BITS:
-        raise SamnaJsonError(f"field '{where}' must be a {_MASK_BITS}-bit mask (0..15), got "
+# --------------------------------------------------------------------------- entries
+def mask_bits(value: Any, where: str) -> list[bool]:
+    """A 4-bit mask (weight mask or core mask) as samna's four booleans, bit k first."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << MASK_BITS:
+        raise SamnaJsonError(f"field '{where}' must be a {MASK_BITS}-bit mask (0..15), got "
                              f"{value!r}")
-    return [bool(value >> k & 1) for k in range(_MASK_BITS)]
+    return [bool(value >> k & 1) for k in range(MASK_BITS)]
 
 
-def _check_tag(tag: Any, tags: int, where: str) -> int:
-    if not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag < tags:
-        raise SamnaJsonError(f"field '{where}.tag' must be an integer in 0..{tags - 1}, "
-                             f"got {tag!r}")
-    return tag
+@dataclass(frozen=True)
+class BoardShape:
+    """The fixed array sizes of samna's objects for a configuration's ``target`` section."""
+
+    chips: int
+    cores_per_chip: int
+    neurons_per_core: int
+    cam_entries: int
+    sram_entries: int
+    tags: int
+    dendrite_code: dict[str, int]
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> BoardShape:
+        target = config["target"]
+        cores = int(target["cores_per_chip"])
+        if cores > MASK_BITS:
+            raise SamnaJsonError(f"target {target.get('name')!r} has {cores} cores per chip; "
+                                 f"samna's core masks hold {MASK_BITS}")
+        if int(target["base_weights_per_core"]) != MASK_BITS:
+            raise SamnaJsonError(f"target {target.get('name')!r} has "
+                                 f"{target['base_weights_per_core']} base weights per core; "
+                                 f"samna's weight masks hold {MASK_BITS}")
+        return cls(int(target["chips_per_board"]), cores, int(target["neurons_per_core"]),
+                   int(target["cam_entries_per_neuron"]), int(target["sram_entries_per_neuron"]),
+                   int(target["tags"]),
+                   {str(k): int(v) for k, v in dict(target["dendrites"]).items()})
 
 
-class _Builder:
+#: ``make_synapse(dendrite_code, weight_bits, stp, precise_delay, mismatched_delay, tag)``
+SynapseFactory = Callable[[int, list[bool], bool, bool, bool, int], Any]
+#: ``make_destination(core_bits, x_hop, y_hop, tag)``
+DestinationFactory = Callable[[list[bool], int, int, int], Any]
+
+
+class EntryBuilder:
+    """The one builder of a neuron's CAM entries (``Dynapse2Synapse``) and SRAM entries
+    (``Dynapse2Destination``) and of their checks, for ``samna.json`` (JSON fragments) and for
+    the board's samna objects alike: only the two factories differ, so what the file records
+    and what is applied to a chip cannot drift apart.
+
+    Checks (each error names the field): dendrite among the target's, delay class 0..3 (two
+    flags: ``precise_delay`` = bit 0, ``mismatched_delay`` = bit 1), 4-bit weight and core
+    masks, tag within the target's tags, hops within +-7 (samna's ``Dynapse2Destination``
+    refuses more), at most ``cam_entries`` CAM entries and ``sram_entries - 1`` SRAM entries
+    (entry ``MONITOR_SLOT`` is kept for monitoring).
+    """
+
+    def __init__(self, config: Mapping[str, Any], make_synapse: SynapseFactory,
+                 make_destination: DestinationFactory) -> None:
+        self.shape = BoardShape.of(config)
+        self._make_synapse, self._make_destination = make_synapse, make_destination
+        self.empty_synapse = self.synapse("none", 0, False, 0, 0, "cam")
+        self.empty_destination = self._make_destination([False] * MASK_BITS, 0, 0, 0)
+
+    def check_tag(self, tag: Any, where: str) -> int:
+        if not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag < self.shape.tags:
+            raise SamnaJsonError(f"field '{where}.tag' must be an integer in "
+                                 f"0..{self.shape.tags - 1}, got {tag!r}")
+        return tag
+
+    def synapse(self, dendrite: str, mask: Any, stp: bool, delay: Any, tag: int,
+                where: str) -> Any:
+        code = self.shape.dendrite_code.get(dendrite)
+        if code is None:
+            raise SamnaJsonError(f"field '{where}.dendrite' is {dendrite!r}, not a dendrite of "
+                                 f"the target ({', '.join(self.shape.dendrite_code)})")
+        if not isinstance(delay, int) or isinstance(delay, bool) or not 0 <= delay < 4:
+            raise SamnaJsonError(f"field '{where}.delay' must be a delay class 0..3 (two "
+                                 f"flags), got {delay!r}")
+        return self._make_synapse(code, mask_bits(mask, f"{where}.weight_mask"), bool(stp),
+                                  bool(delay & 1), bool(delay >> 1 & 1), tag)
+
+    def destination(self, core_mask: Any, x_hop: Any, y_hop: Any, tag: int, where: str) -> Any:
+        if not all(isinstance(h, int) and not isinstance(h, bool) and abs(h) <= 7
+                   for h in (x_hop, y_hop)):
+            raise SamnaJsonError(f"field '{where}': hops ({x_hop}, {y_hop}) must be integers "
+                                 "within +-7")
+        return self._make_destination(mask_bits(core_mask, f"{where}.core_mask"), x_hop, y_hop,
+                                      tag)
+
+    def neuron_entries(self, neuron: Mapping[str, Any], monitor_tag: int | None, where: str
+                       ) -> tuple[list[Any], list[Any]]:
+        """A ``dynapse2.json`` neuron's CAM entries and SRAM entries (the monitoring entry
+        first: all cores, ``MONITOR_HOPS``, ``monitor_tag``; empty when it is ``None``), checked
+        and padded with empty entries to the target's counts."""
+        shape = self.shape
+        cam, sram = neuron.get("cam", []), neuron.get("sram", [])
+        if len(cam) > shape.cam_entries:
+            raise SamnaJsonError(f"field '{where}.cam' holds {len(cam)} entries, a neuron has "
+                                 f"{shape.cam_entries}")
+        if len(sram) > shape.sram_entries - 1:
+            raise SamnaJsonError(f"field '{where}.sram' holds {len(sram)} entries; with entry "
+                                 f"{MONITOR_SLOT} kept for monitoring a neuron has "
+                                 f"{shape.sram_entries - 1}")
+        synapses = []
+        for i, entry in enumerate(cam):
+            ew = f"{where}.cam[{i}]"
+            synapses.append(self.synapse(str(entry["dendrite"]), entry["weight_mask"],
+                                         bool(entry.get("stp", False)), entry.get("delay", 0),
+                                         self.check_tag(entry["tag"], ew), ew))
+        if monitor_tag is None:
+            monitor = self.empty_destination
+        else:  # the neuron's way to the host
+            monitor = self.destination((1 << MASK_BITS) - 1, *MONITOR_HOPS,
+                                       self.check_tag(monitor_tag, f"{where}.monitor"), where)
+        destinations = [monitor]
+        for i, entry in enumerate(sram):
+            ew = f"{where}.sram[{i}]"
+            destinations.append(self.destination(entry["core_mask"], entry["x_hop"],
+                                                 entry["y_hop"], self.check_tag(entry["tag"], ew),
+                                                 ew))
+        synapses += [self.empty_synapse] * (shape.cam_entries - len(synapses))
+        destinations += [self.empty_destination] * (shape.sram_entries - len(destinations))
+        return synapses, destinations
+
+
+def parameter_codes(codes: Mapping[str, Any], where: str) -> dict[str, tuple[int, int]]:
+    """Every core parameter's (coarse, fine): rockpool's DynapSim defaults for all of them
+    (:func:`default_parameters`), overridden by a core's ``bias_codes``; sorted by name."""
+    merged = {name: (coarse, fine) for name, coarse, fine in default_parameters()}
+    for name, code in codes.items():
+        try:
+            merged[name] = (int(code["coarse"]), int(code["fine"]))
+        except (KeyError, TypeError, ValueError):
+            raise SamnaJsonError(f"field '{where}.bias_codes.{name}' needs integer 'coarse' and "
+                                 "'fine'") from None
+    for name, (coarse, fine) in merged.items():
+        if name[-1] not in ("N", "P") or not (0 <= coarse <= 5 and 0 <= fine <= 255):
+            raise SamnaJsonError(f"field '{where}.bias_codes.{name}': ({coarse}, {fine}) is not "
+                                 "an N/P parameter code (coarse 0..5, fine 0..255)")
+    return dict(sorted(merged.items()))
+
+
+def mirror_parameter(sa: Any, name: str, coarse: int, fine: int) -> Any:
+    """rockpool's ``Dynapse2Parameter`` mirror of a code (type N or P from the name)."""
+    kind = name[-1]
+    return sa.Dynapse2Parameter(type=kind, coarse_value=coarse, fine_value=fine,
+                                _initial_type=sa.ParameterType.n if kind == "N"
+                                else sa.ParameterType.p)
+
+
+class _JsonEntries(EntryBuilder):
     """JSON fragments made by rockpool's classes, cached per distinct content: a board holds up
     to 262144 CAM entries but only a few hundred distinct (dendrite, mask, flags) combinations,
     and the tag is the only field that varies between them."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.sa = _alias()
-        target = config["target"]
-        self.tags = int(target["tags"])
-        self.cam_entries = int(target["cam_entries_per_neuron"])
-        self.sram_entries = int(target["sram_entries_per_neuron"])
-        self.neurons_per_core = int(target["neurons_per_core"])
-        self.cores_per_chip = int(target["cores_per_chip"])
-        self.chips = int(target["chips_per_board"])
-        if self.cores_per_chip > _MASK_BITS:
-            raise SamnaJsonError(f"target {target.get('name')!r} has {self.cores_per_chip} cores "
-                                 f"per chip; samna's core masks hold {_MASK_BITS}")
-        if int(target["base_weights_per_core"]) != _MASK_BITS:
-            raise SamnaJsonError(f"target {target.get('name')!r} has "
-                                 f"{target['base_weights_per_core']} base weights per core; "
-                                 f"samna's weight masks hold {_MASK_BITS}")
         dendrite = self.sa.Dendrite
-        self.dendrite_code: dict[str, int] = {}
-        for name, code in dict(target["dendrites"]).items():
+        for name, code in dict(config["target"]["dendrites"]).items():
             if name not in dendrite.__members__ or int(dendrite[name]) != int(code):
                 raise SamnaJsonError(f"target dendrite {name!r} = {code} is not samna's "
                                      f"Dendrite.{name} ({', '.join(dendrite.__members__)})")
-            self.dendrite_code[name] = int(code)
-        self.value_keys = [f"value{i}" for i in range(max(self.cam_entries, self.sram_entries,
-                                                          self.neurons_per_core))]
-        self._synapses: dict[tuple[str, int, bool, int], dict[str, Any]] = {}
-        self._destinations: dict[tuple[int, int, int], dict[str, Any]] = {}
-        self.empty_synapse = self.synapse("none", 0, False, 0, 0, "")
-        self.empty_destination = self.sa.Dynapse2Destination(
-            core=[False] * _MASK_BITS, x_hop=0, y_hop=0, tag=0).json_wrapper()
-        self.defaults = default_parameters()
+        self._synapses: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._destinations: dict[tuple[Any, ...], dict[str, Any]] = {}
+        super().__init__(config, self._synapse_json, self._destination_json)
+        shape = self.shape
+        self.value_keys = [f"value{i}" for i in range(max(shape.cam_entries, shape.sram_entries,
+                                                          shape.neurons_per_core))]
 
-    def check_tag(self, tag: Any, where: str) -> int:
-        return _check_tag(tag, self.tags, where)
-
-    def synapse(self, dendrite: str, mask: int, stp: bool, delay: int, tag: int,
-                where: str) -> dict[str, Any]:
-        key = (dendrite, mask, bool(stp), delay)
+    def _synapse_json(self, code: int, weight: list[bool], stp: bool, precise: bool,
+                      mismatched: bool, tag: int) -> dict[str, Any]:
+        key = (code, tuple(weight), stp, precise, mismatched)
         template = self._synapses.get(key)
         if template is None:
-            if dendrite not in self.dendrite_code:
-                raise SamnaJsonError(f"field '{where}.dendrite' is {dendrite!r}, not a dendrite "
-                                     f"of the target ({', '.join(self.dendrite_code)})")
-            if not isinstance(delay, int) or not 0 <= delay < 4:
-                raise SamnaJsonError(f"field '{where}.delay' must be a delay class 0..3 (two "
-                                     f"flags), got {delay!r}")
             template = self.sa.Dynapse2Synapse(
-                dendrite=self.sa.Dendrite(self.dendrite_code[dendrite]), stp=bool(stp),
-                weight=_bits(mask, f"{where}.weight_mask"), precise_delay=bool(delay & 1),
-                mismatched_delay=bool(delay >> 1 & 1), tag=0).json_wrapper()
+                dendrite=self.sa.Dendrite(code), stp=stp, weight=weight, precise_delay=precise,
+                mismatched_delay=mismatched, tag=0).json_wrapper()
             self._synapses[key] = template
         return {**template, "tag": tag}
 
-    def destination(self, core_mask: int, x_hop: int, y_hop: int, tag: int,
-                    where: str) -> dict[str, Any]:
-        key = (core_mask, x_hop, y_hop)
+    def _destination_json(self, core: list[bool], x_hop: int, y_hop: int, tag: int
+                          ) -> dict[str, Any]:
+        key = (tuple(core), x_hop, y_hop)
         template = self._destinations.get(key)
         if template is None:
-            bits = _bits(core_mask, f"{where}.core_mask")
-            try:
-                alias = self.sa.Dynapse2Destination(core=bits, x_hop=int(x_hop),
-                                                    y_hop=int(y_hop), tag=0)
-            except ValueError as exc:
-                raise SamnaJsonError(f"field '{where}': {exc}") from None
-            template = alias.json_wrapper()
+            template = self.sa.Dynapse2Destination(core=core, x_hop=x_hop, y_hop=y_hop,
+                                                   tag=0).json_wrapper()
             self._destinations[key] = template
         return {**template, "tag": tag}
 
@@ -181,76 +305,78 @@ class _Builder:
 
     def parameters(self, codes: Mapping[str, Mapping[str, Any]], where: str
                    ) -> list[dict[str, Any]]:
-        sa = self.sa
-        merged = {name: (coarse, fine) for name, coarse, fine in self.defaults}
-        for name, code in codes.items():
-            try:
-                merged[name] = (int(code["coarse"]), int(code["fine"]))
-            except (KeyError, TypeError, ValueError):
-                raise SamnaJsonError(f"field '{where}.bias_codes.{name}' needs integer 'coarse' "
-                                     "and 'fine'") from None
-        params = {}
-        for name in sorted(merged):
-            coarse, fine = merged[name]
-            kind = name[-1]
-            if kind not in ("N", "P") or not (0 <= coarse <= 5 and 0 <= fine <= 255):
-                raise SamnaJsonError(f"field '{where}.bias_codes.{name}': ({coarse}, {fine}) is "
-                                     "not an N/P parameter code (coarse 0..5, fine 0..255)")
-            params[name] = sa.Dynapse2Parameter(
-                type=kind, coarse_value=coarse, fine_value=fine,
-                _initial_type=sa.ParameterType.n if kind == "N" else sa.ParameterType.p)
-        return sa.Dynapse2Core.jdict_alias(params)
+        params = {name: mirror_parameter(self.sa, name, coarse, fine)
+                  for name, (coarse, fine) in parameter_codes(codes, where).items()}
+        return self.sa.Dynapse2Core.jdict_alias(params)
 
 
 # --------------------------------------------------------------------------- the translation
-def config_to_samna(config: Mapping[str, Any]) -> dict[str, Any]:
-    """samna's JSON document (``{"value0": {"chips": [...]}}``) of a ``dynapse2.json`` config."""
-    b = _Builder(config)
-    sa = b.sa
-    readout_tag = {(r["chip"], r["core"], r["neuron"]): r["tag"]
-                   for r in config.get("readout_channels", [])}
-    used: dict[tuple[int, int], Mapping[str, Any]] = {}
+def used_cores(config: Mapping[str, Any], shape: BoardShape
+               ) -> dict[tuple[int, int], tuple[Mapping[str, Any], str]]:
+    """The configuration's cores by (chip, core), each with its field path; refuses a core
+    outside the board."""
+    used: dict[tuple[int, int], tuple[Mapping[str, Any], str]] = {}
     for ci, chip in enumerate(config["chips"]):
         for ki, core in enumerate(chip["cores"]):
             key = (int(chip["id"]), int(core["id"]))
-            if not (0 <= key[0] < b.chips and 0 <= key[1] < b.cores_per_chip):
+            if not (0 <= key[0] < shape.chips and 0 <= key[1] < shape.cores_per_chip):
                 raise SamnaJsonError(f"field 'chips[{ci}].cores[{ki}]' is core {key}, outside "
-                                     f"the board's {b.chips} x {b.cores_per_chip} cores")
-            used[key] = core
+                                     f"the board's {shape.chips} x {shape.cores_per_chip} cores")
+            used[key] = (core, f"chips[{ci}].cores[{ki}]")
+    return used
 
+
+def neuron_slot(neuron: Mapping[str, Any], shape: BoardShape, where: str) -> int:
+    slot = neuron["id"]
+    if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < \
+            shape.neurons_per_core:
+        raise SamnaJsonError(f"field '{where}.id' is {slot!r}, outside 0.."
+                             f"{shape.neurons_per_core - 1}")
+    return slot
+
+
+def monitor_tags(config: Mapping[str, Any]) -> dict[tuple[int, int, int], int]:
+    """The neurons that reach the host through their monitoring entry: the readout neurons,
+    each with its readout tag (``readout_channels``)."""
+    return {(int(r["chip"]), int(r["core"]), int(r["neuron"])): r["tag"]
+            for r in config.get("readout_channels", [])}
+
+
+def config_to_samna(config: Mapping[str, Any]) -> dict[str, Any]:
+    """samna's JSON document (``{"value0": {"chips": [...]}}``) of a ``dynapse2.json`` config."""
+    b = _JsonEntries(config)
+    sa, shape = b.sa, b.shape
+    monitored = monitor_tags(config)
+    used = used_cores(config, shape)
     empty_neuron = _neuron(b, [], [], dc=False)
     empty_params = b.parameters({}, "cores")
     chips = []
-    for chip_id in range(b.chips):
+    for chip_id in range(shape.chips):
         cores = []
-        for core_id in range(b.cores_per_chip):
-            core = used.get((chip_id, core_id))
-            where = f"chips[{chip_id}].cores[{core_id}]"
-            neurons: list[dict[str, Any]] = [empty_neuron] * b.neurons_per_core
+        for core_id in range(shape.cores_per_chip):
+            core, where = used.get((chip_id, core_id), (None, ""))
+            neurons: list[dict[str, Any]] = [empty_neuron] * shape.neurons_per_core
             if core is not None:
                 dc = float(core.get("dc", 0.0)) > 0
                 for ni, neuron in enumerate(core["neurons"]):
-                    slot = int(neuron["id"])
                     nw = f"{where}.neurons[{ni}]"
-                    if not 0 <= slot < b.neurons_per_core:
-                        raise SamnaJsonError(f"field '{nw}.id' is {slot}, outside 0.."
-                                             f"{b.neurons_per_core - 1}")
-                    monitor = readout_tag.get((chip_id, core_id, slot))
-                    neurons[slot] = _used_neuron(b, neuron, monitor, dc, nw)
+                    slot = neuron_slot(neuron, shape, nw)
+                    entries = b.neuron_entries(neuron, monitored.get((chip_id, core_id, slot)),
+                                               nw)
+                    neurons[slot] = _neuron(b, *entries, dc)
                 params = b.parameters(core.get("bias_codes", {}), where)
             else:
                 params = empty_params
             alias = sa.Dynapse2Core(
                 neurons=[], neuron_monitoring_on=False, monitored_neuron=0, parameters={},
-                sadc_enables=_all_false(sa.Dynapse2Core_CoreSadcEnables),
+                sadc_enables=all_false(sa.Dynapse2Core_CoreSadcEnables),
                 enable_syaw_stdbuf_an=False, enable_pulse_extender_monitor1=False,
                 enable_pulse_extender_monitor2=False, _id=core_id, _cookie=0)
             wrapper = alias.json_wrapper()
             wrapper["neurons"] = b.jlist(neurons)
             wrapper["parameters"] = params
             cores.append(wrapper)
-        chip_alias = _empty_chip(sa)
-        wrapper = chip_alias.json_wrapper()
+        wrapper = empty_chip(sa).json_wrapper()
         wrapper["cores"] = b.jlist(cores)
         chips.append(wrapper)
     configuration = sa.Dynapse2Configuration(chips=[]).json_wrapper()
@@ -258,13 +384,12 @@ def config_to_samna(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"value0": configuration}
 
 
-def _all_false(cls: type) -> Any:
-    import dataclasses
-
+def all_false(cls: type) -> Any:
+    """A samna flag record (sADC enables) with every flag off, as samna's default."""
     return cls(**{f.name: False for f in dataclasses.fields(cls)})
 
 
-def _empty_chip(sa: Any) -> Any:
+def empty_chip(sa: Any) -> Any:
     """A ``Dynapse2Chip`` without cores and with samna's neutral chip-level settings."""
     vec = sa.Vec2_unsigned_int
     dvs = sa.Dynapse2DvsInterface(
@@ -280,50 +405,9 @@ def _empty_chip(sa: Any) -> Any:
     return sa.Dynapse2Chip(
         cores=[], global_parameters={}, shared_parameters01={}, shared_parameters23={},
         sadc_group_parameters01=[], sadc_group_parameters23=[],
-        sadc_enables=_all_false(sa.Dynapse2Chip_ConfigSadcEnables), dvs_if=dvs,
+        sadc_enables=all_false(sa.Dynapse2Chip_ConfigSadcEnables), dvs_if=dvs,
         bioamps=bioamps, enable_pg0_reference_monitor=False, enable_pg1_reference_monitor=False,
         param_gen0_powerdown=False, param_gen1_powerdown=False)
-
-
-def _used_neuron(b: _Builder, neuron: Mapping[str, Any], monitor_tag: int | None, dc: bool,
-                 where: str) -> dict[str, Any]:
-    return _neuron(b, *neuron_entries(b, neuron, monitor_tag, where), dc)
-
-
-def neuron_entries(b: Any, neuron: Mapping[str, Any], monitor_tag: int | None, where: str
-                   ) -> tuple[list[Any], list[Any]]:
-    """A neuron's CAM entries (synapses) and SRAM entries (destinations, the monitoring entry
-    first), checked and padded with empty entries to the target's counts. ``b`` makes the
-    entries: ``synapse``, ``destination``, ``check_tag``, ``empty_synapse``,
-    ``empty_destination``, ``cam_entries``, ``sram_entries`` (JSON fragments here, samna objects
-    in ``board``)."""
-    cam, sram = neuron.get("cam", []), neuron.get("sram", [])
-    if len(cam) > b.cam_entries:
-        raise SamnaJsonError(f"field '{where}.cam' holds {len(cam)} entries, a neuron has "
-                             f"{b.cam_entries}")
-    if len(sram) > b.sram_entries - 1:
-        raise SamnaJsonError(f"field '{where}.sram' holds {len(sram)} entries; with entry "
-                             f"{MONITOR_SLOT} kept for monitoring a neuron has "
-                             f"{b.sram_entries - 1}")
-    synapses = []
-    for i, entry in enumerate(cam):
-        ew = f"{where}.cam[{i}]"
-        synapses.append(b.synapse(str(entry["dendrite"]), entry["weight_mask"],
-                                  bool(entry.get("stp", False)), entry.get("delay", 0),
-                                  b.check_tag(entry["tag"], ew), ew))
-    if monitor_tag is None:
-        monitor = b.empty_destination
-    else:  # the readout's way to the host
-        monitor = b.destination((1 << _MASK_BITS) - 1, *MONITOR_HOPS,
-                                b.check_tag(monitor_tag, f"{where}.readout"), where)
-    destinations = [monitor]
-    for i, entry in enumerate(sram):
-        ew = f"{where}.sram[{i}]"
-        destinations.append(b.destination(entry["core_mask"], entry["x_hop"], entry["y_hop"],
-                                          b.check_tag(entry["tag"], ew), ew))
-    synapses += [b.empty_synapse] * (b.cam_entries - len(synapses))
-    destinations += [b.empty_destination] * (b.sram_entries - len(destinations))
-    return synapses, destinations
 
 
 @functools.lru_cache(maxsize=4)
@@ -340,10 +424,11 @@ def _neuron_template(dc: bool) -> tuple[tuple[str, Any], ...]:
     return tuple(wrapper.items())
 
 
-def _neuron(b: _Builder, synapses: list[dict[str, Any]], destinations: list[dict[str, Any]],
+def _neuron(b: _JsonEntries, synapses: list[dict[str, Any]], destinations: list[dict[str, Any]],
             dc: bool) -> dict[str, Any]:
-    synapses = synapses + [b.empty_synapse] * (b.cam_entries - len(synapses))  # empty neuron
-    destinations = destinations + [b.empty_destination] * (b.sram_entries - len(destinations))
+    synapses = synapses + [b.empty_synapse] * (b.shape.cam_entries - len(synapses))
+    destinations = destinations + [b.empty_destination] * (b.shape.sram_entries
+                                                           - len(destinations))
     doc = dict(_neuron_template(dc))
     doc["synapses"] = b.jlist(synapses)
     doc["destinations"] = b.jlist(destinations)

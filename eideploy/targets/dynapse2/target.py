@@ -24,9 +24,11 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = ["Target", "TargetError", "load_target", "resolve_target", "known_targets",
            "HARDWARE_DIR",
-           "TARGET_FORMAT", "TARGET_FORMAT_VERSION"]
+           "TARGET_FORMAT", "TARGET_FORMAT_VERSION", "CHIP_LAYOUTS"]
 
 TARGET_FORMAT = "eideploy-target"
+#: Board layouts of the chips (``route.chip_positions``).
+CHIP_LAYOUTS = ("row", "grid")
 TARGET_FORMAT_VERSION = 1
 # eideploy/targets/dynapse2/target.py -> the repository root holds hardware/.
 HARDWARE_DIR = Path(__file__).resolve().parents[3] / "hardware"
@@ -68,6 +70,11 @@ class Target:
     weight_biases: tuple[str, ...] = field(default=(), repr=False)
     delay_biases: tuple[str, ...] = field(default=(), repr=False)
     rockpool_bias_names: dict[str, str] = field(default_factory=dict, hash=False, repr=False)
+    #: Chip positions on the board: "row" (chip k at (k, 0), rockpool's ``CHIP_POS``) or
+    #: "grid" (the smallest square grid, row-major); ``route.chip_positions`` lays them out.
+    chip_layout: str = "row"
+    #: A tag reserved for the host's control events (never allocated to a source), or None.
+    control_tag: int | None = None
 
     # ---- derived counts
     @property
@@ -86,6 +93,11 @@ class Target:
     def usable_sram(self) -> int:
         """Fan-out destinations left for the network once the monitoring entry is reserved."""
         return self.sram_entries_per_neuron - self.sram_reserved
+
+    @property
+    def allocatable_tags(self) -> list[int]:
+        """The tags the router may give sources: all but the reserved control tag."""
+        return [t for t in range(self.tags) if t != self.control_tag]
 
     @property
     def weight_levels(self) -> int:
@@ -246,11 +258,11 @@ class _Reader:
 
 _FIELDS: dict[str, tuple[str, ...] | None] = {  # None: a table of free keys
     "format": (), "format_version": (), "name": (), "description": (),
-    "board": ("name", "chips"),
+    "board": ("name", "chips", "layout"),
     "chip": ("cores", "core_grid"),
     "core": ("neurons", "delay_classes"),
     "neuron": ("cam_entries", "sram_entries", "sram_reserved"),
-    "routing": ("tags", "tag_bits", "hop_range"),
+    "routing": ("tags", "tag_bits", "hop_range", "control_tag"),
     "weights": ("base_per_core", "mask_bits"),
     "dendrites": None,
     "kinds": _GRAPH_KINDS,
@@ -283,6 +295,16 @@ def _parse(doc: dict[str, Any], source: str) -> Target:
     if tags > 2 ** tag_bits:
         raise r.fail("routing.tags", f"is {tags}, more than routing.tag_bits = {tag_bits} bits "
                                      f"can address ({2 ** tag_bits})")
+    control_tag = r.get("routing.control_tag") if "control_tag" in r.table("routing") else None
+    if control_tag is not None and (not isinstance(control_tag, int)
+                                    or isinstance(control_tag, bool)
+                                    or not 0 <= control_tag < tags):
+        raise r.fail("routing.control_tag", f"must be a tag in 0..{tags - 1}, got "
+                                            f"{control_tag!r}")
+    layout = r.get("board.layout") if "layout" in r.table("board") else "row"
+    if layout not in CHIP_LAYOUTS:
+        raise r.fail("board.layout", f"must be one of {', '.join(CHIP_LAYOUTS)}, got "
+                                     f"{layout!r}")
     hop_range = r.int_pair("routing.hop_range")
     if hop_range[0] > hop_range[1]:
         raise r.fail("routing.hop_range", f"must be [low, high] with low <= high, got "
@@ -360,6 +382,8 @@ def _parse(doc: dict[str, Any], source: str) -> Target:
         weight_biases=weight_biases,
         delay_biases=delay_biases,
         rockpool_bias_names=rockpool_names,
+        chip_layout=layout,
+        control_tag=control_tag,
     )
     r.check_unknown(_FIELDS)
     return target
