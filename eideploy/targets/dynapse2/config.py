@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +261,294 @@ def _dendrite_scales(f: _Fields, core: Any, where: str, code: Mapping[str, int])
     return out
 
 
+@dataclass(frozen=True)
+class _Board:
+    """The target fields the reverse path needs: chip size, tags, base weights, dendrites."""
+
+    cores_per_chip: int
+    chips_per_board: int
+    tags: int
+    base_weights: int
+    dendrite_kind: dict[str, str]  # dendrite -> the projection kind it carries
+    dendrite_code: dict[str, int]  # dendrite -> column of a core's scales (sorted by name)
+
+    @property
+    def cores(self) -> int:
+        return self.cores_per_chip * self.chips_per_board
+
+
+def _read_board(f: _Fields, config: Mapping[str, Any]) -> _Board:
+    tgt = f.get(config, "target", "")
+    cpc = f.integer(tgt, "cores_per_chip", "target", 1)
+    chips_per_board = f.integer(tgt, "chips_per_board", "target", 1)
+    n_tags = f.integer(tgt, "tags", "target", 1)
+    n_base = f.integer(tgt, "base_weights_per_core", "target", 1, 8)
+    kind_dendrites = f.get(tgt, "kind_dendrites", "target")
+    dendrite_kind = {d: k for k, d in dict(kind_dendrites).items()}
+    return _Board(cpc, chips_per_board, n_tags, n_base, dendrite_kind,
+                  {d: i for i, d in enumerate(sorted(dendrite_kind))})
+
+
+@dataclass(frozen=True)
+class _Neurons:
+    """The graph's populations laid end to end: one global id per neuron."""
+
+    names: list[str]
+    sizes: list[int]
+    starts: np.ndarray  # (populations + 1,) first global id of each, then the total
+    index_of: dict[str, int]  # name -> position
+
+    @property
+    def total(self) -> int:
+        return int(self.starts[-1])
+
+    def population_of(self, gid: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.starts, gid, side="right") - 1
+
+    def neuron_id(self, f: _Fields, pop: Any, index: Any, where: str) -> int:
+        index_of = self.index_of
+        if pop not in index_of:
+            raise f.fail(where, f"names population {pop!r}, which is not in graph.populations")
+        if not isinstance(index, int) or not 0 <= index < self.sizes[index_of[pop]]:
+            raise f.fail(where, f"neuron index {index!r} is outside population {pop} "
+                                f"({self.sizes[index_of[pop]]} neurons)")
+        return int(self.starts[index_of[pop]] + index)
+
+
+def _read_neurons(f: _Fields, pop_docs: list[Any]) -> _Neurons:
+    names: list[str] = []
+    sizes: list[int] = []
+    for i, p in enumerate(pop_docs):
+        where = f"graph.populations[{i}]"
+        names.append(str(f.get(p, "name", where)))
+        shape = f.listing(p, "shape", where)
+        sizes.append(int(math.prod(int(s) for s in shape)))
+    return _Neurons(names, sizes, np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
+                    {n: i for i, n in enumerate(names)})
+
+
+class _Tags:
+    """Which neuron sends each (core, tag): filled from SRAM entries and input channels."""
+
+    def __init__(self, f: _Fields, board: _Board) -> None:
+        self.f, self.board = f, board
+        self.sender = np.full(board.cores * board.tags, -1, dtype=np.int64)
+
+    def address(self, dest_chip: int, mask: int, tag: int, who: int, where: str) -> None:
+        """``who`` sends ``tag`` to the cores of ``dest_chip`` that ``mask`` selects."""
+        cpc, n_tags = self.board.cores_per_chip, self.board.tags
+        if not 0 <= tag < n_tags:
+            raise self.f.fail(where, f"tag {tag} is outside 0..{n_tags - 1}")
+        for bit in range(cpc):
+            if mask >> bit & 1:
+                slot = (dest_chip * cpc + bit) * n_tags + tag
+                if self.sender[slot] not in (-1, who):
+                    raise self.f.fail(where, f"tag {tag} reaches core ({dest_chip}, {bit}) from "
+                                             "two senders: tags must be distinct per destination "
+                                             "core")
+                self.sender[slot] = who
+
+    def destination(self, node: Any, where: str) -> tuple[int, int]:
+        """An SRAM entry's or input destination's (chip, core_mask)."""
+        return (self.f.integer(node, "chip", where, 0, self.board.chips_per_board - 1),
+                self.f.integer(node, "core_mask", where, 0,
+                               (1 << self.board.cores_per_chip) - 1))
+
+
+@dataclass
+class _Cores:
+    """What the cores hold: per core the weight levels and dendrite scales, per neuron its core
+    and DC, and every CAM entry (listening neuron, core, tag, dendrite, weight mask)."""
+
+    levels: np.ndarray  # (core, mask) -> subset sum of the core's base weights
+    scales: np.ndarray  # (core, dendrite) -> s_d
+    neuron_core: np.ndarray
+    neuron_dc: np.ndarray
+    cam_target: list[int] = field(default_factory=list)
+    cam_core: list[int] = field(default_factory=list)
+    cam_tag: list[int] = field(default_factory=list)
+    cam_dendrite: list[str] = field(default_factory=list)
+    cam_mask: list[int] = field(default_factory=list)
+
+
+def _read_cores(f: _Fields, config: Mapping[str, Any], board: _Board, neurons: _Neurons,
+                tags: _Tags) -> _Cores:
+    """Step 1, cores: base weights, dendrite scales, DC, each neuron's CAM entries; its SRAM
+    entries go to ``tags``."""
+    cpc = board.cores_per_chip
+    cores = _Cores(levels=np.zeros((board.cores, 1 << board.base_weights)),
+                   scales=np.ones((board.cores, len(board.dendrite_kind))),
+                   neuron_core=np.full(neurons.total, -1, dtype=np.int64),
+                   neuron_dc=np.zeros(neurons.total))
+    for ci, chip in enumerate(f.listing(config, "chips", "")):
+        cw = f"chips[{ci}]"
+        chip_id = f.integer(chip, "id", cw, 0, board.chips_per_board - 1)
+        for ki, core in enumerate(f.listing(chip, "cores", cw)):
+            kw = f"{cw}.cores[{ki}]"
+            gc = chip_id * cpc + f.integer(core, "id", kw, 0, cpc - 1)
+            bases = f.listing(core, "base_weights", kw)
+            if len(bases) != board.base_weights:
+                raise f.fail(f"{kw}.base_weights", f"holds {len(bases)} values, the target has "
+                                                   f"{board.base_weights} base weights per core")
+            cores.levels[gc] = subset_sums(np.asarray(bases, dtype=np.float64))
+            cores.scales[gc] = _dendrite_scales(f, core, kw, board.dendrite_code)
+            dc = float(f.get(core, "dc", kw))
+            for ni, neuron in enumerate(f.listing(core, "neurons", kw)):
+                _read_neuron(f, neuron, f"{kw}.neurons[{ni}]", gc, dc, cores, neurons, tags)
+    return cores
+
+
+def _read_neuron(f: _Fields, neuron: Any, nw: str, gc: int, dc: float, cores: _Cores,
+                 neurons: _Neurons, tags: _Tags) -> None:
+    """One neuron of core ``gc``: its place, its CAM entries and the tags its SRAM sends."""
+    gid = neurons.neuron_id(f, f.get(neuron, "population", nw), f.get(neuron, "index", nw), nw)
+    if cores.neuron_core[gid] != -1:
+        raise f.fail(nw, "places a neuron that another core already holds")
+    cores.neuron_core[gid], cores.neuron_dc[gid] = gc, dc
+    cam = f.listing(neuron, "cam", nw)
+    try:
+        cores.cam_tag.extend(e["tag"] for e in cam)
+        cores.cam_dendrite.extend(e["dendrite"] for e in cam)
+        cores.cam_mask.extend(e["weight_mask"] for e in cam)
+        timed = any(e["stp"] or e["delay"] for e in cam)
+    except (KeyError, TypeError) as exc:
+        raise f.fail(f"{nw}.cam", f"has an entry without {exc}") from None
+    if timed:
+        raise f.fail(f"{nw}.cam", "uses short-term plasticity or a delay class, which an "
+                                  "E-I graph does not have")
+    cores.cam_target.extend([gid] * len(cam))
+    cores.cam_core.extend([gc] * len(cam))
+    for si, entry in enumerate(f.listing(neuron, "sram", nw)):
+        sw = f"{nw}.sram[{si}]"
+        tags.address(*tags.destination(entry, sw), f.integer(entry, "tag", sw), gid, sw)
+
+
+def _read_input_channels(f: _Fields, config: Mapping[str, Any], neurons: _Neurons,
+                         tags: _Tags) -> None:
+    """Step 2, tags: the host's input channels send their tags as the input neurons."""
+    for ii, channel in enumerate(f.listing(config, "input_channels", "")):
+        iw = f"input_channels[{ii}]"
+        tag = f.get(channel, "tag", iw)
+        if tag is None:
+            continue
+        gid = neurons.neuron_id(f, f.get(channel, "population", iw),
+                                f.get(channel, "channel", iw), iw)
+        for di, dest in enumerate(f.listing(channel, "destinations", iw)):
+            dw = f"{iw}.destinations[{di}]"
+            tags.address(*tags.destination(dest, dw), int(tag), gid, dw)
+
+
+@dataclass(frozen=True)
+class _Synapses:
+    """Every CAM entry as a synapse: global target and source ids, kind code, weight."""
+
+    target_id: np.ndarray
+    source_id: np.ndarray
+    kind: np.ndarray
+    kinds: list[str]  # kind code -> projection kind
+    weight: np.ndarray
+
+
+_CAM = "chips[].cores[].neurons[].cam"
+
+
+def _resolve_synapses(f: _Fields, board: _Board, neurons: _Neurons, cores: _Cores,
+                      tags: _Tags) -> _Synapses:
+    """Step 3: each CAM entry's sender through ``tags`` and its weight ``s_d * level(mask)``."""
+    n_tags, n_base, cpc = board.tags, board.base_weights, board.cores_per_chip
+    target_id = np.asarray(cores.cam_target, dtype=np.int64)
+    core_of = np.asarray(cores.cam_core, dtype=np.int64)
+    tag = np.asarray(cores.cam_tag, dtype=np.int64)
+    mask = np.asarray(cores.cam_mask, dtype=np.int64)
+    if tag.size and (tag.min() < 0 or tag.max() >= n_tags or mask.min() < 0
+                     or mask.max() >= 1 << n_base):
+        raise f.fail(_CAM, f"holds a tag outside 0..{n_tags - 1} or a weight mask outside "
+                           f"0..{(1 << n_base) - 1}")
+    source_id = tags.sender[core_of * n_tags + tag] if tag.size else np.zeros(0, np.int64)
+    if np.any(source_id < 0):
+        bad = int(np.flatnonzero(source_id < 0)[0])
+        t_pop = int(neurons.population_of(target_id[bad]))
+        raise f.fail(_CAM, f"of neuron {target_id[bad] - neurons.starts[t_pop]} of population "
+                           f"{neurons.names[t_pop]} listens to tag {tag[bad]} on core "
+                           f"({core_of[bad] // cpc}, {core_of[bad] % cpc}), which no SRAM entry "
+                           "or input channel sends there")
+    dendrite_kind = board.dendrite_kind
+    unknown = sorted(set(cores.cam_dendrite) - set(dendrite_kind))
+    if unknown:
+        raise f.fail(_CAM, f"uses dendrite(s) {unknown} that carry no projection kind of the "
+                           "target")
+    kinds = sorted(set(dendrite_kind.values()))
+    kind_code = {k: i for i, k in enumerate(kinds)}
+    kind = np.asarray([kind_code[dendrite_kind[d]] for d in cores.cam_dendrite], dtype=np.int64)
+    dendrite_code = board.dendrite_code
+    dendrite = np.asarray([dendrite_code[d] for d in cores.cam_dendrite], dtype=np.int64)
+    # quantize_graph's definition of a CAM entry's weight: s_d * level(mask)
+    weight = (cores.scales[core_of, dendrite] * cores.levels[core_of, mask] if tag.size
+              else np.zeros(0))
+    return _Synapses(target_id, source_id, kind, kinds, weight)
+
+
+def _projections(f: _Fields, g: Any, neurons: _Neurons, syn: _Synapses) -> list[Projection]:
+    """Step 4: the graph's projections, each the synapses of its (source, target, kind), sparse,
+    indices sorted by (target, source); every synapse must belong to one."""
+    names, index_of, starts = neurons.names, neurons.index_of, neurons.starts
+    kind_code = {k: i for i, k in enumerate(syn.kinds)}
+    src_pop = neurons.population_of(syn.source_id)
+    tgt_pop = neurons.population_of(syn.target_id)
+    group = (src_pop * len(names) + tgt_pop) * len(syn.kinds) + syn.kind
+    projections = []
+    claimed = np.zeros(syn.kind.size, dtype=bool)
+    for pi, p in enumerate(f.listing(g, "projections", "graph")):
+        pw = f"graph.projections[{pi}]"
+        s_name, t_name = f.get(p, "source", pw), f.get(p, "target", pw)
+        k_name = f.get(p, "kind", pw)
+        if s_name not in index_of or t_name not in index_of or k_name not in kind_code:
+            raise f.fail(pw, f"joins unknown populations or kind ({s_name!r} -> {t_name!r}, "
+                             f"{k_name!r})")
+        code = ((index_of[s_name] * len(names) + index_of[t_name]) * len(syn.kinds)
+                + kind_code[k_name])
+        rows = np.flatnonzero(group == code)
+        claimed[rows] = True
+        local_t = syn.target_id[rows] - starts[index_of[t_name]]
+        local_s = syn.source_id[rows] - starts[index_of[s_name]]
+        order = np.lexsort((local_s, local_t))
+        projections.append(Projection(
+            str(f.get(p, "name", pw)), s_name, t_name, k_name, "sparse",
+            np.ascontiguousarray(syn.weight[rows][order]),
+            np.stack([local_t[order], local_s[order]], axis=1).astype(np.int64), {}))
+    if not claimed.all():
+        bad = int(np.flatnonzero(~claimed)[0])
+        raise f.fail("graph.projections", f"has no projection of kind "
+                                          f"{syn.kinds[syn.kind[bad]]!r} from "
+                                          f"{names[src_pop[bad]]} to {names[tgt_pop[bad]]}, "
+                                          "which the CAM entries hold")
+    return projections
+
+
+def _populations(f: _Fields, pop_docs: list[Any], neurons: _Neurons,
+                 cores: _Cores) -> list[Population]:
+    """Step 5: the populations with their params; ``bias`` the DC of each neuron's core and
+    ``gain_e`` 1 for E populations (g_E is folded into the weights)."""
+    populations = []
+    for i, p in enumerate(pop_docs):
+        where = f"graph.populations[{i}]"
+        role = f.get(p, "role", where)
+        lo, hi = int(neurons.starts[i]), int(neurons.starts[i + 1])
+        arrays: dict[str, np.ndarray] = {}
+        if role != "input":
+            missing = np.flatnonzero(cores.neuron_core[lo:hi] < 0)
+            if missing.size:
+                raise f.fail("chips", f"places no core for neuron {int(missing[0])} of "
+                                      f"population {neurons.names[i]} ({missing.size} missing)")
+            arrays["bias"] = cores.neuron_dc[lo:hi].copy()
+            if role == "exc":
+                arrays["gain_e"] = np.ones(hi - lo)
+        populations.append(Population(
+            neurons.names[i], role, tuple(int(s) for s in f.listing(p, "shape", where)),
+            str(p.get("layer", "")), dict(f.get(p, "params", where)), arrays))
+    return populations
+
+
 def config_to_graph(config: Mapping[str, Any], *, source: str = "<config>") -> EIGraph:
     """The quantized E-I graph a configuration holds, exactly as ``quantize_graph`` made it.
 
@@ -268,187 +557,20 @@ def config_to_graph(config: Mapping[str, Any], *, source: str = "<config>") -> E
     projection sparse, indices sorted by (target, source), weights the core's base-weight subset
     sums selected by each CAM entry's mask times the core's scale of the entry's dendrite. A CAM
     tag is resolved to its sender through the SRAM entries and input channels that address that
-    core with that tag.
+    core with that tag. Steps: cores, tags, synapses, projections, populations.
     """
     f = _Fields(source)
     _check_header(config, source)
-    tgt = f.get(config, "target", "")
-    cpc = f.integer(tgt, "cores_per_chip", "target", 1)
-    chips_per_board = f.integer(tgt, "chips_per_board", "target", 1)
-    n_tags = f.integer(tgt, "tags", "target", 1)
-    n_base = f.integer(tgt, "base_weights_per_core", "target", 1, 8)
-    kind_dendrites = f.get(tgt, "kind_dendrites", "target")
-    dendrite_kind = {d: k for k, d in dict(kind_dendrites).items()}
-    n_cores = cpc * chips_per_board
-
+    board = _read_board(f, config)
     g = f.get(config, "graph", "")
     pop_docs = f.listing(g, "populations", "graph")
-    names: list[str] = []
-    sizes: list[int] = []
-    for i, p in enumerate(pop_docs):
-        where = f"graph.populations[{i}]"
-        names.append(str(f.get(p, "name", where)))
-        shape = f.listing(p, "shape", where)
-        sizes.append(int(math.prod(int(s) for s in shape)))
-    index_of = {n: i for i, n in enumerate(names)}
-    starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
-    total = int(starts[-1])
-
-    def neuron_id(pop: Any, index: Any, where: str) -> int:
-        if pop not in index_of:
-            raise f.fail(where, f"names population {pop!r}, which is not in graph.populations")
-        if not isinstance(index, int) or not 0 <= index < sizes[index_of[pop]]:
-            raise f.fail(where, f"neuron index {index!r} is outside population {pop} "
-                                f"({sizes[index_of[pop]]} neurons)")
-        return int(starts[index_of[pop]] + index)
-
-    levels = np.zeros((n_cores, 1 << n_base))
-    dendrite_names = sorted(dendrite_kind)
-    dendrite_code = {d: i for i, d in enumerate(dendrite_names)}
-    scales = np.ones((n_cores, len(dendrite_names)))  # (core, dendrite) -> s_d
-    neuron_core = np.full(total, -1, dtype=np.int64)
-    neuron_dc = np.zeros(total)
-    sender = np.full(n_cores * n_tags, -1, dtype=np.int64)  # (core, tag) -> global neuron
-    cam_target: list[int] = []
-    cam_core: list[int] = []
-    cam_tag: list[int] = []
-    cam_dendrite: list[str] = []
-    cam_mask: list[int] = []
-
-    def address(dest_chip: int, mask: int, tag: int, who: int, where: str) -> None:
-        if not 0 <= tag < n_tags:
-            raise f.fail(where, f"tag {tag} is outside 0..{n_tags - 1}")
-        for bit in range(cpc):
-            if mask >> bit & 1:
-                slot = (dest_chip * cpc + bit) * n_tags + tag
-                if sender[slot] not in (-1, who):
-                    raise f.fail(where, f"tag {tag} reaches core ({dest_chip}, {bit}) from two "
-                                        "senders: tags must be distinct per destination core")
-                sender[slot] = who
-
-    for ci, chip in enumerate(f.listing(config, "chips", "")):
-        cw = f"chips[{ci}]"
-        chip_id = f.integer(chip, "id", cw, 0, chips_per_board - 1)
-        for ki, core in enumerate(f.listing(chip, "cores", cw)):
-            kw = f"{cw}.cores[{ki}]"
-            core_id = f.integer(core, "id", kw, 0, cpc - 1)
-            gc = chip_id * cpc + core_id
-            bases = f.listing(core, "base_weights", kw)
-            if len(bases) != n_base:
-                raise f.fail(f"{kw}.base_weights", f"holds {len(bases)} values, the target has "
-                                                   f"{n_base} base weights per core")
-            levels[gc] = subset_sums(np.asarray(bases, dtype=np.float64))
-            scales[gc] = _dendrite_scales(f, core, kw, dendrite_code)
-            dc = float(f.get(core, "dc", kw))
-            for ni, neuron in enumerate(f.listing(core, "neurons", kw)):
-                nw = f"{kw}.neurons[{ni}]"
-                gid = neuron_id(f.get(neuron, "population", nw), f.get(neuron, "index", nw), nw)
-                if neuron_core[gid] != -1:
-                    raise f.fail(nw, "places a neuron that another core already holds")
-                neuron_core[gid], neuron_dc[gid] = gc, dc
-                cam = f.listing(neuron, "cam", nw)
-                try:
-                    cam_tag.extend(e["tag"] for e in cam)
-                    cam_dendrite.extend(e["dendrite"] for e in cam)
-                    cam_mask.extend(e["weight_mask"] for e in cam)
-                    timed = any(e["stp"] or e["delay"] for e in cam)
-                except (KeyError, TypeError) as exc:
-                    raise f.fail(f"{nw}.cam", f"has an entry without {exc}") from None
-                if timed:
-                    raise f.fail(f"{nw}.cam", "uses short-term plasticity or a delay class, "
-                                              "which an E-I graph does not have")
-                cam_target.extend([gid] * len(cam))
-                cam_core.extend([gc] * len(cam))
-                for si, entry in enumerate(f.listing(neuron, "sram", nw)):
-                    sw = f"{nw}.sram[{si}]"
-                    address(f.integer(entry, "chip", sw, 0, chips_per_board - 1),
-                            f.integer(entry, "core_mask", sw, 0, (1 << cpc) - 1),
-                            f.integer(entry, "tag", sw), gid, sw)
-    for ii, channel in enumerate(f.listing(config, "input_channels", "")):
-        iw = f"input_channels[{ii}]"
-        tag = f.get(channel, "tag", iw)
-        if tag is None:
-            continue
-        gid = neuron_id(f.get(channel, "population", iw), f.get(channel, "channel", iw), iw)
-        for di, dest in enumerate(f.listing(channel, "destinations", iw)):
-            dw = f"{iw}.destinations[{di}]"
-            address(f.integer(dest, "chip", dw, 0, chips_per_board - 1),
-                    f.integer(dest, "core_mask", dw, 0, (1 << cpc) - 1), int(tag), gid, dw)
-
-    # CAM entries -> synapses
-    target_id = np.asarray(cam_target, dtype=np.int64)
-    core_of = np.asarray(cam_core, dtype=np.int64)
-    tag = np.asarray(cam_tag, dtype=np.int64)
-    mask = np.asarray(cam_mask, dtype=np.int64)
-    if tag.size and (tag.min() < 0 or tag.max() >= n_tags or mask.min() < 0
-                     or mask.max() >= 1 << n_base):
-        raise f.fail("chips[].cores[].neurons[].cam",
-                     f"holds a tag outside 0..{n_tags - 1} or a weight mask outside "
-                     f"0..{(1 << n_base) - 1}")
-    source_id = sender[core_of * n_tags + tag] if tag.size else np.zeros(0, np.int64)
-    if np.any(source_id < 0):
-        bad = int(np.flatnonzero(source_id < 0)[0])
-        t_pop = int(np.searchsorted(starts, target_id[bad], side="right") - 1)
-        raise f.fail("chips[].cores[].neurons[].cam",
-                     f"of neuron {target_id[bad] - starts[t_pop]} of population {names[t_pop]} "
-                     f"listens to tag {tag[bad]} on core ({core_of[bad] // cpc}, "
-                     f"{core_of[bad] % cpc}), which no SRAM entry or input channel sends there")
-    unknown = sorted(set(cam_dendrite) - set(dendrite_kind))
-    if unknown:
-        raise f.fail("chips[].cores[].neurons[].cam", f"uses dendrite(s) {unknown} that carry no "
-                                                      "projection kind of the target")
-    kinds = sorted(set(dendrite_kind.values()))
-    kind_code = {k: i for i, k in enumerate(kinds)}
-    kind = np.asarray([kind_code[dendrite_kind[d]] for d in cam_dendrite], dtype=np.int64)
-    dendrite = np.asarray([dendrite_code[d] for d in cam_dendrite], dtype=np.int64)
-    # quantize_graph's definition of a CAM entry's weight: s_d * level(mask)
-    weight = scales[core_of, dendrite] * levels[core_of, mask] if tag.size else np.zeros(0)
-    src_pop = np.searchsorted(starts, source_id, side="right") - 1
-    tgt_pop = np.searchsorted(starts, target_id, side="right") - 1
-    group = (src_pop * len(names) + tgt_pop) * len(kinds) + kind
-
-    projections = []
-    claimed = np.zeros(tag.size, dtype=bool)
-    for pi, p in enumerate(f.listing(g, "projections", "graph")):
-        pw = f"graph.projections[{pi}]"
-        s_name, t_name = f.get(p, "source", pw), f.get(p, "target", pw)
-        k_name = f.get(p, "kind", pw)
-        if s_name not in index_of or t_name not in index_of or k_name not in kind_code:
-            raise f.fail(pw, f"joins unknown populations or kind ({s_name!r} -> {t_name!r}, "
-                             f"{k_name!r})")
-        code = (index_of[s_name] * len(names) + index_of[t_name]) * len(kinds) + kind_code[k_name]
-        rows = np.flatnonzero(group == code)
-        claimed[rows] = True
-        local_t = target_id[rows] - starts[index_of[t_name]]
-        local_s = source_id[rows] - starts[index_of[s_name]]
-        order = np.lexsort((local_s, local_t))
-        projections.append(Projection(
-            str(f.get(p, "name", pw)), s_name, t_name, k_name, "sparse",
-            np.ascontiguousarray(weight[rows][order]),
-            np.stack([local_t[order], local_s[order]], axis=1).astype(np.int64), {}))
-    if not claimed.all():
-        bad = int(np.flatnonzero(~claimed)[0])
-        raise f.fail("graph.projections", f"has no projection of kind "
-                                          f"{kinds[kind[bad]]!r} from {names[src_pop[bad]]} to "
-                                          f"{names[tgt_pop[bad]]}, which the CAM entries hold")
-
-    populations = []
-    for i, p in enumerate(pop_docs):
-        where = f"graph.populations[{i}]"
-        role = f.get(p, "role", where)
-        lo, hi = int(starts[i]), int(starts[i + 1])
-        arrays: dict[str, np.ndarray] = {}
-        if role != "input":
-            missing = np.flatnonzero(neuron_core[lo:hi] < 0)
-            if missing.size:
-                raise f.fail("chips", f"places no core for neuron {int(missing[0])} of "
-                                      f"population {names[i]} ({missing.size} missing)")
-            arrays["bias"] = neuron_dc[lo:hi].copy()
-            if role == "exc":
-                arrays["gain_e"] = np.ones(hi - lo)
-        populations.append(Population(
-            names[i], role, tuple(int(s) for s in f.listing(p, "shape", where)),
-            str(p.get("layer", "")), dict(f.get(p, "params", where)), arrays))
+    neurons = _read_neurons(f, pop_docs)
+    tags = _Tags(f, board)
+    cores = _read_cores(f, config, board, neurons, tags)
+    _read_input_channels(f, config, neurons, tags)
+    synapses = _resolve_synapses(f, board, neurons, cores, tags)
+    projections = _projections(f, g, neurons, synapses)
+    populations = _populations(f, pop_docs, neurons, cores)
     graph = EIGraph(str(f.get(g, "name", "graph")), int(f.get(g, "T", "graph")), populations,
                     projections, dict(f.get(g, "input", "graph")),
                     dict(f.get(g, "readout", "graph")), dict(f.get(g, "division", "graph")),
