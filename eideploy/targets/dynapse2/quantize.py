@@ -298,16 +298,39 @@ def _core_index(placement: Placement, population: str, lookup: np.ndarray) -> np
                            "another graph)") from None
 
 
-def quantize_graph(graph: EIGraph, placement: Placement, target: Target, *,
-                   seed: int = 0, scaling: str = "per_dendrite") -> QuantizedGraph:
-    """Fold g_E, fit one codebook and one scale per dendrite per core on all synapses landing
-    there (:func:`fit_core`), quantize every synapse to its core's nearest scaled level and hold
-    b_E as the core DC (see the module doc). ``scaling="shared"``: every dendrite scale 1."""
-    if scaling not in SCALINGS:
-        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
-    sparse = to_sparse(graph)
-    keys = [c.key for c in placement.cores]
-    lookup = _core_lookup(placement)
+@dataclass
+class _Synapses:
+    """Every synapse of the graph in projection order, g_E folded: weight, the index of its
+    target's core in ``placement.cores``, its dendrite (index into ``target_dendrites``), and
+    the per-projection weights (views of the same order) for the quantized graph."""
+
+    weight: np.ndarray
+    core: np.ndarray
+    dendrite: np.ndarray
+    per_projection: list[np.ndarray]
+
+    def by_core(self, n_cores: int) -> tuple[np.ndarray, np.ndarray]:
+        """A stable order grouping synapses by core, and each core's bounds in it."""
+        order = np.argsort(self.core, kind="stable")
+        return order, np.searchsorted(self.core[order], np.arange(n_cores + 1))
+
+
+@dataclass
+class _CoreFits:
+    """Step 3's result: per core its fit, per synapse its mask and reconstructed weight."""
+
+    fits: dict[tuple[int, int], CoreFit]
+    mask: np.ndarray  # uint8 base-weight mask per synapse (0: dropped)
+    quantized: np.ndarray  # s_d * level(mask) per synapse
+    order: np.ndarray
+    bounds: np.ndarray
+
+    def rows(self, i: int) -> np.ndarray:
+        """The synapses landing on core ``i`` (index into ``placement.cores``)."""
+        return self.order[self.bounds[i]:self.bounds[i + 1]]
+
+
+def _check_placed(sparse: EIGraph, placement: Placement) -> None:
     for pop in sparse.populations:
         if pop.role != "input" and pop.size > 0 and (
                 pop.name not in placement.location
@@ -315,7 +338,9 @@ def quantize_graph(graph: EIGraph, placement: Placement, target: Target, *,
             raise MappingError(f"population {pop.name} ({pop.size} neurons) is not placed by "
                                "this placement (it was made for another graph)")
 
-    # g_E folded into the numerator's weights (Eq. 14): exact.
+
+def _exc_gains(sparse: EIGraph) -> dict[str, np.ndarray]:
+    """g_E per neuron of each E population, checked finite and >= 0 for folding."""
     gains: dict[str, np.ndarray] = {}
     for pop in sparse.populations:
         if pop.role == "exc":
@@ -326,6 +351,14 @@ def quantize_graph(graph: EIGraph, placement: Placement, target: Target, *,
                                    f"{gain[bad]}; folding g_E into the weights needs finite "
                                    "g_E >= 0 (the sign of a synapse is its dendrite)")
             gains[pop.name] = gain
+    return gains
+
+
+def _gather_synapses(sparse: EIGraph, placement: Placement, target: Target,
+                     lookup: np.ndarray) -> _Synapses:
+    """Steps 1-2: fold g_E into the numerator's weights (Eq. 14: exact) and label each synapse
+    with its target's core and its dendrite."""
+    gains = _exc_gains(sparse)
     dendrites = target_dendrites(target)
     dendrite_index = {kind: dendrites.index(target.dendrite(kind))
                       for kind in target.kind_dendrites}
@@ -342,50 +375,56 @@ def quantize_graph(graph: EIGraph, placement: Placement, target: Target, *,
         weights.append(w)
         cores.append(_core_index(placement, proj.target, lookup)[proj.indices[:, 0]])
         kinds.append(np.full(w.size, dendrite_index[proj.kind], dtype=np.int64))
+    return _Synapses(np.concatenate(weights) if weights else np.zeros(0),
+                     np.concatenate(cores) if cores else np.zeros(0, np.int64),
+                     np.concatenate(kinds) if kinds else np.zeros(0, np.int64), weights)
 
-    flat_w = np.concatenate(weights) if weights else np.zeros(0)
-    flat_core = np.concatenate(cores) if cores else np.zeros(0, np.int64)
-    flat_kind = np.concatenate(kinds) if kinds else np.zeros(0, np.int64)
-    order = np.argsort(flat_core, kind="stable")
-    bounds = np.searchsorted(flat_core[order], np.arange(len(keys) + 1))
-    flat_mask = np.zeros(flat_w.size, dtype=np.uint8)
-    fitted: dict[tuple[int, int], CoreFit] = {}
+
+def _fit_cores(syn: _Synapses, keys: list[tuple[int, int]], n_dendrites: int, *, seed: int,
+               n_base: int, scaling: str) -> _CoreFits:
+    """Step 3: one codebook and one scale per dendrite per core (:func:`fit_core`) on all
+    synapses landing there; each synapse's mask and reconstructed weight."""
+    order, bounds = syn.by_core(len(keys))
+    mask = np.zeros(syn.weight.size, dtype=np.uint8)
+    fits: dict[tuple[int, int], CoreFit] = {}
     for i, key in enumerate(keys):
         rows = order[bounds[i]:bounds[i + 1]]
-        fitted[key] = fit_core(flat_w[rows], flat_kind[rows], len(dendrites), seed=seed,
-                               n_base=target.base_weights_per_core, scaling=scaling)
-        flat_mask[rows] = fitted[key].masks
-    codebooks = {key: fitted[key].codebook for key in keys}
-    dendrite_scales = {key: {d: float(fitted[key].scales[j]) for j, d in enumerate(dendrites)}
-                       for key in keys}
-    levels = np.stack([core_levels(codebooks[k]) for k in keys]) if keys else np.zeros((0, 1))
-    scale_table = (np.stack([fitted[k].scales for k in keys]) if keys
-                   else np.ones((0, len(dendrites))))
+        fits[key] = fit_core(syn.weight[rows], syn.dendrite[rows], n_dendrites, seed=seed,
+                             n_base=n_base, scaling=scaling)
+        mask[rows] = fits[key].masks
+    levels = (np.stack([core_levels(fits[k].codebook) for k in keys]) if keys
+              else np.zeros((0, 1)))
+    scale_table = (np.stack([fits[k].scales for k in keys]) if keys
+                   else np.ones((0, n_dendrites)))
     # the one definition of a CAM entry's weight, which config_to_graph repeats: s_d * level
-    flat_q = (scale_table[flat_core, flat_kind] * levels[flat_core, flat_mask] if flat_w.size
-              else np.zeros(0))
+    quantized = (scale_table[syn.core, syn.dendrite] * levels[syn.core, mask] if syn.weight.size
+                 else np.zeros(0))
+    return _CoreFits(fits, mask, quantized, order, bounds)
 
-    dc_values = _core_dc(sparse, placement, keys, lookup)
-    dc = {k: float(dc_values[i]) for i, k in enumerate(keys)}
 
-    # the quantized graph: sparse projections without their dropped synapses
+def _quantized_projections(sparse: EIGraph, syn: _Synapses, fit: _CoreFits
+                           ) -> tuple[list[Projection], dict[str, np.ndarray]]:
+    """Step 5: sparse projections of the reconstructed weights without their dropped synapses
+    (mask 0), and each one's masks aligned with its indices."""
     masks: dict[str, np.ndarray] = {}
     projections: list[Projection] = []
-    layer_of = {p.name: p.layer or p.name for p in sparse.populations}
-    by_layer: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    by_projection: dict[str, dict[str, Any]] = {}
     start = 0
-    for proj, w in zip(sparse.projections, weights, strict=True):
+    for proj, w in zip(sparse.projections, syn.per_projection, strict=True):
         stop = start + w.size
-        mask, q = flat_mask[start:stop], flat_q[start:stop]
+        mask, q = fit.mask[start:stop], fit.quantized[start:stop]
         keep = mask != 0
         masks[proj.name] = np.ascontiguousarray(mask[keep])
         projections.append(Projection(proj.name, proj.source, proj.target, proj.kind, "sparse",
                                       np.ascontiguousarray(q[keep]),
                                       np.ascontiguousarray(proj.indices[keep]), {}))
-        by_layer.setdefault(layer_of[proj.target], []).append((w, q))
-        by_projection[proj.name] = quantization_stats(w, q).to_dict()
         start = stop
+    return projections, masks
+
+
+def _quantized_populations(sparse: EIGraph, placement: Placement, lookup: np.ndarray,
+                           dc_values: np.ndarray) -> list[Population]:
+    """Step 5: the populations with ``bias`` the DC of each neuron's core and ``gain_e`` 1 for
+    E populations (folded into the weights)."""
     populations = []
     for pop in sparse.populations:
         arrays: dict[str, np.ndarray] = {}
@@ -395,33 +434,83 @@ def quantize_graph(graph: EIGraph, placement: Placement, target: Target, *,
                 arrays["gain_e"] = np.ones(pop.size)
         populations.append(Population(pop.name, pop.role, tuple(int(s) for s in pop.shape),
                                       pop.layer, json_plain(pop.params), arrays))
-    qgraph = EIGraph(sparse.name, int(sparse.T), populations, projections,
-                     json_plain(sparse.input), json_plain(sparse.readout),
-                     json_plain(sparse.division),
-                     json_plain({**sparse.meta,
-                                  "quantized": {"target": target.name, "seed": int(seed)}}))
-    qgraph.validate()
+    return populations
+
+
+def _quantization_report(sparse: EIGraph, syn: _Synapses, fit: _CoreFits,
+                         keys: list[tuple[int, int]], dendrites: list[str],
+                         scaling: str) -> dict[str, Any]:
+    """Step 6: reconstruction error in total, per layer, projection, dendrite and core."""
+    layer_of = {p.name: p.layer or p.name for p in sparse.populations}
+    by_layer: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    by_projection: dict[str, dict[str, Any]] = {}
+    start = 0
+    for proj, w in zip(sparse.projections, syn.per_projection, strict=True):
+        q = fit.quantized[start:start + w.size]
+        by_layer.setdefault(layer_of[proj.target], []).append((w, q))
+        by_projection[proj.name] = quantization_stats(w, q).to_dict()
+        start += w.size
 
     def joined(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
         return quantization_stats(np.concatenate([p[0] for p in pairs]),
                                   np.concatenate([p[1] for p in pairs])).to_dict()
 
     def per_dendrite(rows: np.ndarray) -> dict[str, Any]:
-        kind = flat_kind[rows]
-        return {d: quantization_stats(flat_w[rows][kind == j], flat_q[rows][kind == j]).to_dict()
+        kind = syn.dendrite[rows]
+        return {d: quantization_stats(syn.weight[rows][kind == j],
+                                      fit.quantized[rows][kind == j]).to_dict()
                 for j, d in enumerate(dendrites) if np.any(kind == j)}
 
-    stats = {
-        "total": quantization_stats(flat_w, flat_q).to_dict(),
+    return {
+        "total": quantization_stats(syn.weight, fit.quantized).to_dict(),
         "layers": {layer: joined(pairs) for layer, pairs in by_layer.items()},
         "projections": by_projection,
-        "dendrites": per_dendrite(np.arange(flat_w.size)),
+        "dendrites": per_dendrite(np.arange(syn.weight.size)),
         "scaling": scaling,
-        "cores": [{"chip": k[0], "core": k[1], "bases": codebooks[k].to_dict()["bases"],
-                   "dendrite_scales": dendrite_scales[k], "scaling": fitted[k].scaling,
-                   **quantization_stats(flat_w[order[bounds[i]:bounds[i + 1]]],
-                                        fitted[k].reconstructed).to_dict(),
-                   "dendrites": per_dendrite(order[bounds[i]:bounds[i + 1]])}
+        "cores": [{"chip": k[0], "core": k[1], "bases": fit.fits[k].codebook.to_dict()["bases"],
+                   "dendrite_scales": _scales_of(fit.fits[k], dendrites),
+                   "scaling": fit.fits[k].scaling,
+                   **quantization_stats(syn.weight[fit.rows(i)],
+                                        fit.fits[k].reconstructed).to_dict(),
+                   "dendrites": per_dendrite(fit.rows(i))}
                   for i, k in enumerate(keys)],
     }
-    return QuantizedGraph(qgraph, masks, codebooks, dc, stats, int(seed), dendrite_scales)
+
+
+def _scales_of(core_fit: CoreFit, dendrites: list[str]) -> dict[str, float]:
+    return {d: float(core_fit.scales[j]) for j, d in enumerate(dendrites)}
+
+
+def quantize_graph(graph: EIGraph, placement: Placement, target: Target, *,
+                   seed: int = 0, scaling: str = "per_dendrite") -> QuantizedGraph:
+    """Fold g_E, fit one codebook and one scale per dendrite per core on all synapses landing
+    there (:func:`fit_core`), quantize every synapse to its core's nearest scaled level and hold
+    b_E as the core DC (see the module doc). ``scaling="shared"``: every dendrite scale 1.
+
+    Steps: fold g_E and gather the synapses by core and dendrite, fit the cores, the DC per
+    core, the quantized graph, the error report.
+    """
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    sparse = to_sparse(graph)
+    keys = [c.key for c in placement.cores]
+    lookup = _core_lookup(placement)
+    _check_placed(sparse, placement)
+    syn = _gather_synapses(sparse, placement, target, lookup)
+    dendrites = target_dendrites(target)
+    fit = _fit_cores(syn, keys, len(dendrites), seed=seed, n_base=target.base_weights_per_core,
+                     scaling=scaling)
+    dc_values = _core_dc(sparse, placement, keys, lookup)
+    projections, masks = _quantized_projections(sparse, syn, fit)
+    qgraph = EIGraph(sparse.name, int(sparse.T),
+                     _quantized_populations(sparse, placement, lookup, dc_values), projections,
+                     json_plain(sparse.input), json_plain(sparse.readout),
+                     json_plain(sparse.division),
+                     json_plain({**sparse.meta,
+                                  "quantized": {"target": target.name, "seed": int(seed)}}))
+    qgraph.validate()
+    return QuantizedGraph(
+        qgraph, masks, {key: fit.fits[key].codebook for key in keys},
+        {k: float(dc_values[i]) for i, k in enumerate(keys)},
+        _quantization_report(sparse, syn, fit, keys, dendrites, scaling), int(seed),
+        {key: _scales_of(fit.fits[key], dendrites) for key in keys})
