@@ -230,23 +230,7 @@ def validate(
         return report
 
     report = _run(go)
-    title = (f"{out}: {report['data']['dataset']} {split}, {report['data']['samples']} samples")
-    headline = Table(title=f"validation of {title}")
-    for column in ("stage", "accuracy %", "change (points)"):
-        headline.add_column(column, justify="left" if column == "stage" else "right")
-    for row in val.headline(report):
-        headline.add_row(row.label, row.accuracy, row.drop)
-    _stdout.print(headline)
-    table = Table(title="every variant")
-    for column in ("variant", "accuracy %", "agrees with float %", "saturation events"):
-        table.add_column(column, justify="left" if column == "variant" else "right")
-    for variant, entry in report["variants"].items():
-        table.add_row(variant, f"{entry['accuracy']:.2f}", f"{entry['agreement_with_float']:.2f}",
-                      str(entry.get("saturation_events", "")))
-    _stdout.print(table)
-    for pop, exact in report["spike_exact"].items():
-        print(f"{pop}: {100 * exact['steps']:.2f}% of time steps spike-exact between the "
-              f"quantized graph and integer exact ({100 * exact['spikes']:.3f}% of spikes)")
+    _print_validation(report, f"{out}: {report['data']['dataset']} {split}", val.headline(report))
     print(f"report: {directory / 'report.md'} (and report.json, rates.png, raster.png, "
           "divisors.png)")
     failed = []
@@ -261,6 +245,26 @@ def validate(
                       highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _print_validation(report: dict, title: str, headline: list) -> None:
+    """The headline (float, integer, analog side by side), every variant, spike-exactness."""
+    table = Table(title=f"validation of {title}, {report['data']['samples']} samples")
+    for column in ("stage", "accuracy %", "drop (points)"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for row in headline:
+        table.add_row(row.label, row.accuracy, row.drop)
+    _stdout.print(table)
+    table = Table(title="every variant")
+    for column in ("variant", "accuracy %", "agrees with float %", "saturation events"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for variant, entry in report["variants"].items():
+        table.add_row(variant, f"{entry['accuracy']:.2f}", f"{entry['agreement_with_float']:.2f}",
+                      str(entry.get("saturation_events", "")))
+    _stdout.print(table)
+    for pop, exact in report["spike_exact"].items():
+        print(f"{pop}: {100 * exact['steps']:.2f}% of time steps spike-exact between the "
+              f"quantized graph and integer exact ({100 * exact['spikes']:.3f}% of spikes)")
 
 
 @app.command("run")

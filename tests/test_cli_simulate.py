@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -45,3 +46,16 @@ def test_simulate_refuses_a_directory_that_is_not_an_export(tmp_path):
     res = runner.invoke(app, ["simulate", str(tmp_path)])
     assert res.exit_code == 2
     assert "graph.json" in res.output
+
+
+def test_analog_spike_times_are_binned_per_model_step_with_the_tail_in_the_last_bin():
+    from eideploy.pipeline.simulate import bin_spike_times
+    from eideploy.targets.dynapse2.biases import DT_SECONDS
+
+    times = np.array([0.1, 0.9, 1.2, 1.7, 2.5, 9.0]) * DT_SECONDS  # the last after the window
+    neurons = np.array([0, 0, 1, 1, 2, 1])
+    binned = bin_spike_times({"layers.1.exc": (times, neurons), "unsized": (times, neurons)},
+                             {"layers.1.exc": 4}, window=3 * DT_SECONDS)
+    assert binned["layers.1.exc"].tolist() == [[2, 0, 0, 0], [0, 2, 0, 0], [0, 1, 1, 0]]
+    assert binned["unsized"].shape == (3, 3)  # as wide as its highest spiking neuron
+    assert binned["layers.1.exc"].sum() == len(times)

@@ -240,6 +240,9 @@ class _Loaded:
     dataset: Any
     name: str
     root: str | None
+    model_path: Path
+    export_dir: Path
+    split: str
 
 
 def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | None,
@@ -268,7 +271,8 @@ def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | 
     if limit is not None:
         dataset = dataclasses.replace(dataset, inputs=dataset.inputs[:limit],
                                       labels=dataset.labels[:limit])
-    return _Loaded(model, graph, quantized, config, dataset, name, root)
+    return _Loaded(model, graph, quantized, config, dataset, name, root, model_path,
+                   export_dir, split)
 
 
 def build_variants(loaded: _Loaded, modes: Sequence[str], *, analog_mismatch: float | None,
@@ -475,28 +479,36 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
            if analog_mismatch is not None else "") + ")")
     tallies = _run_all(variants, x_all, batch_size, exact, roles, loaded.graph.T, say)
 
+    report, data = _report(variants, tallies, exact, labels, loaded, modes)
+    if analog_mismatch is not None:
+        draws = [v for v in variants if v.draw and isinstance(v, AnalogVariant)]
+        report["analog"] = {"mismatch": _mismatch_summary(draws, tallies, labels)} if draws \
+            else {}
+    return report, data
+
+
+def _report(variants: Sequence[Variant], tallies: Mapping[str, _Tally], exact: _SpikeExact,
+            labels: np.ndarray, loaded: _Loaded, modes: list[str]
+            ) -> tuple[dict[str, Any], ValidationData]:
+    """The report (all but the mismatch summary) and the arrays for the plots."""
     scored = [v for v in variants if not v.draw]
     predictions = {v.name: np.concatenate(tallies[v.name].predictions) for v in scored}
     rates = {v.name: tallies[v.name].rates() for v in scored if tallies[v.name].rate_sums}
     divisor_values = {p: np.concatenate(v) for p, v in exact.divisors.items()}
+    eps = loaded.quantized.division_settings.eps
     report = {
         "schema": REPORT_SCHEMA, "schema_version": REPORT_SCHEMA_VERSION,
-        "model": {"path": str(model_path), "sha256": sha256_file(model_path)},
-        "export": str(export_dir), "data": {"dataset": loaded.name, "split": split,
-                                            "samples": int(len(labels))},
+        "model": {"path": str(loaded.model_path), "sha256": sha256_file(loaded.model_path)},
+        "export": str(loaded.export_dir), "data": {"dataset": loaded.name, "split": loaded.split,
+                                                   "samples": int(len(labels))},
         "T": loaded.graph.T, "divisions": modes,
         "variants": {v.name: _variant_entry(v, tallies[v.name], labels, predictions, rates)
                      for v in scored},
         "spike_exact": exact.report(),
         "divisors": {p: {"min": float(v.min()), "median": float(np.median(v)),
-                         "max": float(v.max()),
-                         "eps": quantized.division_settings.eps}
+                         "max": float(v.max()), "eps": eps}
                      for p, v in divisor_values.items() if v.size},
     }
-    if analog_mismatch is not None:
-        draws = [v for v in variants if v.draw and isinstance(v, AnalogVariant)]
-        report["analog"] = {"mismatch": _mismatch_summary(draws, tallies, labels)} if draws \
-            else {}
     return report, ValidationData(exact.raster, divisor_values, rates)
 
 
@@ -589,7 +601,7 @@ def report_markdown(report: dict[str, Any]) -> str:
 def _headline_section(report: dict[str, Any]) -> list[str]:
     """Digital and analog accuracy in one table, before any detail."""
     lines = ["## Headline: accuracy from the float model to the analog chip", "",
-             "| stage | accuracy % | change (points) |", "|---|---:|---:|"]
+             "| stage | accuracy % | drop (points) |", "|---|---:|---:|"]
     lines += [f"| {r.label} | {r.accuracy} | {r.drop} |" for r in headline(report)]
     if ANALOG not in report["variants"]:
         lines += ["", "The analog simulator did not run (--no-analog)."]
