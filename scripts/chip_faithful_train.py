@@ -49,9 +49,14 @@ def main() -> None:
             index = order[start:start + settings.batch_size]
             yield x_train[index], y_train[index]
 
-    model, history = fine_tune(model, resolve_target("dynapse2"), settings, batches, x_test,
-                               y_test)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def keep(best: torch.nn.Module, history: list) -> None:
+        save_checkpoint(args.out, best, recipe=checkpoint.get("recipe"),
+                        metrics={"chip_faithful": history})
+
+    model, history = fine_tune(model, resolve_target("dynapse2"), settings, batches, x_test,
+                               y_test, on_best=keep)
     save_checkpoint(args.out, model, recipe=checkpoint.get("recipe"),
                     metrics={"chip_faithful": history})
     (args.out.parent / "chip_faithful.json").write_text(json.dumps(history, indent=1))

@@ -66,6 +66,9 @@ class ChipFaithfulSettings:
     beta: float = 3.0               # logits = beta * log(1 + score)
     model_weight: float = 0.5       # weight of the discrete (QAT) model's cross-entropy
     eval_draws: int = 3             # mismatch draws scored per epoch (fixed seeds)
+    robust_epochs: int = 0          # discrete epochs with mismatch noise before the chip epochs
+    robust_lr: float = 0.01
+    robust_sigma: float = 0.25      # log-normal sigma of the noise on E and readout currents
     max_model_drop: float = 1.0     # points of discrete accuracy an epoch may lose
     seed: int = 0
 
@@ -204,13 +207,74 @@ def chip_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chip: Chip
     return out
 
 
+# --------------------------------------------------------------------------- discrete phase
+def noisy_discrete_logits(model: nn.Module, x: torch.Tensor, *, sigma: float, beta: float,
+                          generator: torch.Generator | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The discrete (QAT) model with one draw of per-neuron log-normal factors on every E-I
+    layer's output current (hidden ``I_int``, readout ``o[t]``): the part of the chip's mismatch
+    that scales a neuron's rate. Returns ``(robust logits, plain logits)``: ``beta * log(1 +
+    count)`` of a readout whose membrane is floored at 0 as the DPI's is (no reset: the count
+    is the charge over ``theta_out``), and the model's own ``mean_t o[t]`` (no noise)."""
+    net = getattr(model, "module", model)
+    handles = []
+
+    def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        f = torch.exp(sigma * torch.randn(output.shape[-1], generator=generator))
+        return output * f.to(output.dtype)
+
+    try:
+        handles = [m.register_forward_hook(hook) for m in net.modules()
+                   if isinstance(m, EILinear)]
+        seq = net.forward_sequence(x)
+    finally:
+        for h in handles:
+            h.remove()
+    v = torch.zeros_like(seq[0])
+    for o in seq:
+        v = torch.relu(v + o)
+    theta = net.theta_out or 1.0
+    robust = beta * torch.log1p(v / theta)
+    return robust, net.forward_sequence(x).mean(0)
+
+
+def _discrete_phase(model: nn.Module, target: Any, s: ChipFaithfulSettings,
+                    batches: Callable[[int], Any], momentum: float,
+                    log: Callable[[str], None]) -> None:
+    from .qat import attach_quantizers
+
+    opt = torch.optim.SGD(model.parameters(), lr=s.robust_lr, momentum=momentum)
+    gen = torch.Generator().manual_seed(s.seed + 1)
+    for epoch in range(1, s.robust_epochs + 1):
+        model.train()
+        attach_quantizers(model, target, seed=0)
+        lr = 0.5 * s.robust_lr * (1 + math.cos(math.pi * (epoch - 1) / s.robust_epochs))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        total, seen = 0.0, 0
+        for x, y in batches(1000 + epoch):
+            robust, plain = noisy_discrete_logits(model, x, sigma=s.robust_sigma, beta=s.beta,
+                                                  generator=gen)
+            loss = F.cross_entropy(robust, y) + s.model_weight * F.cross_entropy(plain, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            project_nonnegative_(model)
+            total += float(loss.detach()) * len(y)
+            seen += len(y)
+        log(f"robust-readout epoch {epoch}/{s.robust_epochs}: loss {total / max(seen, 1):.3f}")
+
+
 # --------------------------------------------------------------------------- the loop
 def fine_tune(model: nn.Module, target: Any, settings: ChipFaithfulSettings,
               batches: Callable[[int], Any], x_test: torch.Tensor, y_test: torch.Tensor, *,
               momentum: float = 0.9, weight_decay: float = 0.0,
-              log: Callable[[str], None] = print) -> tuple[nn.Module, list[dict[str, float]]]:
+              log: Callable[[str], None] = print,
+              on_best: Callable[[nn.Module, list[dict[str, float]]], None] | None = None,
+              ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Fine-tune ``model`` (QAT done) through the chip model; returns the kept model and one
-    metrics row per epoch. ``batches(epoch)`` yields ``(x, y)`` training batches."""
+    metrics row per epoch. ``batches(epoch)`` yields ``(x, y)`` training batches; ``on_best``
+    is called with the model whenever an epoch becomes the one kept."""
     from .qat import attach_quantizers, detach_quantizers
 
     s = settings
@@ -236,9 +300,17 @@ def fine_tune(model: nn.Module, target: Any, settings: ChipFaithfulSettings,
         return row
 
     first = score(0)
-    history.append(first)
+    history.append({**first, "phase": "qat"})
     floor = first["model_accuracy"] - s.max_model_drop
     best_state, best = copy.deepcopy(model.state_dict()), first["chip_mismatch_accuracy"]
+    if s.robust_epochs:
+        _discrete_phase(model, target, s, batches, momentum, log)
+        row = {**score(0), "phase": "robust"}
+        history.append(row)
+        if row["model_accuracy"] >= floor and row["chip_mismatch_accuracy"] > best:
+            best, best_state = row["chip_mismatch_accuracy"], copy.deepcopy(model.state_dict())
+            if on_best is not None:
+                on_best(model, history)
     iters = 0
     total = max(1, s.epochs)
     for epoch in range(1, s.epochs + 1):
@@ -268,6 +340,8 @@ def fine_tune(model: nn.Module, target: Any, settings: ChipFaithfulSettings,
         history.append(row)
         if row["model_accuracy"] >= floor and row["chip_mismatch_accuracy"] > best:
             best, best_state = row["chip_mismatch_accuracy"], copy.deepcopy(model.state_dict())
+            if on_best is not None:
+                on_best(model, history)
     model.load_state_dict(best_state)
     detach_quantizers(model)
     return model, history

@@ -75,7 +75,7 @@ class ChipFaithfulSection(_Strict):
     """``train.chip_faithful``: after QAT, fine-tune through the analog chip's equations with
     per-batch mismatch (train/chip_faithful.py, docs/hardware-aware.md)."""
 
-    epochs: int = Field(6, ge=1)
+    epochs: int = Field(6, ge=0)
     lr: float = Field(0.005, gt=0)
     batch_size: int = Field(128, ge=1)
     mismatch: float = Field(0.15, ge=0, description="per-device log-normal sigma")
