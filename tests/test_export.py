@@ -419,7 +419,8 @@ def test_samna_json_is_rockpools_form_of_the_configuration(exported):
             synapses = [sa.Dynapse2Synapse(
                 dendrite=sa.Dendrite[e["dendrite"]], stp=e["stp"],
                 weight=[bool(e["weight_mask"] >> k & 1) for k in range(4)],
-                precise_delay=False, mismatched_delay=False, tag=e["tag"]) for e in neuron["cam"]]
+                precise_delay=bool(e["delay"] & 1), mismatched_delay=bool(e["delay"] >> 1 & 1),
+                tag=e["tag"]) for e in neuron["cam"]]
             synapses += [sa.Dynapse2Synapse(sa.Dendrite.none, False, [False] * 4, False, False, 0)
                          ] * (64 - len(synapses))
             key = (config["chips"][0]["id"], core["id"], neuron["id"])
@@ -487,3 +488,15 @@ def test_overwrite_never_replaces_the_working_directory(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="refusing to replace"):
         export_graph(fitting_graph(), work, target=one_chip(), overwrite=True)
     assert (work / "notes.txt").read_text() == "mine" and leftovers(tmp_path) == []
+
+
+def test_the_old_locations_still_import_the_split_modules_names():
+    import eideploy.export as old
+    from eideploy.pipeline import export, inspect, report
+
+    assert old.build_report is report.build_report is export.build_report
+    assert old.report_markdown is report.report_markdown
+    assert old.model_overview is inspect.model_overview is export.model_overview
+    assert old.REPORT_SCHEMA_VERSION == report.REPORT_SCHEMA_VERSION == 1
+    assert set(old.__all__) >= {"export_model", "export_graph", "read_export", "build_report",
+                                "report_markdown", "model_overview", "DoesNotFit"}
