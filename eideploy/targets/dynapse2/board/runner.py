@@ -97,7 +97,7 @@ class BoardResult:
     device: str = ""
     ignored_events: int = 0
     notes: list[str] = field(default_factory=list)
-    routing: dict[str, int] | None = None
+    routing: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- the session

@@ -81,6 +81,8 @@ _WEIGHT_BIASES = ("SYAM_W0_P", "SYAM_W1_P", "SYAM_W2_P", "SYAM_W3_P")
 _DELAY_BIASES = ("SYPD_DLY0_P", "SYPD_DLY1_P", "SYPD_DLY2_P")
 #: A synapse current below this is spent (the smallest leak the generator makes is ~0.3 pA).
 _SPENT = 1e-16
+#: Host input resuming after this long without any (us) starts a new sample.
+_PAUSE_US = 1000
 #: Longest step taken while nothing can spike but currents still decay (in ``dt``).
 _COARSE = 100
 #: The synapse equations the analog model offers (its default first): the full DPI
@@ -102,12 +104,16 @@ class RoutingReport:
     off_board: int = 0
     unmatched: int = 0
     tag_collisions: int = 0
+    #: The largest membrane charge left, ``(I_mem - I_0) / (I_thr - I_0)``, found when the
+    #: host's input resumed after a pause (a new sample): 0 for a chip at rest, up to 1 where
+    #: a sample inherits the last one's state.
+    residual_state: float = 0.0
 
     @property
     def unrouted(self) -> int:
         return self.off_board + self.unmatched
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "unrouted": self.unrouted}
 
 
@@ -335,6 +341,7 @@ class VirtualBoard:
         self.step = 0  # the next dt step to simulate; step k covers [k dt, (k + 1) dt)
         self.open_until = -1  # the last step at which a pulse still closes
         self.arriving_until = -1  # the last step at which delayed drive arrives
+        self.last_input_us = -(1 << 62)  # the host's last event
         self.incoming = np.zeros((0, 0))
         self.pending: list[tuple[int, int, Any]] = []  # (timestamp, order, event), sorted
         self._order = 0
@@ -431,12 +438,13 @@ class VirtualBoard:
     def clear_error_queue(self) -> None:
         pass
 
-    def routing_report(self) -> dict[str, int]:
+    def routing_report(self) -> dict[str, Any]:
         """The :class:`RoutingReport` as a dict: the host's events as they were handled, the
         spikes through the routes of the configuration under which each was fired."""
         report = RoutingReport(**{f: getattr(self.report, f) for f in
                                   ("host_events", "late_host_events", "deliveries",
-                                   "unmatched", "tag_collisions", "off_board")})
+                                   "unmatched", "tag_collisions", "off_board",
+                                   "residual_state")})
         for net in self._networks.values():
             deliveries, unmatched, collisions, off_board, to_host = net.stats @ net.fired
             report.spikes += int(net.fired.sum())
@@ -542,6 +550,11 @@ class VirtualBoard:
                 self._emit(int(inner.x_hop), int(inner.y_hop), int(inner.tag), stamp)
                 continue
             self.report.host_events += 1
+            if net is not None and net.n and stamp - self.last_input_us > _PAUSE_US:
+                above_rest = (self.i_mem - I_0) / np.maximum(net.threshold - I_0, I_0)
+                self.report.residual_state = max(self.report.residual_state,
+                                                 float(np.max(above_rest)))
+            self.last_input_us = stamp
             if net is None:
                 self.report.unmatched += 1  # no configuration applied: no CAM holds anything
                 continue
