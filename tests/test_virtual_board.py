@@ -264,7 +264,6 @@ def test_a_duplicated_tag_shows_as_tag_collisions(one_chip, digits, monkeypatch)
     monkeypatch.setattr(board_runner, "config_to_samna_configuration", duplicating)
     result = run_on_board(one_chip, x[:4], y[:4], virtual=True, progress=False)
     assert result.routing["tag_collisions"] > 0.1 * result.routing["deliveries"]
-    assert result.routing["unrouted"] == 0
 
 
 def test_an_unknown_chip_layout_in_a_target_file_is_refused(tmp_path):
