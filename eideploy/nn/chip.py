@@ -80,17 +80,25 @@ class NeuronConstants:
 @dataclass(frozen=True)
 class ChipConstants:
     """Whole-chip constants: ``k0`` (charge per unit of ``u``), ``i0`` (dark current / U),
-    ``eps`` (the divisor floor SHUNT is coded against), ``tau_syn`` (steps), ``substeps`` per
-    model step, ``tail`` steps counted after the input (analog.TAIL_STEPS) and ``delay``: extra
-    substeps per projection kind (``exc``, ``sub``, ``div``, ``readout``)."""
+    ``eps`` (the divisor floor SHUNT is coded against), ``tau_syn`` (steps; one value or one per
+    dendrite), ``substeps`` per model step, ``tail`` steps counted after the input
+    (analog.TAIL_STEPS) and ``delay``: extra substeps before a spike's charge starts to arrive,
+    per path: ``exc`` (AMPA onto E and readout neurons: the export's delay class and half the
+    pulse), ``inh_in`` (AMPA onto interneurons), ``sub`` (the interneurons' GABA and SHUNT)."""
 
     k0: float
     i0: float
     eps: float
-    tau_syn: float = 1.0
+    tau_syn: float | dict[str, float] = 1.0
     substeps: int = 10
     tail: int = 2
     delay: dict[str, int] = field(default_factory=dict)
+
+    def tau(self, dendrite: str) -> float:
+        """The synapse time constant (steps) of ``ampa``, ``gaba`` or ``shunt``."""
+        if isinstance(self.tau_syn, dict):
+            return float(self.tau_syn.get(dendrite, self.tau_syn.get("ampa", 1.0)))
+        return float(self.tau_syn)
 
 
 @dataclass
@@ -241,8 +249,16 @@ def run_chip(spikes_in: torch.Tensor, layers: list[ChipLayer], chip: ChipConstan
     steps, batch = spikes_in.shape[0], spikes_in.shape[1]
     S = int(chip.substeps)
     h = 1.0 / S
-    keep = math.exp(-h / chip.tau_syn)
+    keep = {d: math.exp(-h / chip.tau(d)) for d in ("ampa", "gaba", "shunt")}
+    lag = {k: 1 + int(chip.delay.get(k, 0)) for k in ("exc", "inh_in", "sub")}
     mm = mismatch or [None] * len(layers)
+    dev, dtype = spikes_in.device, spikes_in.dtype
+    # arrivals[k]: (layer, pending charge name, charge (B, n)) that start to arrive in substep k
+    arrivals: dict[int, list[tuple[int, str, torch.Tensor]]] = {}
+
+    def send(k: int, index: int, name: str, charge: torch.Tensor) -> None:
+        arrivals.setdefault(k, []).append((index, name, charge))
+
     state = []
     for layer, m in zip(layers, mm, strict=True):
         exc = _prepare(layer.exc, m.exc if m else None, chip.i0)
@@ -251,56 +267,55 @@ def run_chip(spikes_in: torch.Tensor, layers: list[ChipLayer], chip: ChipConstan
         if m is not None:
             w = {k: None if v is None else v * m.cam[k] * m.syn[k][:, None]
                  for k, v in w.items()}
-        dev, dtype = spikes_in.device, spikes_in.dtype
-        zeros = {k: torch.zeros(batch, n, device=dev, dtype=dtype)
-                 for k, n in (("exc", layer.exc.size), ("inh", layer.inh.size))}
+        n_e, n_i = layer.exc.size, layer.inh.size
         state.append({
             "exc": exc, "inh": inh, "w": w,
             "u_exc": exc.u0.expand(batch, -1).clone(), "u_inh": inh.u0.expand(batch, -1).clone(),
-            "t_exc": zeros["exc"].clone(), "t_inh": zeros["inh"].clone(),
-            "p_ampa": zeros["exc"].clone(), "p_gaba": zeros["exc"].clone(),
-            "p_shunt": zeros["exc"].clone(), "p_inh": zeros["inh"].clone(),
-            "n_exc": zeros["exc"].clone(), "n_inh": zeros["inh"].clone(),
-            "queue": [], })
+            "t_exc": torch.zeros(batch, n_e, device=dev, dtype=dtype),
+            "t_inh": torch.zeros(batch, n_i, device=dev, dtype=dtype),
+            "pending": {"ampa": torch.zeros(batch, n_e, device=dev, dtype=dtype),
+                        "gaba": torch.zeros(batch, n_e, device=dev, dtype=dtype),
+                        "shunt": torch.zeros(batch, n_e, device=dev, dtype=dtype),
+                        "inh": torch.zeros(batch, n_i, device=dev, dtype=dtype)},
+            "n_exc": torch.zeros(batch, n_e, device=dev, dtype=dtype),
+            "n_inh": torch.zeros(batch, n_i, device=dev, dtype=dtype)})
+
+    def fan_out(k: int, index: int, spikes: torch.Tensor) -> None:
+        """A population's spikes of substep ``k`` (or the host's) into layer ``index``."""
+        w = state[index]["w"]
+        send(k + lag["exc"], index, "ampa", F.linear(spikes, w["exc"]))
+        send(k + lag["inh_in"], index, "inh", F.linear(spikes, w["inh"]))
+
     for k in range((steps + chip.tail) * S):
-        source = spikes_in[k // S] if (k % S == 0 and k // S < steps) else None
+        if k % S == 0 and k // S < steps:
+            fan_out(k - 1, 0, spikes_in[k // S])  # host events arrive at the step's start
+        for index, name, charge in arrivals.pop(k, []):
+            pending = state[index]["pending"]
+            pending[name] = pending[name] + charge
         for index, st in enumerate(state):
-            w = st["w"]
-            # arrivals: the previous population's spikes (or the host's events), then the
-            # interneurons' spikes of earlier substeps, after their delay
-            if index == 0 and source is not None:
-                st["p_ampa"] = st["p_ampa"] + F.linear(source, w["exc"])
-                st["p_inh"] = st["p_inh"] + F.linear(source, w["inh"])
-            due = [q for q in st["queue"] if q[0] == k]
-            st["queue"] = [q for q in st["queue"] if q[0] > k]
-            for _, r in due:
-                st["p_gaba"] = st["p_gaba"] + F.linear(r, w["sub"])
-                if w["div"] is not None:
-                    st["p_shunt"] = st["p_shunt"] + F.linear(r, w["div"])
-            # synapses deliver (1 - keep) of their pending charge in this substep
-            d_ampa, d_gaba = st["p_ampa"] * (1 - keep), st["p_gaba"] * (1 - keep)
-            d_shunt, d_inh = st["p_shunt"] * (1 - keep), st["p_inh"] * (1 - keep)
-            st["p_ampa"], st["p_gaba"] = st["p_ampa"] * keep, st["p_gaba"] * keep
-            st["p_shunt"], st["p_inh"] = st["p_shunt"] * keep, st["p_inh"] * keep
+            # each synapse delivers (1 - keep) of its pending charge in this substep
+            p = st["pending"]
+            delivered = {}
+            for name in p:
+                a = keep["ampa" if name == "inh" else name]
+                delivered[name] = p[name] * (1 - a)
+                p[name] = p[name] * a
             inh, exc = st["inh"], st["exc"]
             r, st["u_inh"], st["t_inh"] = neuron_substep(
-                st["u_inh"], st["t_inh"], d_inh / h + inh.dc, inh.leak.expand_as(d_inh), inh, h,
-                chip.k0, alpha)
+                st["u_inh"], st["t_inh"], delivered["inh"] / h + inh.dc,
+                inh.leak.expand_as(delivered["inh"]), inh, h, chip.k0, alpha)
             st["n_inh"] = st["n_inh"] + r
-            lag = 1 + int(chip.delay.get("sub", 0))
-            st["queue"].append((k + lag, r))
-            i_leak = exc.leak * (1.0 + d_shunt / (h * chip.eps))
+            w = st["w"]
+            send(k + lag["sub"], index, "gaba", F.linear(r, w["sub"]))
+            if w["div"] is not None:
+                send(k + lag["sub"], index, "shunt", F.linear(r, w["div"]))
+            i_leak = exc.leak * (1.0 + delivered["shunt"] / (h * chip.eps))
             s, st["u_exc"], st["t_exc"] = neuron_substep(
-                st["u_exc"], st["t_exc"], (d_ampa - d_gaba) / h + exc.dc, i_leak, exc, h,
-                chip.k0, alpha)
+                st["u_exc"], st["t_exc"], (delivered["ampa"] - delivered["gaba"]) / h + exc.dc,
+                i_leak, exc, h, chip.k0, alpha)
             st["n_exc"] = st["n_exc"] + s
-            st["spikes"] = s
-        # the E spikes of layer l reach layer l+1 in the next substep
-        for index in range(len(state) - 1):
-            nxt = state[index + 1]
-            s = state[index]["spikes"]
-            nxt["p_ampa"] = nxt["p_ampa"] + F.linear(s, nxt["w"]["exc"])
-            nxt["p_inh"] = nxt["p_inh"] + F.linear(s, nxt["w"]["inh"])
+            if index + 1 < len(state):
+                fan_out(k, index + 1, s)
     last = state[-1]
     fraction = ((last["u_exc"] - last["exc"].u0) / (last["exc"].u_thr - last["exc"].u0))
     return ChipRun([{"exc": st["n_exc"], "inh": st["n_inh"]} for st in state],

@@ -93,6 +93,7 @@ def chip_constants(config: Mapping[str, Any], *, substeps: int = 10
         DC_BIAS,
         GAIN_BIAS,
         LEAK_BIAS,
+        PULSE_BIAS,
         REFRACTORY_BIAS,
         SYNAPSE_TAU_BIAS,
         THRESHOLD_BIAS,
@@ -130,13 +131,48 @@ def chip_constants(config: Mapping[str, Any], *, substeps: int = 10
             *(torch.tensor(rec[f], dtype=torch.float32) for f in (
                 "leak", "gain", "threshold", "dc", "refractory")),
             core=torch.tensor(rec["core"], dtype=torch.long), reset=reset)
-    tau_current = cores[keys[0]].currents[SYNAPSE_TAU_BIAS["ampa"]]
-    tau_syn = biases.U_T * biases.C_DENDRITE["ampa"] / (biases.KAPPA * tau_current) / step
+    # synapse time constants and pulse width: the E (or readout) cores' (the chip model has one
+    # per dendrite)
+    exc_cores = [k for k in keys if cores[k].role != "inh"] or keys
+    cur = cores[exc_cores[0]].currents
+    tau_syn = {d: biases.U_T * biases.C_DENDRITE[d] / (biases.KAPPA * cur[SYNAPSE_TAU_BIAS[d]])
+               / step for d in ("ampa", "gaba", "shunt")}
+    t_pulse = biases.V_TH * biases.C_PULSE / cur[PULSE_BIAS] / step
+    h = 1.0 / substeps
+    half_pulse = int(round(0.5 * t_pulse / h))  # a pulse's charge arrives around its middle
+    delay = {"exc": half_pulse + _excitation_delay(config, cores) // h,
+             "inh_in": half_pulse, "sub": half_pulse}
     division = graph.get("division", {})
     eps = float(division.get("eps") or 1.0)
     k0 = biases.C_MEM * biases.U_T / (biases.KAPPA * unit * step)
     return ChipConstants(k0=k0, i0=I_0 / unit, eps=eps, tau_syn=tau_syn,
-                         substeps=int(substeps)), populations
+                         substeps=int(substeps),
+                         delay={k: int(v) for k, v in delay.items()}), populations
+
+
+def _excitation_delay(config: Mapping[str, Any], cores: Mapping[Any, Any]) -> float:
+    """The delay (steps) of the AMPA entries onto E and readout neurons: their CAM entries'
+    most common delay class and its core-shared delay current (analog.cam_delay_classes;
+    0 for a configuration, or a simulator, without delay classes)."""
+    from ..targets.dynapse2 import analog, biases
+    from ..targets.dynapse2.config import config_to_graph
+
+    if not hasattr(analog, "cam_delay_classes"):
+        return 0.0
+    graph = config_to_graph(config)
+    classes = analog.cam_delay_classes(config, graph)
+    roles = {p.name: p.role for p in graph.populations}
+    found = [c for p in graph.projections if p.kind == "exc" and roles[p.target] != "inh"
+             and p.name in classes for c in np.asarray(classes[p.name]).ravel()]
+    if not found or np.bincount(found).argmax() == 0:
+        return 0.0
+    cls = int(np.bincount(found).argmax())
+    name = list(config["target"].get("delay_biases", analog.DELAY_BIASES))[cls - 1]
+    currents = [c.currents[name] for c in cores.values() if c.role != "inh" and name in
+                c.currents]
+    if not currents:
+        return 0.0
+    return float(np.mean(analog.delay_seconds(np.array(currents)))) / biases.DT_SECONDS
 
 
 def chip_layers(model: nn.Module, populations: Mapping[str, NeuronConstants]
