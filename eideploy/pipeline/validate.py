@@ -1,8 +1,8 @@
 """Validation of an export against its float model: the numbers behind ``eideploy validate``.
 
-Validation is a list of variants with one interface, ``run(x) -> VariantRun`` (predictions and
-per-population states of one batch); one pass over the data runs them batch by batch, side by
-side:
+Validation is a list of variants (:mod:`.variants`) with one interface, ``run(x) -> VariantRun``
+(predictions and per-population states of one batch); one pass over the data runs them batch by
+batch, side by side:
 
 * ``float (torch)``: the trained model itself (``model.pt``), as ``eideploy evaluate`` runs it;
 * ``float graph``: the export's unquantized E-I graph in the float executor;
@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,17 +38,23 @@ import torch
 from ..atomic import sha256_file, staged_directory
 from ..data import eval_transform, load_dataset, to_float
 from ..graph import EIGraph
-from ..graph.execute import FloatExecutor
-from ..graph.host import readout_decision
 from ..sim.division import parse_division
 from ..sim.integer import IntegerSimulator
-from ..targets.dynapse2.analog import AnalogSimulator, readout_calibration
 from ..targets.dynapse2.config import read_config
 from ..train import load_model
-from ..train.trainer import predict_batch
 from .export import export_model, read_export
 from .plots import pearson, plot_divisors, plot_raster, plot_rates
 from .simulate import calibration_inputs
+from .variants import (
+    SPIKING_ROLES,
+    AnalogVariant,
+    Calibration,
+    GraphVariant,
+    IntegerVariant,
+    TorchVariant,
+    Variant,
+    VariantRun,
+)
 
 __all__ = ["REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "ValidationError", "ValidationData",
            "Variant", "VariantRun", "TorchVariant", "GraphVariant", "IntegerVariant",
@@ -59,7 +65,6 @@ REPORT_SCHEMA = "eideploy-validation-report"
 REPORT_SCHEMA_VERSION = 1
 FLOAT_TORCH, FLOAT_GRAPH, QUANTIZED = "float (torch)", "float graph", "quantized graph"
 INTEGER_EXACT, ANALOG = "integer exact", "analog"
-SPIKING_ROLES = ("exc", "inh")
 
 
 class ValidationError(ValueError):
@@ -75,158 +80,6 @@ class ValidationData:
     raster: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     divisors: dict[str, np.ndarray] = field(default_factory=dict)
     rates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- variants
-@dataclass
-class VariantRun:
-    """What one variant computes for one batch: the ``predictions`` (B,) and the ``states`` per
-    population (``output`` (T, B, *shape), ``divisor``, ...: what the backend exposes; the
-    analog simulator keeps none per sample); ``rate_sums``: spikes per model time step per neuron
-    summed over the batch; ``saturations`` (integer); ``calibrated``: the predictions after the
-    host's readout calibration (analog mismatch draws)."""
-
-    predictions: np.ndarray
-    states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    rate_sums: dict[str, np.ndarray] = field(default_factory=dict)
-    saturations: dict[str, int] = field(default_factory=dict)
-    calibrated: np.ndarray | None = None
-
-
-class Variant(Protocol):
-    """One way of computing the exported network: the float model, a graph in the float
-    executor, the integer simulator, the analog simulator (a board or a virtual board are two
-    more). ``draw``: a mismatch draw, scored in the report's ``analog.mismatch`` summary instead
-    of as a variant of its own."""
-
-    name: str
-    draw: bool
-
-    def run(self, x: np.ndarray) -> VariantRun: ...
-
-
-def spike_rate_sums(states: Mapping[str, Mapping[str, np.ndarray]], roles: Mapping[str, str]
-                    ) -> dict[str, np.ndarray]:
-    """Per E and I population: each neuron's spikes per time step (interneurons: spike counts
-    per step), summed over the batch."""
-    sums = {}
-    for name, state in states.items():
-        if roles.get(name) not in SPIKING_ROLES:
-            continue
-        out = np.asarray(state["output"], dtype=np.float64)  # (T, B, *shape)
-        sums[name] = out.reshape(out.shape[0], out.shape[1], -1).mean(axis=0).sum(axis=0)
-    return sums
-
-
-@dataclass
-class TorchVariant:
-    """The trained model itself (``model.pt``), as ``eideploy evaluate`` runs it."""
-
-    name: str
-    model: torch.nn.Module
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
-    draw: bool = False
-
-    def run(self, x: np.ndarray) -> VariantRun:
-        with torch.no_grad():
-            xt = torch.from_numpy(x)
-            _, predicted = predict_batch(self.model, self.transform(xt) if self.transform
-                                         else xt)
-        return VariantRun(predicted.numpy())
-
-
-@dataclass
-class GraphVariant:
-    """An E-I graph (float or quantized) in the float executor."""
-
-    name: str
-    graph: EIGraph
-    draw: bool = False
-
-    def __post_init__(self) -> None:
-        self.executor = FloatExecutor(self.graph)
-        self.roles = {p.name: p.role for p in self.graph.populations}
-
-    def run(self, x: np.ndarray) -> VariantRun:
-        ex = self.executor
-        logits, states = ex.run(x, return_states=True)
-        if ex.readout_mode == "spiking":
-            predictions = readout_decision(states[ex.readout]["counts"],
-                                           states[ex.readout]["membrane"])
-        else:
-            predictions = logits.argmax(axis=1)
-        return VariantRun(predictions, states, spike_rate_sums(states, self.roles))
-
-
-@dataclass
-class IntegerVariant:
-    """The quantized graph in the bit-accurate integer simulator, one division mode."""
-
-    name: str
-    graph: EIGraph
-    mode: str
-    draw: bool = False
-
-    def __post_init__(self) -> None:
-        self.sim = IntegerSimulator(self.graph, self.mode)
-        self.roles = {p.name: p.role for p in self.graph.populations}
-
-    def run(self, x: np.ndarray) -> VariantRun:
-        result = self.sim.run(x, return_states=True)
-        return VariantRun(result.predictions(), result.states,
-                          spike_rate_sums(result.states, self.roles), dict(result.saturations))
-
-
-@dataclass
-class _Calibration:
-    """Unlabelled inputs for the host's readout calibration and the nominal chip's mean readout
-    counts on them (measured once, on first use)."""
-
-    x: np.ndarray
-    config: Mapping[str, Any]
-    batch_size: int
-    _reference: np.ndarray | None = None
-
-    def factors(self, sim: AnalogSimulator) -> np.ndarray:
-        if self._reference is None:
-            nominal = AnalogSimulator(self.config, batch_size=self.batch_size)
-            self._reference = nominal.run(self.x).counts.mean(axis=0)
-        return readout_calibration(sim, self.x, self._reference)
-
-
-@dataclass
-class AnalogVariant:
-    """The analog simulator of ``dynapse2.json``: the nominal chip (``mismatch`` 0) or one
-    mismatch draw (``draw``, seeded ``seed``), optionally also scored after a readout
-    calibration. The simulator is built on the first batch, so its set-up counts in its time."""
-
-    name: str
-    config: Mapping[str, Any]
-    mismatch: float = 0.0
-    seed: int = 0
-    batch_size: int = 128
-    calibration: _Calibration | None = None
-    draw: bool = False
-    _sim: AnalogSimulator | None = None
-    _factors: np.ndarray | None = None
-
-    def run(self, x: np.ndarray) -> VariantRun:
-        if self._sim is None:
-            self._sim = AnalogSimulator(self.config, mismatch=self.mismatch, seed=self.seed,
-                                        batch_size=self.batch_size)
-            if self.calibration is not None:
-                self._factors = self.calibration.factors(self._sim)
-        result = self._sim.run(x)
-        # Hz over the window (T model steps plus the analog chain's tail) times the window:
-        # spikes per sample; over T: spikes per model time step, the other variants' unit
-        steps = self._sim.graph.T
-        rate_sums = {p: np.asarray(hz, dtype=np.float64) * len(x) * result.window / steps
-                     for p, hz in result.rates.items()}
-        calibrated = None
-        if self._factors is not None:
-            calibrated = readout_decision(result.counts * self._factors, result.membrane)
-        return VariantRun(np.asarray(result.predictions()), rate_sums=rate_sums,
-                          calibrated=calibrated)
 
 
 @dataclass
@@ -290,7 +143,7 @@ def build_variants(loaded: _Loaded, modes: Sequence[str], *, analog_mismatch: fl
     if analog_trials > 0 and analog_mismatch > 0:
         calibration = None
         if analog_calibration:
-            calibration = _Calibration(calibration_inputs(loaded.name, loaded.root,
+            calibration = Calibration(calibration_inputs(loaded.name, loaded.root,
                                                           loaded.graph.T, analog_calibration),
                                        loaded.config, batch_size)
         variants += [AnalogVariant(f"analog draw {i}", loaded.config, analog_mismatch,
