@@ -277,12 +277,19 @@ def _virtual(config: Mapping[str, Any]) -> Any:
     return virtual_samna(VirtualBoard(int(config["target"]["chips_per_board"])))
 
 
-def _load(out_dir: Path) -> tuple[Mapping[str, Any], Any, Host]:
+def _prepare(out_dir: Path, samna: Any, virtual: bool
+             ) -> tuple[Mapping[str, Any], Any, Host, Any]:
+    """The export's configuration, graph and host encoding, and the samna to use. Without a
+    samna given, a real one is required before anything is read (never the stub)."""
+    if samna is None and not virtual:
+        status = find_samna()
+        if not status.usable:
+            raise unavailable(status.detail)
     from ..config import config_to_graph, read_config  # the compiler stack: only when used
 
     config = read_config(out_dir / "dynapse2.json")
     graph = config_to_graph(config, source=str(out_dir / "dynapse2.json"))
-    return config, graph, Host(graph)
+    return config, graph, Host(graph), _virtual(config) if virtual else samna
 
 
 def _inputs(host: Host, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -315,14 +322,9 @@ def run_on_board(out_dir: Path, x: np.ndarray, y: np.ndarray, *, samna: Any = No
     :class:`BoardError` when the board stops answering, ``ConfigError`` / ``ValueError`` for a
     bad export or request.
     """
-    if samna is None and not virtual:
-        status = find_samna()
-        if not status.usable:
-            raise unavailable(status.detail)
     started = time.perf_counter()
-    config, graph, host = _load(Path(out_dir))
+    config, graph, host, samna = _prepare(Path(out_dir), samna, virtual)
     x, labels = _inputs(host, x, y)
-    samna = _virtual(config) if virtual else samna
     plan = monitor_plan(config, list(monitor))
     readout_pop = str(graph.readout["population"])
     session, device = _open(samna, board_index, timeout_s, poll_s)
@@ -428,13 +430,8 @@ def echo_check(out_dir: Path, *, samna: Any = None, virtual: bool = False,
     excitatory dendrite spikes. One spike alone is below threshold by design (the compiler
     scales weights so that a neuron integrates several), hence the burst. The chip is drained
     between channels. Raises as :func:`run_on_board`."""
-    if samna is None and not virtual:
-        status = find_samna()
-        if not status.usable:
-            raise unavailable(status.detail)
     started = time.perf_counter()
-    config, _graph, _host = _load(Path(out_dir))
-    samna = _virtual(config) if virtual else samna
+    config, _graph, _host, samna = _prepare(Path(out_dir), samna, virtual)
     by_tag = {int(c["tag"]): c for c in config["input_channels"] if c.get("tag") is not None}
     expected: dict[int, set[tuple[str, int]]] = {int(c["channel"]): set()
                                                  for c in by_tag.values()}
