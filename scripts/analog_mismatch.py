@@ -45,11 +45,16 @@ def main() -> None:
     args = parser.parse_args()
 
     from eideploy.data import load_dataset, to_float
-    from eideploy.pipeline.export import export_model
     from eideploy.graph import EIGraph
     from eideploy.graph.execute import readout_decision
-    from eideploy.targets.dynapse2.analog import DEFAULT_DT, TAIL_STEPS, AnalogSimulator, accuracy_trials
+    from eideploy.pipeline.export import export_model
     from eideploy.sim.integer import accuracy as integer_accuracy
+    from eideploy.targets.dynapse2.analog import (
+        DEFAULT_DT,
+        TAIL_STEPS,
+        AnalogSimulator,
+        accuracy_trials,
+    )
     from eideploy.targets.dynapse2.config import read_config
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,6 +4,7 @@ docs/analog-model.md)."""
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from eideploy.targets.dynapse2.analog import (
     fi_curve,
     membrane_step,
 )
-from eideploy.targets.dynapse2.compile import compile_graph
+from eideploy.targets.dynapse2.compile import DEFAULT_POLICY, compile_graph
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "digits-dynapse2.pt"
 
@@ -164,9 +165,11 @@ def test_the_export_writes_the_dynamics_biases_and_older_files_get_them_by_polic
     assert written.source["SOIF_SPKTHR_P"] == "config"
     assert written.source["SOIF_GAIN_N"] == "config"  # compile.derived_currents, coded
     tau_syn = biases.synapse_tau(written.currents["DEAM_ETAU_P"], "ampa")
-    assert tau_syn == pytest.approx(biases.DT_SECONDS, rel=0.02)  # a spike's current lasts a step
+    # the export's operating point (compile.AnalogPolicy; was tau_syn = DT, t_pulse = 100 us
+    # before the full DPI synapse was modelled, LINEAR_POLICY)
+    assert tau_syn == pytest.approx(DEFAULT_POLICY.tau("ampa"), rel=0.02)
     pulse = biases.V_TH * biases.C_PULSE / written.currents["SYPD_EXT_N"]
-    assert pulse == pytest.approx(100e-6, rel=0.02)
+    assert pulse == pytest.approx(DEFAULT_POLICY.t_pulse, rel=0.02)
     older = copy.deepcopy(counting)  # a dynapse2.json written before these biases were
     dynamics = ("SOIF_GAIN_N", "SOIF_REFR_N", "SYPD_EXT_N", "DEAM_ETAU_P", "DEGA_ITAU_P",
                 "DESC_ITAU_P", "DENM_ETAU_P")
@@ -240,3 +243,99 @@ def test_digits_without_mismatch_stays_within_four_points_of_the_integer_simulat
     # the E layer fires about as often as in the discrete model: 3.4 vs 3.0 spikes per neuron
     # and sample (344 Hz over the 10 ms window; the model's 371 Hz over 8 steps)
     assert 250 < result.rates["layers.1.exc"].mean() < 550
+
+
+# ---------------------------------------------------------------- the full DPI synapse
+def test_the_dpi_synapse_starts_from_rest_as_its_closed_form_says():
+    """A pulse of ``I_w`` onto a DPI at rest: ``tau du/dt = a - w`` (``w = I/I_gain``, ``u = w +
+    ln w``, ``a = I_w / I_tau - 1``) integrates to ``t / tau = ln(w / w0) / a - (1 + 1/a)
+    ln((a - w) / (a - w0))``; the charge it delivers above rest, pulse and decay, is ``I_gain a
+    t_p - I_0 t_p - tau (I_gain + I_0) ln(I_end / I_0)``: the linear synapse's ``(I_gain /
+    I_tau) I_w t_p`` less an input charge ``(C U_T / kappa) ln(I_end / I_0)`` for the start."""
+    from scipy.optimize import brentq
+
+    from eideploy.targets.dynapse2.analog import dpi_synapse_step
+
+    tau, t_p, gain = 0.5e-3, 0.5e-3, 30e-12
+    i_tau = biases.synapse_tau_current(tau, "ampa")
+    for i_w in (20e-9, 200e-9):
+        a = i_w / i_tau - 1.0
+        w0 = I_0 / gain
+        for dt in (1e-6, analog.DEFAULT_DT):
+            i, charge = np.array([I_0]), 0.0
+            steps = round(t_p / dt)
+            for _ in range(steps):
+                i = dpi_synapse_step(i, np.array([gain / i_tau * i_w]), gain, np.exp(-dt / tau))
+                charge += float(i[0] - I_0) * dt
+            i_end = float(i[0])
+
+            def time_to(w: float, a: float = a, w0: float = w0) -> float:
+                return tau * (math.log(w / w0) / a - (1 + 1 / a) * math.log((a - w) / (a - w0)))
+
+            w_end = brentq(lambda w, a=a: time_to(w) - t_p, w0 * (1 + 1e-12), a * (1 - 1e-12))
+            assert i_end == pytest.approx(gain * w_end, rel=0.01)
+            for _ in range(round(20 * tau / dt)):  # the decay back to rest
+                i = dpi_synapse_step(i, np.zeros(1), gain, np.exp(-dt / tau))
+                charge += float(i[0] - I_0) * dt
+            closed = gain * a * t_p - I_0 * t_p - tau * (gain + I_0) * math.log(i_end / I_0)
+            assert charge == pytest.approx(closed, rel=0.01)
+            linear = gain / i_tau * i_w * t_p
+            start = biases.C_DENDRITE["ampa"] * biases.U_T / biases.KAPPA * math.log(i_end / I_0)
+            # what the start costs: (1 + I_0 / I_gain) (C U_T / kappa ln(I_end / I_0) + I_tau
+            # t_p) of the input charge I_w t_p
+            assert 1 - charge / linear == pytest.approx(
+                (1 + I_0 / gain) * (start + i_tau * t_p) / (i_w * t_p), rel=0.01)
+    # at 20 nA the start costs 35% of the pulse's charge, at 200 nA 4%: the regime where the
+    # linear form holds is I_w t_p >> (C U_T / kappa) ln(I / I_0), ~7 pC
+
+
+def test_a_delay_class_shifts_the_arrival_of_its_entries_by_its_delay(dynapse2):
+    import dataclasses
+
+    from eideploy.targets.dynapse2.analog import cam_delay_classes
+
+    target = dynapse2.with_chips(1)
+    x = np.random.default_rng(1).uniform(0.3, 1.0, (1, 16))
+    first = {}
+    for delay in (0.0, 0.4e-3):
+        policy = dataclasses.replace(DEFAULT_POLICY, excitation_delay=delay)
+        config = compile_graph(_counting_graph(), target, policy=policy).config
+        sim = AnalogSimulator(config)
+        times, neurons = sim.run(x, raster=True).raster["out"]
+        first[delay] = np.array([times[neurons == j].min() for j in range(6)])
+        classes = cam_delay_classes(config, sim.graph)
+        assert (set(np.unique(classes["out.ee"])) == {1}) if delay else classes == {}
+    shift = first[0.4e-3] - first[0.0]
+    np.testing.assert_allclose(shift, 0.4e-3, atol=2 * analog.DEFAULT_DT)
+    # the precise class barely spreads with mismatch, the mismatched class spreads widely
+    mismatched = copy.deepcopy(config)
+    for core in mismatched["chips"][0]["cores"]:
+        core["bias_codes"]["SYPD_DLY1_P"] = core["bias_codes"]["SYPD_DLY0_P"]
+        for neuron in core["neurons"]:
+            for entry in neuron["cam"]:
+                entry["delay"] = 2
+    spread = {}
+    for name, doc in (("precise", config), ("mismatched", mismatched)):
+        groups = AnalogSimulator(doc, mismatch=0.1, seed=0).network.input_groups
+        delays = np.concatenate([np.full(m.nnz, k) for k, m in groups]) * analog.DEFAULT_DT
+        spread[name] = delays.std() / delays.mean()
+    assert spread["precise"] < 0.05 < 0.15 < spread["mismatched"]
+
+
+def test_mismatch_is_lognormal_with_a_share_common_to_each_core():
+    from eideploy.targets.dynapse2.analog import MismatchDraws
+
+    share = biases.MISMATCH["core_fraction"]
+    cores, per_core, quantities = 32, 256, 24
+    core = np.repeat(np.arange(cores), per_core)
+    draws = MismatchDraws(0, 0.1, share, cores, np.ones(core.size, dtype=bool))
+    factors = np.stack([draws(core, np.arange(core.size)) for _ in range(quantities)])
+    assert factors.min() > 0
+    assert np.median(factors) == pytest.approx(1.0, abs=0.01)  # the nominal current's median
+    assert factors.std() / factors.mean() == pytest.approx(0.1, rel=0.05)
+    logs = np.log(factors).reshape(quantities, cores, per_core)
+    total = math.log1p(0.1 ** 2)
+    assert logs.std() ** 2 == pytest.approx(total, rel=0.05)
+    assert logs.var(axis=2).mean() == pytest.approx((1 - share) * total, rel=0.05)
+    core_means = logs.mean(axis=2)  # one shared offset per core and quantity
+    assert core_means.var() == pytest.approx(share * total, rel=0.2)

@@ -419,7 +419,8 @@ def test_samna_json_is_rockpools_form_of_the_configuration(exported):
             synapses = [sa.Dynapse2Synapse(
                 dendrite=sa.Dendrite[e["dendrite"]], stp=e["stp"],
                 weight=[bool(e["weight_mask"] >> k & 1) for k in range(4)],
-                precise_delay=False, mismatched_delay=False, tag=e["tag"]) for e in neuron["cam"]]
+                precise_delay=bool(e["delay"] & 1), mismatched_delay=bool(e["delay"] >> 1 & 1),
+                tag=e["tag"]) for e in neuron["cam"]]
             synapses += [sa.Dynapse2Synapse(sa.Dendrite.none, False, [False] * 4, False, False, 0)
                          ] * (64 - len(synapses))
             key = (config["chips"][0]["id"], core["id"], neuron["id"])

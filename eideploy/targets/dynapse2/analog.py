@@ -63,6 +63,7 @@ from .compile import (
     GAIN_BIAS,
     I_0,
     LEAK_BIAS,
+    LINEAR_POLICY,
     PULSE_BIAS,
     REFRACTORY_BIAS,
     SYNAPSE_TAU_BIAS,
@@ -73,8 +74,10 @@ from .config import ConfigError, config_to_graph
 
 __all__ = ["AnalogSimulator", "AnalogResult", "AnalogAccuracy", "CoreBiases", "accuracy_trials",
            "core_biases", "derived_currents", "readout_calibration", "fi_curve", "dpi_rate",
-           "membrane_step", "synapse_step", "DEFAULT_DT", "I_0", "GAIN_BIAS", "REFRACTORY_BIAS",
-           "PULSE_BIAS", "SYNAPSE_TAU_BIAS", "UNSET_POLICIES", "MISMATCH_FLOOR", "TAIL_STEPS"]
+           "membrane_step", "synapse_step", "dpi_synapse_step", "delay_seconds", "MismatchDraws",
+           "cam_delay_classes", "DEFAULT_DT", "SYNAPSE_MODELS", "DELAY_BIASES", "I_0", "GAIN_BIAS",
+           "REFRACTORY_BIAS", "PULSE_BIAS", "SYNAPSE_TAU_BIAS", "UNSET_POLICIES", "MISMATCH_FLOOR",
+           "TAIL_STEPS"]
 
 #: Integration step (s). The fastest things the circuits do: the 100 us pulses of the derived
 #: biases (10 us with rockpool's defaults, still resolved), a counting neuron's inter-spike
@@ -86,6 +89,12 @@ DEFAULT_DT = 1e-5
 #: How a dendrite's current enters the neuron.
 _EXCITATORY, _SUBTRACTIVE, _SHUNTING = ("ampa", "nmda"), ("gaba",), ("shunt",)
 UNSET_POLICIES = ("derived", "dynapsim")
+#: The synapse equation: ``"dpi"`` the full DPI (:func:`dpi_synapse_step`, the default),
+#: ``"linear"`` its linear approximation (:func:`synapse_step`, rockpool's DynapSim).
+SYNAPSE_MODELS = ("dpi", "linear")
+#: The core-shared bias of delay class 1, 2, 3 (CAM entry flags: bit 0 ``precise_delay``, bit 1
+#: ``mismatched_delay``): the target's ``[biases] delays`` order.
+DELAY_BIASES = ("SYPD_DLY0_P", "SYPD_DLY1_P", "SYPD_DLY2_P")
 #: Smallest mismatch factor: a current stays positive even at a 5-sigma draw of 20% mismatch.
 MISMATCH_FLOOR = 0.05
 #: The host counts readout spikes for ``T + TAIL_STEPS`` model steps: the analog chain needs
@@ -104,6 +113,36 @@ def synapse_step(i_syn: np.ndarray, drive: np.ndarray, decay: np.ndarray) -> np.
     ``tau dI/dt = -I + drive``, exact for a drive constant over the step,
     ``decay = exp(-dt / tau)``; ``drive = (I_gain / I_tau) * sum of the open pulses' I_w``."""
     return drive + (i_syn - drive) * decay
+
+
+#: Below this drive (A) a synapse is undriven: the pulse bookkeeping's float residue.
+_DRIVE_FLOOR = 1e-3 * I_0
+
+
+def dpi_synapse_step(i_syn: np.ndarray, drive: np.ndarray, i_gain: np.ndarray,
+                     decay: np.ndarray) -> np.ndarray:
+    """One step of the full DPI synapse (Bartolozzi & Indiveri 2007, Eq. 8; Chicca et al. 2014,
+    Eq. 3; teili's ``DPISyn``):
+
+    ``tau (1 + I_gain / I_syn) dI_syn/dt + I_syn + I_gain = I_gain I_w / I_tau``,
+
+    ``I_w`` the summed weight current of the open pulses, ``drive = (I_gain / I_tau) I_w``.
+    In ``w = I_syn / I_gain``, ``u = w + ln w`` it is the relaxation ``tau du/dt = drive /
+    I_gain - 1 - w`` (the neuron's form, :func:`membrane_step`), integrated by exponential
+    Euler in ``u`` while driven; undriven, ``dI_syn/dt = -I_syn / tau`` exactly (the ``I_gain``
+    terms cancel), so the decay is ``I_syn * decay``. Floored at the dark current ``I_0``, the
+    synapse at rest. Linear (:func:`synapse_step`) where ``I_syn >> I_gain`` (``I_w >> I_tau``)
+    and the start from rest is short: a pulse from rest loses the input charge
+    ``(C U_T / kappa) ln(I_syn / I_0)`` of the ``I_w t_pulse`` it carries (docs §1)."""
+    out = i_syn * decay
+    on = drive > _DRIVE_FLOOR
+    if on.any():
+        gain = np.broadcast_to(i_gain, i_syn.shape)[on]
+        kept = np.broadcast_to(decay, i_syn.shape)[on]
+        w = i_syn[on] / gain
+        u = w + np.log(w) + (drive[on] / gain - 1.0 - w) * (1.0 - kept)
+        out[on] = gain * _omega(u)
+    return np.maximum(out, I_0)
 
 
 def membrane_step(i_mem: np.ndarray, i_in: np.ndarray, i_leak: np.ndarray, i_gain: np.ndarray,
@@ -316,8 +355,9 @@ def core_biases(config: Mapping[str, Any], *, unset: str = "derived", source: st
             origin = dict.fromkeys(currents, "config")
             if unset == "derived":
                 divides = role == "exc" and any(n in divided for n in names)
+                # such files were written in DynapSim's units (10 nA, 100 us pulses)
                 derived = derived_currents(role, threshold=currents[THRESHOLD_BIAS],
-                                           eps=eps if divides else None)
+                                           eps=eps if divides else None, policy=LINEAR_POLICY)
                 filled = {n: _realised(n, c) for n, c in derived.items()}
             else:
                 filled = dynapsim
@@ -347,9 +387,11 @@ def _code_current(label: str, where: str, name: str, code: Any) -> float:
 # --------------------------------------------------------------------------- the network
 @dataclass
 class _Network:
-    """The configuration as arrays. Neurons: every non-input population, in graph order; the
-    columns of the weight matrices are ``dendrite * n + neuron``; a weight is the synapse's
-    drive while its pulse is open, ``(I_gain_d / I_tau_d) * I_w``, in A."""
+    """The configuration as arrays. Neurons: every non-input population, in graph order. A
+    *slot* is one DPI synapse, a (dendrite, neuron) pair that some CAM entry drives; the columns
+    of the routing matrices are slots, and a matrix entry is the synapse's drive while the
+    entry's pulse is open, ``(I_gain_d / I_tau_d) * I_w`` (A: the linear DPI's steady current).
+    Entries of one delay (whole ``dt`` steps) share a matrix."""
 
     populations: dict[str, slice]
     dendrites: tuple[str, ...]
@@ -358,33 +400,134 @@ class _Network:
     threshold: np.ndarray
     dc: np.ndarray
     t_ref: np.ndarray
-    synapse_decay: np.ndarray        # (dendrites, n): exp(-dt / tau_d)
-    w_input: scipy.sparse.csr_matrix  # (input channels, dendrites * n)
-    w_neurons: scipy.sparse.csr_matrix  # (n, dendrites * n)
-    pulse_groups: list[tuple[np.ndarray, int, float]]  # (neurons, whole steps, fraction)
+    slot_dendrite: np.ndarray        # (slots,) index into dendrites
+    slot_neuron: np.ndarray          # (slots,)
+    synapse_decay: np.ndarray        # (slots,): exp(-dt / tau_d)
+    synapse_gain: np.ndarray         # (slots,): I_gain_d (A)
+    input_groups: list[tuple[int, scipy.sparse.csr_matrix]]   # (delay steps, (channels, slots))
+    neuron_groups: list[tuple[int, scipy.sparse.csr_matrix]]  # (delay steps, (n, slots))
+    to_input: scipy.sparse.csr_matrix  # (n, slots): +1 excitatory, -1 subtractive
+    to_leak: scipy.sparse.csr_matrix   # (n, slots): +1 shunting
+    pulse_groups: list[tuple[np.ndarray, int, float]]  # (slots, whole steps, fraction)
+    latency: float = 0.0               # s: the delays along the deepest path
 
     @property
     def size(self) -> int:
         return int(self.leak.size)
 
+    @property
+    def slots(self) -> int:
+        return int(self.slot_neuron.size)
 
-def _factors(rng: np.random.Generator | None, mismatch: float, shape: tuple[int, ...]
-             ) -> np.ndarray:
-    if rng is None:
-        return np.ones(shape)
-    return np.maximum(1.0 + mismatch * rng.standard_normal(shape), MISMATCH_FLOOR)
+    @property
+    def w_input(self) -> scipy.sparse.csr_matrix:
+        """Every input CAM entry's drive, whatever its delay (channels, slots)."""
+        return _summed(self.input_groups)
+
+    @property
+    def w_neurons(self) -> scipy.sparse.csr_matrix:
+        return _summed(self.neuron_groups)
+
+
+def _summed(groups: list[tuple[int, scipy.sparse.csr_matrix]]) -> scipy.sparse.csr_matrix:
+    total = groups[0][1].copy()
+    for _, m in groups[1:]:
+        total = total + m
+    return total.tocsr()
+
+
+class MismatchDraws:
+    """Mismatch factors (module doc): log-normal, ``exp(s_core z_core + s_device z_device)``
+    with one ``z_core`` per core and quantity (the core's shared bias generator and layout
+    gradient) and one ``z_device`` per circuit; ``s_core^2 + s_device^2 = ln(1 + m^2)`` so that
+    a factor's relative standard deviation is ``m`` and its median 1 (the nominal current: a
+    Gaussian threshold-voltage offset is a log-normal subthreshold current, Pelgrom et al.
+    1989). ``core_fraction`` is the share of the log-variance common to a core
+    (``biases.MISMATCH``). Nothing is drawn for ``mismatch = 0``."""
+
+    def __init__(self, seed: int, mismatch: float, core_fraction: float, n_cores: int,
+                 affected: np.ndarray) -> None:
+        self.rng = np.random.default_rng(seed) if mismatch > 0 else None
+        log_var = math.log1p(mismatch * mismatch)
+        self.s_core = math.sqrt(core_fraction * log_var)
+        self.s_device = math.sqrt((1.0 - core_fraction) * log_var)
+        self.n_cores, self.affected = n_cores, affected
+
+    def __call__(self, core: np.ndarray, neuron: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """Factors for circuits on cores ``core`` serving neurons ``neuron`` (same shape)."""
+        if self.rng is None:
+            return np.ones(core.shape)
+        z_core = self.rng.standard_normal(self.n_cores)
+        z_device = self.rng.standard_normal(core.shape)
+        factors = np.exp(scale * (self.s_core * z_core[core] + self.s_device * z_device))
+        return np.where(self.affected[neuron], factors, 1.0)
+
+
+def delay_seconds(current: float | np.ndarray) -> np.ndarray:
+    """Delay (s) of a CAM entry's delay class from its ``SYPD_DLY*`` current: the delay
+    element is a pulse generator like the pulse extender, ``t = V_th C_delay / I``
+    (``biases.C_DELAY``; an assumption, see docs/analog-model.md §1)."""
+    return biases.V_TH * biases.C_DELAY / np.asarray(current, dtype=np.float64)
+
+
+def cam_delay_classes(config: Mapping[str, Any], graph: EIGraph) -> dict[str, np.ndarray]:
+    """Each sparse projection's delay class per synapse (its CAM entry's two delay flags), in
+    the projection's synapse order; projections whose entries are all undelayed are left out.
+    The sender of an entry is resolved as ``config_to_graph`` does: the tag an SRAM entry or an
+    input channel sends to the entry's core."""
+    cpc = int(config["target"].get("cores_per_chip", 4))
+    sender: dict[tuple[int, int, int], tuple[str, int]] = {}
+    delayed: dict[tuple[str, int, str, str, int], int] = {}
+    for chip in config["chips"]:
+        for core in chip["cores"]:
+            for neuron in core["neurons"]:
+                for entry in neuron.get("sram", []):
+                    for bit in range(cpc):
+                        if int(entry["core_mask"]) >> bit & 1:
+                            sender[(int(entry["chip"]), bit, int(entry["tag"]))] = (
+                                neuron["population"], int(neuron["index"]))
+    for channel in config.get("input_channels", []):
+        if channel.get("tag") is None:
+            continue
+        for dest in channel["destinations"]:
+            for bit in range(cpc):
+                if int(dest["core_mask"]) >> bit & 1:
+                    sender[(int(dest["chip"]), bit, int(channel["tag"]))] = (
+                        channel["population"], int(channel["channel"]))
+    for chip in config["chips"]:
+        for core in chip["cores"]:
+            here = (int(chip["id"]), int(core["id"]))
+            for neuron in core["neurons"]:
+                for entry in neuron["cam"]:
+                    if int(entry.get("delay", 0)):
+                        src = sender.get((*here, int(entry["tag"])))
+                        if src is not None:
+                            delayed[(neuron["population"], int(neuron["index"]),
+                                     str(entry["dendrite"]), *src)] = int(entry["delay"])
+    if not delayed:
+        return {}
+    kind_dendrites = dict(config["target"]["kind_dendrites"])
+    out: dict[str, np.ndarray] = {}
+    for proj in graph.projections:
+        dendrite = kind_dendrites[proj.kind]
+        classes = np.array([delayed.get((proj.target, int(t), dendrite, proj.source, int(src)), 0)
+                            for t, src in proj.indices])
+        if classes.any():
+            out[proj.name] = classes
+    return out
 
 
 def _build_network(config: Mapping[str, Any], graph: EIGraph,
                    cores: Mapping[tuple[int, int], CoreBiases], dt: float, mismatch: float,
                    seed: int, mismatched: Collection[str] | None = None) -> _Network:
-    """Arrays of the network (nominal currents times mismatch factors, drawn in a fixed order:
-    neuron leak, gain, threshold, DC, refractory; synapse tau, synapse gain per dendrite; CAM
-    weight and pulse width per synapse in the graph's projection order). ``mismatched`` limits
-    the factors to the neurons of those populations and the synapses onto them (the draws are
-    the same, so the other neurons keep their nominal values)."""
+    """Arrays of the network: nominal currents times mismatch factors (``MismatchDraws``), drawn
+    in a fixed order: neuron leak, gain, threshold, DC, refractory; per slot synapse tau and gain;
+    per CAM entry weight, pulse width and delay, in the graph's projection order.
+    ``mismatched`` limits the factors to the neurons of those populations and the synapses onto
+    them (the draws are the same, so the other neurons keep their nominal values)."""
     kind_dendrites = dict(config["target"]["kind_dendrites"])
     weight_biases = list(config["target"]["weight_biases"])
+    delay_biases = list(config["target"].get("delay_biases", DELAY_BIASES))
     offsets: dict[str, int] = {}
     populations: dict[str, slice] = {}
     n = 0
@@ -423,31 +566,40 @@ def _build_network(config: Mapping[str, Any], graph: EIGraph,
         affected[:] = False
         for name in mismatched:
             affected[populations[name]] = True
-    rng = np.random.default_rng(seed) if mismatch > 0 else None
+    draw = MismatchDraws(seed, mismatch, biases.MISMATCH["core_fraction"], len(keys), affected)
+    delay_classes = cam_delay_classes(config, graph)
+    everyone = np.arange(n)
 
-    def varied(shape: tuple[int, ...], targets: np.ndarray | slice = slice(None)) -> np.ndarray:
-        return np.where(affected[targets], _factors(rng, mismatch, shape), 1.0)
+    leak = per_core(LEAK_BIAS) * draw(core_of, everyone)
+    gain = per_core(GAIN_BIAS) * draw(core_of, everyone)
+    threshold = per_core(THRESHOLD_BIAS) * draw(core_of, everyone)
+    dc = per_core(DC_BIAS) * draw(core_of, everyone)
+    t_ref = biases.V_TH * biases.C_REF / (per_core(REFRACTORY_BIAS) * draw(core_of, everyone))
 
-    leak = per_core(LEAK_BIAS) * varied((n,))
-    gain = per_core(GAIN_BIAS) * varied((n,))
-    threshold = per_core(THRESHOLD_BIAS) * varied((n,))
-    dc = per_core(DC_BIAS) * varied((n,))
-    t_ref = biases.V_TH * biases.C_REF / (per_core(REFRACTORY_BIAS) * varied((n,)))
-    shape = (len(dendrites), n)
-    syn_tau_current = np.stack([per_core(SYNAPSE_TAU_BIAS[d]) for d in dendrites]) if dendrites \
-        else np.zeros(shape)
-    syn_tau_current = syn_tau_current * varied(shape)
-    syn_gain = np.stack([per_core(DENDRITE_GAIN_BIAS[d]) for d in dendrites]) if dendrites \
-        else np.zeros(shape)
-    syn_gain = syn_gain * varied(shape)
-    capacitance = np.array([biases.C_DENDRITE[d] for d in dendrites])[:, None]
-    syn_tau = biases.U_T * capacitance / (biases.KAPPA * syn_tau_current)
-    ratio = syn_gain / syn_tau_current  # I_gain_d / I_tau_d per (dendrite, neuron)
+    # the slots: (dendrite, neuron) pairs some projection drives, dendrite-major
+    used = np.zeros((len(dendrites), n), dtype=bool)
+    for proj in graph.projections:
+        used[dendrites.index(kind_dendrites[proj.kind]),
+             offsets[proj.target] + proj.indices[:, 0]] = True
+    slot_dendrite, slot_neuron = np.nonzero(used)
+    slot_of = np.full(used.shape, -1, dtype=np.int64)
+    slot_of[slot_dendrite, slot_neuron] = np.arange(slot_neuron.size)
+    slot_core = core_of[slot_neuron]
+    tau_current = np.array([cores[keys[c]].currents[SYNAPSE_TAU_BIAS[dendrites[d]]]
+                            for d, c in zip(slot_dendrite, slot_core, strict=True)])
+    tau_current = tau_current * draw(slot_core, slot_neuron)
+    syn_gain = np.array([cores[keys[c]].currents[DENDRITE_GAIN_BIAS[dendrites[d]]]
+                         for d, c in zip(slot_dendrite, slot_core, strict=True)])
+    syn_gain = syn_gain * draw(slot_core, slot_neuron)
+    capacitance = np.array([biases.C_DENDRITE[dendrites[d]] for d in slot_dendrite])
+    syn_tau = biases.U_T * capacitance / (biases.KAPPA * tau_current)
+    ratio = syn_gain / tau_current  # I_gain_d / I_tau_d per slot
 
     input_pop = graph.input_settings.population
-    rows = {"input": [], "neurons": []}
-    cols = {"input": [], "neurons": []}
-    vals = {"input": [], "neurons": []}
+    entries: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {
+        "input": [], "neurons": []}
+    delayed_targets: set[str] = set()
+    max_delay = 0.0
     for proj in graph.projections:
         d = dendrites.index(kind_dendrites[proj.kind])
         target = offsets[proj.target] + proj.indices[:, 0]
@@ -459,30 +611,58 @@ def _build_network(config: Mapping[str, Any], graph: EIGraph,
             raise ConfigError(f"projection {proj.name}: a weight is no dendrite scale times a "
                               "base-weight subset sum of its core")
         # each CAM entry's weight current and pulse width (the charge it delivers)
-        i_w = realised[c, mask] * varied(mask.shape, target) * varied(mask.shape, target)
+        i_w = realised[c, mask] * draw(c, target) * draw(c, target)
+        # its delay class: 0 none, 1 precise (SYPD_DLY0), 2 mismatched (SYPD_DLY1), 3 (DLY2)
+        delay_class = delay_classes.get(proj.name, np.zeros(mask.size, dtype=np.int64))
+        delay = np.zeros(mask.size)
+        for cls in (1, 2, 3):
+            pick = np.flatnonzero(delay_class == cls)
+            if pick.size == 0:
+                continue
+            name = delay_biases[cls - 1]
+            nominal = delay_seconds(np.array([cores[keys[k]].currents[name] for k in c[pick]]))
+            spread = biases.MISMATCH["precise_delay"] if cls == 1 else \
+                biases.MISMATCH["mismatched_delay"]
+            delay[pick] = nominal * draw(c[pick], target[pick], spread)
+            delayed_targets.add(proj.target)
+            max_delay = max(max_delay, float(nominal.max()))
+        steps = np.rint(delay / dt).astype(np.int64)
         which = "input" if proj.source == input_pop else "neurons"
         source = proj.indices[:, 1] + (0 if which == "input" else offsets[proj.source])
-        rows[which].append(source)
-        cols[which].append(d * n + target)
-        vals[which].append(ratio[d, target] * i_w)
+        slot = slot_of[d, target]
+        entries[which].append((source, slot, ratio[slot] * i_w, steps))
     n_input = graph.population(input_pop).size
 
-    def matrix(which: str, n_rows: int) -> scipy.sparse.csr_matrix:
-        if not rows[which]:
-            return scipy.sparse.csr_matrix((n_rows, len(dendrites) * n))
-        return scipy.sparse.csr_matrix(
-            (np.concatenate(vals[which]), (np.concatenate(rows[which]),
-                                           np.concatenate(cols[which]))),
-            shape=(n_rows, len(dendrites) * n))
+    def groups(which: str, n_rows: int) -> list[tuple[int, scipy.sparse.csr_matrix]]:
+        shape = (n_rows, slot_neuron.size)
+        if not entries[which]:
+            return [(0, scipy.sparse.csr_matrix(shape))]
+        rows, cols, vals, steps = (np.concatenate(x) for x in zip(*entries[which], strict=True))
+        return [(int(k), scipy.sparse.csr_matrix(
+            (vals[steps == k], (rows[steps == k], cols[steps == k])), shape=shape))
+            for k in np.unique(steps)]
 
-    pulse = biases.V_TH * biases.C_PULSE / per_core(PULSE_BIAS)
-    groups: list[tuple[np.ndarray, int, float]] = []
+    sign = np.array([1.0 if d in _EXCITATORY else -1.0 if d in _SUBTRACTIVE else 0.0
+                     for d in dendrites])[slot_dendrite]
+    shunt = np.array([d in _SHUNTING for d in dendrites])[slot_dendrite]
+    cols = np.arange(slot_neuron.size)
+    to_input = scipy.sparse.csr_matrix((sign[sign != 0], (slot_neuron[sign != 0],
+                                                          cols[sign != 0])),
+                                       shape=(n, slot_neuron.size))
+    to_leak = scipy.sparse.csr_matrix((np.ones(int(shunt.sum())), (slot_neuron[shunt],
+                                                                   cols[shunt])),
+                                      shape=(n, slot_neuron.size))
+    pulse = (biases.V_TH * biases.C_PULSE / per_core(PULSE_BIAS))[slot_neuron]
+    pulse_groups: list[tuple[np.ndarray, int, float]] = []
     for width in np.unique(pulse):
         steps = width / dt
         whole = int(math.floor(steps + 1e-9))
-        groups.append((np.flatnonzero(pulse == width), whole, float(max(steps - whole, 0.0))))
-    return _Network(populations, dendrites, leak, gain, threshold, dc, t_ref,
-                    np.exp(-dt / syn_tau), matrix("input", n_input), matrix("neurons", n), groups)
+        pulse_groups.append((np.flatnonzero(pulse == width), whole,
+                             float(max(steps - whole, 0.0))))
+    return _Network(populations, dendrites, leak, gain, threshold, dc, t_ref, slot_dendrite,
+                    slot_neuron, np.exp(-dt / syn_tau), syn_gain,
+                    groups("input", n_input), groups("neurons", n), to_input, to_leak,
+                    pulse_groups, max_delay * len(delayed_targets))
 
 
 # --------------------------------------------------------------------------- results
@@ -546,8 +726,12 @@ class AnalogSimulator:
                  dt: float | None = None, unset: str = "derived", batch_size: int = 128,
                  source: str = "<config>",
                  overrides: Mapping[str, Mapping[str, float]] | None = None,
-                 mismatch_populations: Collection[str] | None = None) -> None:
+                 mismatch_populations: Collection[str] | None = None,
+                 synapse: str = "dpi") -> None:
         self.dt = DEFAULT_DT if dt is None else float(dt)
+        if synapse not in SYNAPSE_MODELS:
+            raise ValueError(f"synapse must be one of {SYNAPSE_MODELS}, got {synapse!r}")
+        self.synapse = synapse
         if not 0 < self.dt <= biases.DT_SECONDS / 10:
             raise ValueError(f"dt must be in (0, {biases.DT_SECONDS / 10}] s (a tenth of a model "
                              f"step at least), got {dt}")
@@ -568,6 +752,7 @@ class AnalogSimulator:
         self.network = _build_network(config, self.graph, self.cores, self.dt, self.mismatch,
                                       self.seed, mismatch_populations)
         self.readout = self.host.readout
+        # the tail covers the delay classes too (network.latency, < 1 step on an export's path)
         self.window = (self.graph.T + TAIL_STEPS) * biases.DT_SECONDS
 
     def run(self, x: Any, *, raster: bool = False) -> AnalogResult:
@@ -583,7 +768,8 @@ class AnalogSimulator:
         recorded = None
         for start in range(0, batch, self.batch_size):
             part = spikes_in[:, start:start + self.batch_size]
-            c, m, r = _simulate(net, part, self.dt, self.window, raster and start == 0)
+            c, m, r = _simulate(net, part, self.dt, self.window, raster and start == 0,
+                                synapse=self.synapse)
             totals += c.sum(axis=0)
             counts.append(c[:, net.populations[self.readout]])
             membranes.append(m[:, net.populations[self.readout]])
@@ -604,42 +790,46 @@ class AnalogSimulator:
 
 
 def _simulate(net: _Network, spikes_in: np.ndarray, dt: float, window: float, record: bool,
-              probe: dict[str, np.ndarray] | None = None
+              probe: dict[str, np.ndarray] | None = None, synapse: str = "dpi"
               ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """One batch ``(T, B, channels)`` of host events through the network: spike counts and final
     membrane currents ``(B, n)``, and sample 0's (times, neurons) when ``record``."""
     steps_model, batch = spikes_in.shape[:2]
-    n, n_d = net.size, len(net.dendrites)
+    slots = net.slots
     arrivals = {int(round(t * biases.DT_SECONDS / dt)): t for t in range(steps_model)}
-    history = 2 + max(whole for _, whole, _ in net.pulse_groups)
-    pulses = np.zeros((history, batch, n_d, n))
-    drive = np.zeros((batch, n_d, n))
-    i_syn = np.zeros((batch, n_d, n))
-    i_mem = np.full((batch, n), I_0)
-    timer = np.zeros((batch, n))
-    counts = np.zeros((batch, n))
-    excitatory = [i for i, d in enumerate(net.dendrites) if d in _EXCITATORY]
-    subtractive = [i for i, d in enumerate(net.dendrites) if d in _SUBTRACTIVE]
-    shunting = [i for i, d in enumerate(net.dendrites) if d in _SHUNTING]
+    ring = 1 + max(k for k, _ in (*net.input_groups, *net.neuron_groups))
+    incoming = np.zeros((ring, batch, slots))
+    history = 2 + max((whole for _, whole, _ in net.pulse_groups), default=0)
+    pulses = np.zeros((history, batch, slots))
+    drive = np.zeros((batch, slots))
+    rest = I_0 if synapse == "dpi" else 0.0
+    i_syn = np.full((batch, slots), rest)
+    i_mem = np.full((batch, net.size), I_0)
+    timer = np.zeros((batch, net.size))
+    counts = np.zeros((batch, net.size))
+    to_input = net.to_input
+    to_leak = net.to_leak
+    shunting = net.to_leak.nnz > 0
     whole_net = len(net.pulse_groups) == 1
-    spikes = np.zeros((batch, n), dtype=bool)
+    spikes = np.zeros((batch, net.size), dtype=bool)
     times: list[np.ndarray] = []
     neurons: list[np.ndarray] = []
     for k in range(int(round(window / dt))):
-        arrived = None
         if k in arrivals:
             events = spikes_in[arrivals[k]]
             if events.any():
-                arrived = (scipy.sparse.csr_matrix(events) @ net.w_input).toarray()
+                sparse_events = scipy.sparse.csr_matrix(events)
+                for delay, matrix in net.input_groups:
+                    incoming[(k + delay) % ring] += (sparse_events @ matrix).toarray()
         if spikes.any():
-            routed = (scipy.sparse.csr_matrix(spikes, dtype=np.float64) @ net.w_neurons).toarray()
-            arrived = routed if arrived is None else arrived + routed
+            fired = scipy.sparse.csr_matrix(spikes, dtype=np.float64)
+            for delay, matrix in net.neuron_groups:
+                incoming[(k + delay) % ring] += (fired @ matrix).toarray()
         slot = k % history
-        if arrived is None:
-            pulses[slot] = 0.0
-        else:
-            pulses[slot] = arrived.reshape(batch, n_d, n)
-            drive += pulses[slot]
+        arrived = incoming[k % ring]
+        pulses[slot] = arrived
+        drive += arrived
+        arrived[...] = 0.0
         # a pulse of `whole + frac` steps: it closes (1 - frac) after `whole` steps, the rest
         # one step later
         for members, whole, frac in net.pulse_groups:
@@ -648,22 +838,24 @@ def _simulate(net: _Network, spikes_in: np.ndarray, dt: float, window: float, re
             if whole_net:
                 drive -= (1.0 - frac) * ending + frac * late
             else:
-                drive[:, :, members] -= ((1.0 - frac) * ending[:, :, members]
-                                         + frac * late[:, :, members])
-        i_syn = synapse_step(i_syn, drive, net.synapse_decay)
+                drive[:, members] -= ((1.0 - frac) * ending[:, members]
+                                      + frac * late[:, members])
+        if synapse == "dpi":
+            i_syn = dpi_synapse_step(i_syn, drive, net.synapse_gain, net.synapse_decay)
+        else:
+            i_syn = synapse_step(i_syn, drive, net.synapse_decay)
+        excess = i_syn - rest  # the resting DPI's dark current is no input
         if probe is not None:
-            probe["charge"] = probe.get("charge", 0.0) + i_syn * dt
-        i_in = net.dc + (i_syn[:, excitatory].sum(axis=1) if excitatory else 0.0)
-        if subtractive:
-            i_in = i_in - i_syn[:, subtractive].sum(axis=1)
-        i_leak = net.leak + (i_syn[:, shunting].sum(axis=1) if shunting else 0.0)
+            probe["charge"] = probe.get("charge", 0.0) + excess * dt
+        i_in = net.dc + (to_input @ excess.T).T
+        i_leak = net.leak + (to_leak @ excess.T).T if shunting else net.leak
         spikes, t_cross = _neuron_update(i_mem, timer, i_in, i_leak, net.gain, net.threshold,
                                          net.t_ref, dt)
         counts += spikes
         if record and spikes[0].any():
-            fired = np.flatnonzero(spikes[0])
-            neurons.append(fired)
-            times.append(k * dt + t_cross[0, fired])
+            fired_0 = np.flatnonzero(spikes[0])
+            neurons.append(fired_0)
+            times.append(k * dt + t_cross[0, fired_0])
     recorded = None
     if record:
         recorded = (np.concatenate(times) if times else np.zeros(0),
@@ -686,7 +878,7 @@ def accuracy_trials(config: Mapping[str, Any], x: Any, y: Any, *, mismatch: floa
                     seed: int = 0, batch_size: int = 128, progress: bool = False,
                     dt: float | None = None, unset: str = "derived",
                     mismatch_populations: Collection[str] | None = None,
-                    calibration: Any = None) -> AnalogAccuracy:
+                    calibration: Any = None, synapse: str = "dpi") -> AnalogAccuracy:
     """Top-1 accuracy (percent) of the configuration over ``trials`` mismatch draws (trial ``i``:
     seed ``seed + i``); ``progress`` prints one line per trial to stderr. ``dt``, ``unset`` and
     ``mismatch_populations`` as for :class:`AnalogSimulator`. ``calibration``: unlabelled inputs
@@ -702,12 +894,12 @@ def accuracy_trials(config: Mapping[str, Any], x: Any, y: Any, *, mismatch: floa
     calibrate = calibration is not None and len(calibration) > 0
     calibrated: list[float] = []
     if calibrate:
-        reference = AnalogSimulator(config, dt=dt, unset=unset, batch_size=batch_size
-                                    ).run(calibration).counts.mean(axis=0)
+        reference = AnalogSimulator(config, dt=dt, unset=unset, batch_size=batch_size,
+                                    synapse=synapse).run(calibration).counts.mean(axis=0)
     for i in range(trials):
         sim = AnalogSimulator(config, mismatch=mismatch, seed=seed + i, dt=dt, unset=unset,
                               batch_size=batch_size,
-                              mismatch_populations=mismatch_populations)
+                              mismatch_populations=mismatch_populations, synapse=synapse)
         result = sim.run(x)
         per_trial.append(100.0 * float(np.mean(result.predictions() == labels)))
         line = f"accuracy {per_trial[-1]:.2f}%"

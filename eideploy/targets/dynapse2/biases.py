@@ -37,9 +37,16 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 import numpy as np
 
@@ -49,20 +56,39 @@ __all__ = ["BiasCode", "bias_code", "bias_codes", "bias_current", "core_biases",
            "bias_names", "leak_current", "synapse_tau_current", "refractory_current",
            "pulse_current", "tau_seconds", "leak_tau", "synapse_tau", "DT_SECONDS",
            "WEIGHT_UNIT_CURRENT", "U_T", "KAPPA", "V_TH", "C_MEM", "C_REF", "C_PULSE",
-           "C_DENDRITE", "COARSE_VALUES", "FINE_VALUES"]
+           "C_DENDRITE", "C_DELAY", "I_DARK", "MISMATCH", "COARSE_VALUES", "FINE_VALUES"]
 
 COARSE_VALUES = 6
 FINE_VALUES = 256
 
-# rockpool.devices.dynapse.lookup.defaults.default_layout (DynapSim's nominal circuit values)
-U_T = 25e-3                      # thermal voltage "Ut", V
-KAPPA_N, KAPPA_P = 0.75, 0.66    # subthreshold slope factors "kappa_n", "kappa_p"
-KAPPA = (KAPPA_N + KAPPA_P) / 2  # DynapSim's Itau_lambda averages them
-V_TH = 0.7                       # "Vth", V: pulse-width circuits
-C_MEM = 3e-12                    # "C_mem", F
-C_REF = 1.5e-12                  # "C_ref"
-C_PULSE = 0.5e-12                # "C_pulse"
-C_DENDRITE = {"ampa": 24.5e-12, "nmda": 25e-12, "gaba": 25e-12, "shunt": 24.5e-12}
+# The circuit constants: hardware/dynapse2.toml's [analog] table, each value with its source
+# there (rockpool.devices.dynapse.lookup.defaults.default_layout for the DPI's, DynapSim's nominal
+# circuit values); read once, at import, without importing the target loader.
+_TOML = Path(__file__).resolve().parents[3] / "hardware" / "dynapse2.toml"
+
+
+def _analog_constants(path: Path = _TOML) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        table = tomllib.load(f).get("analog")
+    if not isinstance(table, dict):
+        raise RuntimeError(f"{path}: the [analog] table of circuit constants is missing")
+    return table
+
+
+_ANALOG = _analog_constants()
+U_T = float(_ANALOG["U_T"])                  # thermal voltage "Ut", V
+KAPPA_N, KAPPA_P = float(_ANALOG["kappa_n"]), float(_ANALOG["kappa_p"])  # subthreshold slopes
+KAPPA = (KAPPA_N + KAPPA_P) / 2              # DynapSim's Itau_lambda averages them
+V_TH = float(_ANALOG["V_th"])                # V: pulse-width and delay circuits
+C_MEM = float(_ANALOG["C_mem"])              # F
+C_REF = float(_ANALOG["C_ref"])
+C_PULSE = float(_ANALOG["C_pulse"])
+C_DELAY = float(_ANALOG["C_delay"])
+C_DENDRITE = {d: float(_ANALOG[f"C_{d}"]) for d in ("ampa", "nmda", "gaba", "shunt")}
+I_DARK = float(_ANALOG["I_0"])               # dark current: a DPI at rest, the membrane's reset
+#: Mismatch structure (analog.py's ``_Draws``): the share of the log-variance common to a core,
+#: and the relative spread of the precise and mismatched delay classes per unit of mismatch.
+MISMATCH = {k: float(v) for k, v in _ANALOG["mismatch"].items()}
 
 # DynapSim's dt (rockpool.devices.dynapse.simulation.dynapsim) and Iscale (default_weights)
 DT_SECONDS = 1e-3

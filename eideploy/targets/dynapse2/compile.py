@@ -55,6 +55,7 @@ from .route import Routing, route
 from .target import Target
 
 __all__ = ["DoesNotFit", "CompiledNetwork", "compile_graph", "core_bias_currents",
+           "AnalogPolicy", "DEFAULT_POLICY", "LINEAR_POLICY", "EXCITATION_DELAY_BIAS",
            "dendrite_gain_reference", "LEAK_BIAS", "THRESHOLD_BIAS", "DC_BIAS",
            "DENDRITE_GAIN_BIAS", "DENDRITE_GAIN_RATIO", "DENDRITE_REFERENCE_TAU"]
 
@@ -71,10 +72,67 @@ DENDRITE_GAIN_RATIO = 100.0
 DENDRITE_REFERENCE_TAU = 10e-3
 
 
-def dendrite_gain_reference(dendrite: str) -> float:
-    """The gain current (A) of dendrite scale 1: DynapSim's default ``Igain_<dendrite>``,
-    ``DENDRITE_GAIN_RATIO * synapse_tau_current(DENDRITE_REFERENCE_TAU, dendrite)``."""
-    return DENDRITE_GAIN_RATIO * biases.synapse_tau_current(DENDRITE_REFERENCE_TAU, dendrite)
+@dataclass(frozen=True)
+class AnalogPolicy:
+    """How the export sets the circuits' operating point for the analog chip (docs/analog-
+    model.md §2 derives and §7 measures each choice). Times in s, currents in A.
+
+    * ``weight_unit``: the base-weight current of one model unit (``SYAM_W*`` = base x unit).
+      The full DPI synapse starts from rest exponentially and loses an input charge ``(C_syn
+      U_T / kappa) ln(I_syn / I_0)`` (~7 pC) per start; a model unit must carry much more input
+      charge (``weight_unit * t_pulse``) than that, so the unit is 100 times DynapSim's 10 nA
+      (bases up to ~0.49 model units fit the generator), and the gains are small;
+    * ``t_pulse``: pulse width (``SYPD_EXT_N``): long, for the same reason, but within a step;
+    * ``t_syn``: each dendrite's time constant; SHUNT is fast so that its gain (``I_tau``
+      scaled) stays above the generator's floor;
+    * ``t_ref_exc``: E refractory period, shorter than a step so that a neuron that fired late
+      in a step can fire on the next step's charge; counters keep ``dt_model / 100``;
+    * ``excitation_delay``: the delay class (precise, ``SYPD_DLY0_P``) of every AMPA entry onto
+      E and readout cores, so that the interneurons' inhibition, which takes one more hop,
+      meets the excitation it must cancel (0: no delay class);
+    * ``exc_threshold``: E cores' ``SOIF_SPKTHR_P`` (None: ``v_threshold`` in model units).
+      From reset (``I_0``) to threshold a DPI neuron needs the charge ``(C_mem U_T / kappa)
+      (I_thr / I_gain + ln(I_thr / I_0))``; a lower threshold current shrinks the logarithm,
+      and the gain is then chosen so that this charge is the model's ``eps v_threshold`` (as
+      for the counters), with ``I_thr / I_gain >= 1``.
+    """
+
+    weight_unit: float = 1e-6
+    t_pulse: float = 0.5e-3
+    t_syn: tuple[tuple[str, float], ...] = (("ampa", 0.5e-3), ("nmda", 0.5e-3),
+                                            ("gaba", 0.5e-3), ("shunt", 0.1e-3))
+    t_ref_exc: float = 0.3e-3
+    excitation_delay: float = 0.5e-3
+    exc_threshold: float | None = 100e-12
+
+    def tau(self, dendrite: str) -> float:
+        return dict(self.t_syn)[dendrite]
+
+
+#: The largest base-weight current the export requests, as a share of the generator's maximum
+#: (mismatch and rounding keep some room).
+WEIGHT_HEADROOM = 0.9
+#: The export's operating point (what ``compile_graph`` writes unless given another).
+DEFAULT_POLICY = AnalogPolicy()
+#: The operating point before the full DPI synapse was modelled (rockpool DynapSim's linear
+#: synapse: 10 nA units, 100 us pulses, tau_syn one step, E refractory one step, no delays).
+LINEAR_POLICY = AnalogPolicy(weight_unit=biases.WEIGHT_UNIT_CURRENT, t_pulse=100e-6,
+                             t_syn=tuple((d, biases.DT_SECONDS)
+                                         for d in ("ampa", "nmda", "gaba", "shunt")),
+                             t_ref_exc=biases.DT_SECONDS, excitation_delay=0.0,
+                             exc_threshold=None)
+
+
+def dendrite_gain_reference(dendrite: str, policy: AnalogPolicy | None = None) -> float:
+    """The gain current (A) of dendrite scale 1: a pulse of ``t_pulse`` of one model unit of
+    base weight delivers, in the DPI's linear regime, ``(I_gain / I_tau) I_w t_pulse`` = one
+    model unit of charge ``WEIGHT_UNIT_CURRENT * DT``; so ``I_gain = U DT I_tau(t_syn) /
+    (weight_unit t_pulse)``. (With the linear policy: DynapSim's default ``Igain_<dendrite>``,
+    ``DENDRITE_GAIN_RATIO * synapse_tau_current(DENDRITE_REFERENCE_TAU, dendrite)``.)"""
+    policy = DEFAULT_POLICY if policy is None else policy
+    charge = biases.WEIGHT_UNIT_CURRENT * biases.DT_SECONDS
+    return (charge * biases.synapse_tau_current(policy.tau(dendrite), dendrite)
+            / (policy.weight_unit * policy.t_pulse))
 
 
 GAIN_BIAS = "SOIF_GAIN_N"
@@ -83,12 +141,17 @@ PULSE_BIAS = "SYPD_EXT_N"
 #: The time-constant bias of each dendrite's DPI synapse (rockpool's ``sim2device_se2``).
 SYNAPSE_TAU_BIAS = {"ampa": "DEAM_ETAU_P", "nmda": "DENM_ETAU_P", "gaba": "DEGA_ITAU_P",
                     "shunt": "DESC_ITAU_P"}
+#: The delay class of the excitation onto E and readout cores: 1 (``precise_delay``), whose
+#: core-shared delay is ``SYPD_DLY0_P`` (``t = V_th C_delay / I``, analog.delay_seconds).
+EXCITATION_DELAY_CLASS = 1
+EXCITATION_DELAY_BIAS = "SYPD_DLY0_P"
 #: Dark current (A): the membrane's reset value and floor (rockpool's ``default_layout["Io"]``).
-I_0 = 5e-13
+I_0 = biases.I_DARK
 
 
 def derived_currents(role: str, *, threshold: float, eps: float | None = None,
-                     dt_model: float = biases.DT_SECONDS) -> dict[str, float]:
+                     dt_model: float = biases.DT_SECONDS, policy: AnalogPolicy | None = None,
+                     theta: float | None = None) -> dict[str, float]:
     """Currents (A) of the dynamics biases, derived from the discrete model the graph was trained
     as (one step = ``dt_model``; a model current 1.0 =
     ``WEIGHT_UNIT_CURRENT``; ``threshold`` = the core's ``SOIF_SPKTHR_P`` current, i.e.
@@ -125,15 +188,20 @@ def derived_currents(role: str, *, threshold: float, eps: float | None = None,
         linear = threshold * dt_model / charge_unit - math.log(threshold / I_0)
         if linear > 0:
             gain = threshold / linear
-    t_syn = dt_model
+    elif theta is not None:  # a threshold current apart from the model's units (AnalogPolicy)
+        charge = theta * scale * biases.WEIGHT_UNIT_CURRENT * dt_model
+        gain = threshold / max(charge / charge_unit - math.log(threshold / I_0), 1.0)
+    policy = DEFAULT_POLICY if policy is None else policy
     currents = {
         GAIN_BIAS: gain,
-        PULSE_BIAS: biases.pulse_current(dt_model * DENDRITE_REFERENCE_TAU
-                                         / (DENDRITE_GAIN_RATIO * t_syn)),
-        REFRACTORY_BIAS: biases.refractory_current(dt_model if role == "exc" else dt_model / 100),
+        PULSE_BIAS: biases.pulse_current(policy.t_pulse),
+        REFRACTORY_BIAS: biases.refractory_current(policy.t_ref_exc if role == "exc"
+                                                   else dt_model / 100),
     }
     for dendrite, name in SYNAPSE_TAU_BIAS.items():
-        currents[name] = biases.synapse_tau_current(t_syn, dendrite)
+        currents[name] = biases.synapse_tau_current(policy.tau(dendrite), dendrite)
+    if policy.excitation_delay > 0 and role != "inh":
+        currents[EXCITATION_DELAY_BIAS] = biases.V_TH * biases.C_DELAY / policy.excitation_delay
     if role == "inh":
         currents[LEAK_BIAS] = 0.0
     return currents
@@ -203,7 +271,8 @@ class CompiledNetwork:
 
 def core_bias_currents(role: str, params: dict[str, Any], dc: float, bases: np.ndarray,
                        target: Target, dendrite_scales: Mapping[str, float] | None = None,
-                       divisor_floor: float | None = None) -> dict[str, float]:
+                       divisor_floor: float | None = None, policy: AnalogPolicy | None = None
+                       ) -> dict[str, float]:
     """Requested currents (A) of one core's parameters, keyed by bias name (module doc).
 
     ``dendrite_scales`` (``{dendrite: s_d}``, as ``QuantizedGraph.dendrite_scales`` holds them per
@@ -222,22 +291,32 @@ def core_bias_currents(role: str, params: dict[str, Any], dc: float, bases: np.n
             biases.tau_seconds(tau))
     elif role == "readout":
         currents[LEAK_BIAS] = 0.0  # non-leaky integrate-and-fire readout
+    policy = DEFAULT_POLICY if policy is None else policy
     threshold = params.get("v_threshold", params.get("theta_i"))
+    separate = role == "exc" and policy.exc_threshold is not None
     if threshold is not None:
-        currents[THRESHOLD_BIAS] = float(threshold) * unit
+        currents[THRESHOLD_BIAS] = (policy.exc_threshold if separate
+                                    else float(threshold) * unit)
     currents[DC_BIAS] = float(dc) * unit
     if threshold is not None and float(threshold) > 0 and role in ("exc", "inh", "readout"):
-        derived = derived_currents(role, threshold=float(threshold) * unit, eps=divisor_floor)
+        derived = derived_currents(role, threshold=currents[THRESHOLD_BIAS], eps=divisor_floor,
+                                   policy=policy, theta=float(threshold) if separate else None)
         for name, current in derived.items():
             currents.setdefault(name, current)
-    for name, base in zip(target.weight_biases, np.asarray(bases, dtype=np.float64),
-                          strict=True):
-        currents[name] = float(base) * unit
+    # the weight unit, lowered for a core whose largest base would not fit the generator; its
+    # gains rise by as much, so that every entry still delivers its model charge
+    bases = np.asarray(bases, dtype=np.float64)
+    fit = WEIGHT_HEADROOM * biases.bias_range(target.weight_biases[-1])[1]
+    weight_unit = min(policy.weight_unit, fit / bases.max()) if bases.max() > 0 \
+        else policy.weight_unit
+    for name, base in zip(target.weight_biases, bases, strict=True):
+        currents[name] = float(base) * weight_unit
     for dendrite, scale in (dendrite_scales or {}).items():
         if dendrite not in DENDRITE_GAIN_BIAS:
             raise MappingError(f"no gain bias for dendrite {dendrite!r}; known: "
                                f"{', '.join(DENDRITE_GAIN_BIAS)}")
-        gain = float(scale) * dendrite_gain_reference(dendrite)
+        gain = float(scale) * dendrite_gain_reference(dendrite, policy) * (
+            policy.weight_unit / weight_unit)
         if dendrite == "shunt" and divisor_floor and currents.get(LEAK_BIAS):
             # the chip's divisor is I_leak + I_shunt, the model's eps + I_div: a model unit of
             # I_div must be I_leak / eps of SHUNT current (not the 10 nA unit of the others),
@@ -268,7 +347,8 @@ def _divisor_floor(graph: EIGraph, assignment: CoreAssignment) -> float | None:
     return graph.division_settings.divisor_floor
 
 
-def _bias_codes(qgraph: QuantizedGraph, placement: Placement, target: Target
+def _bias_codes(qgraph: QuantizedGraph, placement: Placement, target: Target,
+                policy: AnalogPolicy | None = None
                 ) -> tuple[dict[tuple[int, int], dict[str, dict[str, Any]]], list[dict[str, Any]]]:
     per_core: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
     report: list[dict[str, Any]] = []
@@ -278,7 +358,7 @@ def _bias_codes(qgraph: QuantizedGraph, placement: Placement, target: Target
             currents = core_bias_currents(assignment.role, assignment.params, qgraph.dc[key],
                                           qgraph.codebooks[key].bases, target,
                                           _core_scales(qgraph, key, target),
-                                          _divisor_floor(qgraph.graph, assignment))
+                                          _divisor_floor(qgraph.graph, assignment), policy)
         except ValueError as exc:
             names = ", ".join(p for p, _, _ in assignment.slices)
             raise MappingError(f"core {key} ({names}): {exc}") from None
@@ -301,7 +381,25 @@ def _bias_codes(qgraph: QuantizedGraph, placement: Placement, target: Target
     return per_core, report
 
 
-def compile_graph(graph: EIGraph, target: Target, *, seed: int = 0) -> CompiledNetwork:
+def _delay_excitation(config: dict[str, Any], policy: AnalogPolicy) -> None:
+    """Give every AMPA entry on an E or readout core the excitation's delay class (in place).
+    Feed-forward inhibition reaches an E neuron one hop later than the excitation from the same
+    source (the interneurons integrate and spike first); delaying the excitation by about that
+    hop lets the two meet as the model's step computes them (docs/analog-model.md §7)."""
+    if policy.excitation_delay <= 0:
+        return
+    for chip in config["chips"]:
+        for core in chip["cores"]:
+            if core.get("role") not in ("exc", "readout"):
+                continue
+            for neuron in core["neurons"]:
+                for entry in neuron["cam"]:
+                    if entry["dendrite"] in ("ampa", "nmda"):
+                        entry["delay"] = EXCITATION_DELAY_CLASS
+
+
+def compile_graph(graph: EIGraph, target: Target, *, seed: int = 0,
+                  policy: AnalogPolicy | None = None) -> CompiledNetwork:
     """Compile ``graph`` for ``target`` (module doc); deterministic for a seed.
 
     Raises :class:`DoesNotFit` (every design-rule violation) or :class:`MappingError` (a limit
@@ -313,6 +411,8 @@ def compile_graph(graph: EIGraph, target: Target, *, seed: int = 0) -> CompiledN
     placement = place(graph, target)
     qgraph = quantize_graph(graph, placement, target, seed=seed)
     routing = route(qgraph, placement, target)
-    codes, bias_report = _bias_codes(qgraph, placement, target)
+    policy = DEFAULT_POLICY if policy is None else policy
+    codes, bias_report = _bias_codes(qgraph, placement, target, policy)
     config = build_config(qgraph, placement, routing, target, bias_codes=codes)
+    _delay_excitation(config, policy)
     return CompiledNetwork(report, placement, qgraph, routing, config, bias_report)

@@ -410,12 +410,12 @@ def _read_neuron(f: _Fields, neuron: Any, nw: str, gc: int, dc: float, cores: _C
         cores.cam_tag.extend(e["tag"] for e in cam)
         cores.cam_dendrite.extend(e["dendrite"] for e in cam)
         cores.cam_mask.extend(e["weight_mask"] for e in cam)
-        timed = any(e["stp"] or e["delay"] for e in cam)
+        timed = any(e["stp"] for e in cam)  # a delay class is timing only
     except (KeyError, TypeError) as exc:
         raise f.fail(f"{nw}.cam", f"has an entry without {exc}") from None
     if timed:
-        raise f.fail(f"{nw}.cam", "uses short-term plasticity or a delay class, which an "
-                                  "E-I graph does not have")
+        raise f.fail(f"{nw}.cam", "uses short-term plasticity, which an E-I "
+                                  "graph does not have")
     cores.cam_target.extend([gid] * len(cam))
     cores.cam_core.extend([gc] * len(cam))
     for si, entry in enumerate(f.listing(neuron, "sram", nw)):

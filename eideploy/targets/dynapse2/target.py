@@ -267,6 +267,7 @@ _FIELDS: dict[str, tuple[str, ...] | None] = {  # None: a table of free keys
     "dendrites": None,
     "kinds": _GRAPH_KINDS,
     "biases": ("per_core", "chip", "weights", "delays", "rockpool_names"),
+    "analog": None,  # circuit constants of the analog model, read by biases.py
 }
 
 
