@@ -326,7 +326,7 @@ def run_on_board(out_dir: Path, x: np.ndarray, y: np.ndarray, *, samna: Any = No
     config, graph, host, samna = _prepare(Path(out_dir), samna, virtual)
     x, labels = _inputs(host, x, y)
     plan = monitor_plan(config, list(monitor))
-    readout_pop = str(graph.readout["population"])
+    readout_pop = host.readout
     session, device = _open(samna, board_index, timeout_s, poll_s)
     notes: list[str] = []
     counts = np.zeros((len(labels), len(config["readout_channels"])), dtype=np.int64)
