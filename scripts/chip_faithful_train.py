@@ -25,8 +25,10 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     for f in dataclasses.fields(ChipFaithfulSettings):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default),
-                            default=f.default)
+        kind = type(f.default)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", default=f.default,
+                            type=(lambda v: v.lower() in ("1", "true", "yes")) if kind is bool
+                            else kind)
     args = parser.parse_args()
 
     from eideploy.data import load_dataset, to_float

@@ -149,3 +149,48 @@ def test_chip_model_accuracy_falls_with_mismatch_as_the_analog_model_says(digits
     mismatched = np.mean(chip_accuracy(model, x, y, chip, pops, mismatch=0.1, draws=2))
     assert nominal >= 90.0
     assert mismatched < nominal - 10.0  # the shipped model before fine-tuning is not robust
+
+
+@pytest.mark.slow
+def test_recipe_stage_fine_tunes_after_qat_and_keeps_the_digital_chain_exact(tmp_path):
+    """``train.chip_faithful`` after QAT: qat.pt kept, model.pt the kept epoch, every epoch in
+    chip_faithful.json; the result is still a graph the integer simulator runs exactly as the
+    float executor runs the quantized graph (the E-I graph is unchanged)."""
+    import json
+
+    import yaml
+
+    from eideploy.data import load_dataset, to_float
+    from eideploy.graph.execute import FloatExecutor
+    from eideploy.graph.lowering import lower
+    from eideploy.sim.integer import IntegerSimulator
+    from eideploy.targets.dynapse2.compile import compile_graph
+    from eideploy.targets.dynapse2.config import config_to_graph
+    from eideploy.targets.dynapse2.target import resolve_target
+    from eideploy.train import load_model, recipe_from_dict, train
+
+    recipe = yaml.safe_load((ROOT / "models" / "recipes" / "digits-dynapse2.yaml").read_text())
+    recipe["model"]["args"]["widths"] = [64]
+    recipe["train"].update(epochs=3, chip_faithful={"epochs": 1, "batch_size": 256,
+                                                    "eval_draws": 1, "max_model_drop": 100.0})
+    recipe["target"].update(prune_start=1, prune_epochs=1, qat_epochs=1)
+    train(recipe_from_dict(recipe), out_dir=tmp_path, device="cpu", progress=False,
+          log=lambda m: None)
+    history = json.loads((tmp_path / "chip_faithful.json").read_text())
+    assert [row.get("phase") for row in history[:1]] == ["qat"] and len(history) == 2
+    assert (tmp_path / "qat.pt").is_file()
+    model, checkpoint = load_model(tmp_path / "model.pt")
+    assert "chip_faithful" in checkpoint["metrics"]
+    compiled = compile_graph(lower(model), resolve_target("dynapse2"))
+    qgraph = compiled.qgraph.graph
+    test = load_dataset("digits", "test", None, T=model.T)
+    x = to_float(test.inputs).numpy()[:64]
+    from_graph = IntegerSimulator(qgraph, "lut:8").run(x, return_states=True)
+    from_config = IntegerSimulator(config_to_graph(compiled.config), "lut:8").run(
+        x, return_states=True)
+    np.testing.assert_array_equal(from_config.counts, from_graph.counts)
+    for pop, state in from_graph.states.items():
+        for key, value in state.items():
+            np.testing.assert_array_equal(from_config.states[pop][key], value)
+    agree = np.mean(from_graph.predictions() == FloatExecutor(qgraph).predict(x))
+    assert agree >= 0.95

@@ -71,6 +71,7 @@ class ChipFaithfulSettings:
     robust_sigma: float = 0.25      # log-normal sigma of the noise on E and readout currents
     max_model_drop: float = 1.0     # points of discrete accuracy an epoch may lose
     seed: int = 0
+    readout_only: bool = False      # train the readout layer's parameters only
 
 
 # --------------------------------------------------------------------------- the chip's numbers
@@ -314,8 +315,11 @@ def fine_tune(model: nn.Module, target: Any, settings: ChipFaithfulSettings,
     from .qat import attach_quantizers, detach_quantizers
 
     s = settings
-    opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=momentum,
-                          weight_decay=weight_decay)
+    params = list(model.parameters())
+    if s.readout_only:
+        last = [m for m in model.modules() if isinstance(m, EILinear)][-1]
+        params = list(last.parameters())
+    opt = torch.optim.SGD(params, lr=s.lr, momentum=momentum, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(s.seed)
     history: list[dict[str, float]] = []
 
