@@ -220,7 +220,7 @@ def test_samples_without_a_reset_inherit_the_last_ones_state(one_chip, one_chip_
 def test_a_stale_end_marker_loses_events_and_this_batchs_marker_does_not(one_chip, digits,
                                                                         monkeypatch):
     x, y = digits
-    x, y = x[:6], y[:6]
+    x, y = x[:4], y[:4]
 
     def one_at_a_time() -> VirtualBoard:  # a board whose buffer hands out one event per read
         return VirtualBoard(1, events_per_read=1)
