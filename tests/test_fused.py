@@ -63,7 +63,9 @@ def make_circuit(kind: str, seed: int = 0) -> Circuit:
         def project(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
             return F.linear(x, w)
     else:
-        x, kernel = rand(6, 3, 6, 5), (3, 3, 3)
+        # "conv": 30 positions per map, the point-wise W_EI product as a 1x1 conv; "conv-wide":
+        # 48 positions, as batched matmuls (EF.MATMUL_MIN_POSITIONS)
+        x, kernel = rand(6, 3, *((6, 5) if kind == "conv" else (8, 6))), (3, 3, 3)
         d = 27
         x[3, :, :3] = 0  # output rows 0-1 of sample 3 see only zeros: zero divisors mid-row
 
@@ -118,7 +120,7 @@ def assert_same(fused: tuple[torch.Tensor, Grads], reference: tuple[torch.Tensor
 
 @pytest.mark.parametrize("inhibitory", ["identity", "floor"])
 @pytest.mark.parametrize("stabilisation", ["adaptive", "fixed-eps"])
-@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize("kind", ["linear", "conv", "conv-wide"])
 def test_fused_integration_equals_the_reference_in_value_and_every_gradient(
         kind: str, stabilisation: str, inhibitory: str):
     c = make_circuit(kind)
@@ -139,7 +141,7 @@ def test_fused_integration_equals_the_reference_in_value_and_every_gradient(
 
 
 @pytest.mark.parametrize("inhibitory", ["identity", "floor"])
-@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize("kind", ["linear", "conv", "conv-wide"])
 def test_fused_readout_equals_the_reference_in_value_and_every_gradient(kind: str,
                                                                         inhibitory: str):
     c = make_circuit(kind, seed=3)
@@ -197,7 +199,7 @@ def layer_and_input(kind: str, options: EIOptions) -> tuple[nn.Module, torch.Ten
 
 @pytest.mark.parametrize("options", [EIOptions(), EIOptions(stabilisation="fixed-eps",
                                                             inhibitory="floor", theta_i=0.05)])
-@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize("kind", ["linear", "conv", "conv-wide"])
 def test_layers_train_through_the_fused_circuit_with_the_reference_gradients(
         kind: str, options: EIOptions):
     layer, x = layer_and_input(kind, options)
@@ -292,3 +294,24 @@ def test_fused_circuit_traces_into_one_torch_compile_graph(readout: bool):
     (grad,) = torch.autograd.grad(compiled(both, *args).sum(), [c.x])
     (grad_eager,) = torch.autograd.grad(fn(c.projection(), *args).sum(), [c.x])
     torch.testing.assert_close(grad, grad_eager, **TOL)
+
+
+@pytest.mark.parametrize(("size", "stride", "padding"),
+                         [(2, 1, 1), (4, 2, 1), (3, 1, 0), (5, 1, 1)])
+def test_projection_conv_equals_torch_conv_in_value_and_both_gradients(size: int, stride: int,
+                                                                       padding: int):
+    """``EF.conv2d``: on maps of at most EF.UNFOLD_MAX_POSITIONS outputs the weight gradient is
+    one GEMM over unfolded inputs; values and gradients are F.conv2d's to round-off."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(5, 6, size, size, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(7, 6, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    out = EF.conv2d(x, w, stride, padding)
+    ref = F.conv2d(x, w, stride=stride, padding=padding)
+    upstream = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(out, ref, **TOL)
+    for got, want in zip(torch.autograd.grad(out, (x, w), upstream),
+                         torch.autograd.grad(ref, (x, w), upstream), strict=True):
+        assert float(want.abs().max()) > 0
+        torch.testing.assert_close(got, want, **TOL)
+    assert (out.grad_fn.name() == "_SmallMapConv2dBackward") == (
+        out.shape[2] * out.shape[3] <= EF.UNFOLD_MAX_POSITIONS)

@@ -344,3 +344,28 @@ def test_integer_circuit_and_onnx_builders_mirror_the_float_executor_name_for_na
     assert in_source_order(execute) == list(CIRCUIT)
     assert in_source_order(integer) == list(CIRCUIT)
     assert in_source_order(onnx_export, "_") == list(CIRCUIT)
+
+
+@pytest.mark.parametrize("division", ["exact", "lut:8", "shift"])
+def test_a_batch_run_in_slices_is_bit_identical_to_one_whole_batch_pass(
+        quantized_digits, digits_test, division):
+    """``run`` cuts the batch into cache-sized slices; every integer, saturation count, peak
+    and state is that of a single pass over the whole batch (and of slices of one sample)."""
+    x, _ = digits_test
+    x = x[:101]  # not a multiple of any slice size below
+    sim = IntegerSimulator(quantized_digits, division)
+    results = {}
+    for elements in (1 << 40, IntegerSimulator.SLICE_ELEMENTS, 1):
+        sim.SLICE_ELEMENTS = elements
+        results[elements] = sim.run(x, return_states=True)
+    assert sim.chunk() == 1
+    whole = results.pop(1 << 40)
+    assert whole.counts.sum() > 0
+    for sliced in results.values():
+        assert np.array_equal(sliced.counts, whole.counts)
+        assert np.array_equal(sliced.membrane, whole.membrane)
+        assert sliced.saturations == whole.saturations and sliced.peaks == whole.peaks
+        assert sliced.states.keys() == whole.states.keys()
+        for name, state in whole.states.items():
+            for key, value in state.items():
+                assert np.array_equal(sliced.states[name][key], value), (name, key)

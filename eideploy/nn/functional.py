@@ -45,6 +45,7 @@ __all__ = [
     "ei_readout_currents",
     "ei_integrate_fused",
     "ei_readout_fused",
+    "conv2d",
 ]
 
 
@@ -305,10 +306,12 @@ def ei_readout_currents(i_ee: torch.Tensor, i_sub: torch.Tensor) -> torch.Tensor
 # --------------------------------------------------------------------------- fused E-I circuit
 
 #: Below this many positions per sample (H*W; 1 for linear layers) the point-wise W_EI product
-#: runs as a 1x1 convolution, above it as a batched matmul: on CPU, oneDNN's 1x1 convolution is
-#: several times slower than the matmul on large feature maps and several times faster on small
-#: ones (measured on VGG-8 shapes). The results are the same up to summation order.
-MATMUL_MIN_POSITIONS = 128
+#: and its gradients run as a 1x1 convolution, from it up as batched matmuls: on CPU, oneDNN's
+#: 1x1 convolution (forward and backward) is up to 5x slower than the matmul on feature maps of
+#: 32 positions and more and several times faster on smaller ones (measured on VGG-8 shapes, one
+#: thread: 16x16 maps 19.6 -> 3.6 ms forward, 13.4 -> 7.1 ms backward). The results are the same
+#: up to summation order.
+MATMUL_MIN_POSITIONS = 32
 
 
 def _by_position(t: torch.Tensor) -> torch.Tensor:
@@ -330,8 +333,12 @@ def _mix(w: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 
 def _mix_backward(grad: torch.Tensor, r: torch.Tensor, w: torch.Tensor,
                   need_r: bool, need_w: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Gradients of :func:`_mix`: ``w^T grad`` and ``sum_{n,l} grad r^T``, from one 1x1 conv
-    backward (one GEMM each; oneDNN/cuDNN contract over N and L without a transposed copy)."""
+    """Gradients of :func:`_mix`: ``w^T grad`` and ``sum_{n,l} grad r^T``. On small maps one 1x1
+    conv backward (one GEMM each; oneDNN/cuDNN contract over N and L without a transposed copy);
+    on large ones (:data:`MATMUL_MIN_POSITIONS`) batched matmuls, the weight's summed over N."""
+    if r.shape[2] >= MATMUL_MIN_POSITIONS:
+        return (torch.matmul(w.t(), grad) if need_r else None,
+                torch.matmul(grad, r.transpose(1, 2)).sum(0) if need_w else None)
     grad_r, grad_w, _ = torch.ops.aten.convolution_backward(
         grad.unsqueeze(-1), r.unsqueeze(-1), w[:, :, None, None], None, [1, 1], [0, 0], [1, 1],
         False, [0, 0], 1, [need_r, need_w, False])
@@ -523,3 +530,55 @@ def ei_readout_fused(both: torch.Tensor, w_ei: torch.Tensor,
                      inhibitory: InhibitoryMode = "identity", theta_i: float = 1.0) -> torch.Tensor:
     """``ei_readout`` of ``inhibitory_response`` of the I_IE channels, in one autograd node."""
     return _apply(_EIReadout, both, w_ei, inhibitory, theta_i)
+
+
+# --------------------------------------------------------------------------- the projection
+#: At most this many output positions per sample (H*W) the weight gradient of a 3x3 projection
+#: runs as one GEMM over unfolded inputs instead of oneDNN's convolution backward, which is 2-3x
+#: slower on such maps (VGG-8's last conv, 2x2 maps, 512 -> 640 channels, one thread: 37 ms ->
+#: 14 ms per step). CPU only; cuDNN has no such gap.
+UNFOLD_MAX_POSITIONS = 4
+
+
+class _SmallMapConv2d(torch.autograd.Function):
+    """``F.conv2d`` whose weight gradient is ``grad (C_out, N*L) @ unfold(x)^T (N*L, C*k*k)``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int,
+                padding: int) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (stride, padding)
+        return F.conv2d(x, weight, stride=stride, padding=padding)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        stride, padding = ctx.geometry
+        need_x, need_w = ctx.needs_input_grad[:2]
+        grad_x = grad_w = None
+        if need_x:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1,
+                [True, False, False])[0]
+        if need_w:
+            cols = F.unfold(x, weight.shape[2:], padding=padding, stride=stride)  # (N, Ckk, L)
+            c_out, n = weight.shape[0], x.shape[0]
+            g = grad.reshape(n, c_out, -1).transpose(0, 1).reshape(c_out, -1)
+            grad_w = (g @ cols.transpose(0, 1).reshape(cols.shape[1], -1).t()).view(weight.shape)
+        return grad_x, grad_w, None, None
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1,
+           padding: int = 0) -> torch.Tensor:
+    """``F.conv2d`` (no bias, no dilation, one group): the E-I layers' projection (Eqs. 9-10).
+
+    On CPU, for output maps of at most :data:`UNFOLD_MAX_POSITIONS` positions, the weight
+    gradient runs as one GEMM (:class:`_SmallMapConv2d`); the values are the same up to
+    summation order."""
+    h = (x.shape[2] + 2 * padding - weight.shape[2]) // stride + 1
+    w = (x.shape[3] + 2 * padding - weight.shape[3]) // stride + 1
+    if (x.device.type != "cpu" or h * w > UNFOLD_MAX_POSITIONS or _compiling()
+            or not weight.requires_grad or x.dtype != weight.dtype):
+        return F.conv2d(x, weight, stride=stride, padding=padding)
+    return _SmallMapConv2d.apply(x, weight, stride, padding)

@@ -262,7 +262,7 @@ class EIConv2d(EILayer):
         self.padding = kernel_size // 2 if padding is None else padding
 
     def project(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, weight, stride=self.stride, padding=self.padding)
+        return EF.conv2d(x, weight, self.stride, self.padding)
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:

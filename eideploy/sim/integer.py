@@ -431,12 +431,46 @@ class IntegerSimulator:
 
     def run(self, x: Any, *, return_states: bool = False) -> IntegerResult:
         """Run a batch ``(B, *in_shape)`` or ``(B, T, *in_shape)``; the same steps, in the same
-        order, as :meth:`eideploy.graph.execute.FloatExecutor.run`, in integers."""
-        graph, steps = self.graph, self.graph.T
+        order, as :meth:`eideploy.graph.execute.FloatExecutor.run`, in integers.
+
+        The host encodes the whole batch at once (a Bernoulli encoding draws in batch order);
+        the network then runs on slices of :meth:`chunk` samples. Every sample's arithmetic is
+        its own, so the integers are those of one whole-batch pass, while each population's
+        temporaries stay in the processor's cache (about 2x faster than whole-batch passes, which
+        stream every intermediate array through memory)."""
+        steps = self.graph.T
         tally = Tally()
-        states: dict[str, dict[str, np.ndarray]] = {}
         spikes_in = self.host.spikes(x)
         spikes_in = np.broadcast_to(spikes_in, (steps, *spikes_in.shape[1:]))
+        batch = spikes_in.shape[1]
+        size = self.chunk()
+        parts = [self._run_slice(spikes_in[:, start:start + size], tally, return_states)
+                 for start in range(0, batch, size)] or [
+                     self._run_slice(spikes_in, tally, return_states)]
+        counts = np.concatenate([p[0] for p in parts])
+        membrane = np.concatenate([p[1] for p in parts])
+        states: dict[str, dict[str, np.ndarray]] = {}
+        if return_states:  # (T, B, n) along the batch axis 1, (B, n) along 0
+            for name, state in parts[0][2].items():
+                states[name] = {key: np.concatenate([p[2][name][key] for p in parts],
+                                                    axis=1 if value.ndim == 3 else 0)
+                                for key, value in state.items()}
+        return IntegerResult(counts, membrane, tally.saturations, tally.peaks, states)
+
+    #: Elements ``T x samples x neurons`` of the widest population per slice of the batch.
+    SLICE_ELEMENTS = 1 << 16
+
+    def chunk(self) -> int:
+        """Samples per slice of the batch (:meth:`run`): ``SLICE_ELEMENTS`` over the widest
+        population's ``T x neurons``, at least one."""
+        widest = max((p.size for p in self.graph.populations), default=1)
+        return max(1, self.SLICE_ELEMENTS // (self.graph.T * max(widest, 1)))
+
+    def _run_slice(self, spikes_in: np.ndarray, tally: Tally, return_states: bool
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        """The populations in graph order on the host's ``(T, B, ...)`` spikes of one slice."""
+        graph, steps = self.graph, self.graph.T
+        states: dict[str, dict[str, np.ndarray]] = {}
         batch = spikes_in.shape[1]
         sources = {self.host.input.name: SourceOutput(
             spikes_in.astype(np.int64).reshape(steps * batch, -1))}
@@ -470,7 +504,7 @@ class IntegerSimulator:
                 sources[pop.name] = SourceOutput(output.reshape(steps * batch, -1))
             if return_states:
                 states[pop.name] = state
-        return IntegerResult(counts, membrane, tally.saturations, tally.peaks, states)
+        return counts, membrane, states
 
     def predict(self, x: Any) -> np.ndarray:
         """Predicted classes: most readout spikes, ties by membrane (as the float executor)."""
