@@ -61,7 +61,8 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")
 
 @app.command()
 def train(
-    recipe: Annotated[Path, typer.Argument(help="recipe YAML, e.g. models/recipes/x.yaml")],
+    recipe: Annotated[Path, typer.Argument(
+        help="recipe YAML, or a shipped recipe's name (eideploy models), e.g. digits-mlp")],
     data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/NAME)")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="override the recipe's epochs")] = None,
@@ -70,6 +71,8 @@ def train(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     threads: Annotated[int | None, typer.Option(
         min=1, help="torch intra-op threads (default: 1 for small models, else torch's)")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="replace the run already in the run directory (--resume continues it)")] = False,
 ) -> None:
     """Train a recipe; writes model.pt (best), latest.pt, metrics.csv/json to the run directory."""
     from .pipeline.train import train_and_summarise as train_fn
@@ -79,7 +82,8 @@ def train(
         loaded = load_recipe(recipe)
         return train_fn(loaded, out_dir=out, device=device, data_dir=data_dir, epochs=epochs,
                         resume=resume, progress=progress and sys.stderr.isatty(),
-                        log=lambda m: console.print(m, highlight=False), threads=threads)
+                        log=lambda m: console.print(m, highlight=False), threads=threads,
+                        overwrite=overwrite)
 
     result = _run(go)
     if result is not None:
@@ -529,6 +533,30 @@ def _print_export(path: Path, manifest: dict, report: dict | None, state: dict) 
     if bad:
         console.print(f"[bold red]warning:[/] {len(bad)} file(s) differ from the manifest: "
                       f"{', '.join(bad)}", highlight=False)
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the shipped trained models, recipes and targets (usable by name from anywhere)."""
+    import yaml
+
+    from .resources import recipes_dir, shipped_models, shipped_recipes, shipped_targets
+
+    out = Console()
+    models = Table("model", "file", title="shipped models (eideploy export FILE ...)")
+    for name, path in shipped_models().items():
+        models.add_row(name, str(path))
+    out.print(models)
+    recipes = Table("recipe", "description", title="recipes (eideploy train NAME)")
+    for name in shipped_recipes():
+        try:
+            doc = yaml.safe_load((recipes_dir() / f"{name}.yaml").read_text(encoding="utf-8"))
+            description = str(doc.get("description", "")) if isinstance(doc, dict) else ""
+        except (OSError, yaml.YAMLError):
+            description = "(unreadable)"
+        recipes.add_row(name, description)
+    out.print(recipes)
+    out.print(f"targets (--target NAME): {', '.join(shipped_targets())}", highlight=False)
 
 
 def main() -> None:

@@ -1,11 +1,16 @@
 """Recipes: one YAML file names the data, the model, the schedule and the seed of a training run.
 
 Validated with pydantic on load: an unknown key, a wrong type or an impossible value gives one
-message that names the file, the key and what is allowed, never a traceback.
+message that names the file, the key and what is allowed, never a traceback. The file itself is
+read with bounds (issue 15): a regular file of at most :data:`MAX_RECIPE_BYTES`, YAML without
+aliases (a 500-byte "billion laughs" of nested anchors would expand to gigabytes) and with a
+bounded nesting depth; numbers finite and within :data:`MAX_LR` etc.
 """
 
 from __future__ import annotations
 
+import re
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,9 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..nn.connectivity import CONNECTIVITIES
 from ..nn.encoding import ENCODINGS
 from ..nn.options import BIAS_MODES, INHIBITORY_MODES, INIT_MODES, STABILISATIONS, WEI_GRAD_SCALES
+from ..resources import recipe_path, shipped_recipes
 
 __all__ = ["Recipe", "RecipeError", "TargetSection", "load_recipe", "recipe_from_dict",
            "HARDWARE_ARCHS"]
+
+MAX_RECIPE_BYTES = 256 << 10  # the shipped recipes are under 2 kB
+MAX_YAML_DEPTH = 32  # a recipe is four levels deep
+MAX_LR = 10.0  # SGD learning rates beyond this diverge on every shipped model
+MAX_WEIGHT_DECAY = 1.0
+#: A run's name becomes runs/NAME: one path component, no separators, no '..'.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 #: Architectures whose connectivity, encoding and readout a ``target`` section sets.
 HARDWARE_ARCHS = ("ei-hw-mlp",)
@@ -28,14 +41,16 @@ class RecipeError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: '.inf' or '.nan' for any number is refused with the key named
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataSection(_Strict):
     dataset: str = Field(description="data set name, e.g. digits, fashion-mnist, cifar10")
     data_dir: str | None = Field(None, description="directory holding the data set files")
-    batch_size: int = Field(128, ge=1, description="global batch, split over processes")
-    eval_batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(128, ge=1, le=1 << 20, description="global batch, split over "
+                            "processes")
+    eval_batch_size: int = Field(256, ge=1, le=1 << 20)
     augment: bool = Field(True, description="apply the data set's training augmentations")
 
 
@@ -56,7 +71,7 @@ class OptionsSection(_Strict):
 
 class ModelSection(_Strict):
     arch: str = Field(description="architecture name, see eideploy.networks.ARCHITECTURES")
-    T: int = Field(4, ge=1, description="time steps")
+    T: int = Field(4, ge=1, le=4096, description="time steps")
     args: dict[str, Any] = Field(default_factory=dict, description="architecture arguments")
     options: OptionsSection = Field(default_factory=OptionsSection)
 
@@ -70,13 +85,21 @@ class ModelSection(_Strict):
                              f"{', '.join(sorted(ARCHITECTURES))}")
         return value
 
+    @field_validator("args")
+    @classmethod
+    def _bounded_sizes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from .checkpoint import check_arch_kwargs
+
+        check_arch_kwargs(value, "model.args")  # widths of 1e9 would allocate without bound
+        return value
+
 
 class ChipFaithfulSection(_Strict):
     """``train.chip_faithful``: after QAT, fine-tune through the analog chip's equations with
     per-batch mismatch (train/chip_faithful.py, docs/hardware-aware.md)."""
 
-    epochs: int = Field(6, ge=0)
-    lr: float = Field(0.005, gt=0)
+    epochs: int = Field(6, ge=0, le=100_000)
+    lr: float = Field(0.005, gt=0, le=MAX_LR)
     batch_size: int = Field(128, ge=1)
     mismatch: float = Field(0.15, ge=0, description="per-device log-normal sigma")
     core_mismatch: float = Field(0.05, ge=0, description="per-core log-normal sigma")
@@ -89,12 +112,13 @@ class ChipFaithfulSection(_Strict):
 
 
 class TrainSection(_Strict):
-    epochs: int = Field(ge=1)
-    lr: float = Field(gt=0, description="peak learning rate")
-    init_lr: float = Field(1e-7, gt=0, description="learning rate of the first warm-up iteration")
-    warmup_epochs: float = Field(0, ge=0)
+    epochs: int = Field(ge=1, le=100_000)
+    lr: float = Field(gt=0, le=MAX_LR, description="peak learning rate")
+    init_lr: float = Field(1e-7, gt=0, le=MAX_LR, description="learning rate of the first "
+                           "warm-up iteration")
+    warmup_epochs: float = Field(0, ge=0, le=100_000)
     momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(5e-4, ge=0)
+    weight_decay: float = Field(5e-4, ge=0, le=MAX_WEIGHT_DECAY)
     amp: bool = Field(False, description="bfloat16 autocast on CUDA (ignored on CPU); off by "
                       "default: I_EE - I_sub cancels two large currents, which bfloat16 rounds")
     compile: bool = Field(False, description="wrap the model in torch.compile")
@@ -137,9 +161,9 @@ class TargetSection(_Strict):
                         "units (eps of fixed-eps stabilisation)")
     qat_epochs: int = Field(0, ge=0, description="quantization-aware fine-tuning epochs after "
                             "train.epochs")
-    qat_lr: float | None = Field(None, gt=0, description="peak lr of the QAT epochs (default "
-                                 "train.lr / 10), cosine to 0")
-    chips: int | None = Field(None, ge=1, description="chips on the board (default: the "
+    qat_lr: float | None = Field(None, gt=0, le=MAX_LR, description="peak lr of the QAT "
+                                 "epochs (default train.lr / 10), cosine to 0")
+    chips: int | None = Field(None, ge=1, le=64, description="chips on the board (default: the "
                               "target's)")
     seed: int | None = Field(None, description="seed of the connectivity (default: the "
                              "recipe's seed)")
@@ -180,6 +204,15 @@ class Recipe(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not NAME_PATTERN.fullmatch(value) or value in (".", ".."):
+            raise ValueError(f"{_printable(value)!r} is not a run name: the run directory is "
+                             "runs/NAME, so use letters, digits, '.', '_', '+' and '-' (at most "
+                             "100, no '/' and no '..'); give --out DIR to write elsewhere")
+        return value
 
     @model_validator(mode="after")
     def _target_fits_the_model(self) -> Recipe:
@@ -229,7 +262,14 @@ def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
     return f"key '{key}': {err['msg']} (got {err.get('input')!r})"
 
 
+def _printable(text: object) -> str:
+    from .checkpoint import printable
+
+    return printable(text)
+
+
 def recipe_from_dict(data: Any, source: str = "<recipe>") -> Recipe:
+    source = _printable(source)
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a YAML mapping with keys name, data, model, "
                           f"train; got {type(data).__name__}")
@@ -237,16 +277,81 @@ def recipe_from_dict(data: Any, source: str = "<recipe>") -> Recipe:
         return Recipe.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(_describe(e, Recipe) for e in exc.errors())
-        raise RecipeError(f"{source}: {problems}") from None
+        raise RecipeError(f"{source}: {_printable_long(problems)}") from None
+    except (RecursionError, MemoryError, OverflowError) as exc:
+        raise RecipeError(f"{source}: cannot be checked ({type(exc).__name__})") from None
+
+
+def _printable_long(text: str) -> str:
+    from .checkpoint import printable
+
+    return printable(text, limit=2000)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (``*name``) and nesting deeper than
+    :data:`MAX_YAML_DEPTH`: an alias is what lets a few hundred bytes expand to gigabytes
+    (billion laughs), and no recipe needs one. Plain ``SafeLoader`` otherwise: no Python tags."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 (PyYAML's signature)
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"YAML alias at line {mark.line + 1}, column {mark.column + 1}: "
+                                 "recipes may not use anchors and aliases ('&name', '*name'); "
+                                 "write the values out")
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"nesting deeper than {MAX_YAML_DEPTH} levels at line "
+                                     f"{mark.line + 1}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def parse_recipe_text(text: str, source: str = "<recipe>") -> Any:
+    """The YAML document of a recipe, parsed by :class:`_BoundedLoader`; RecipeError otherwise."""
+    if len(text) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{_printable(source)}: {len(text)} characters, over the "
+                          f"{MAX_RECIPE_BYTES >> 10} kB limit of a recipe")
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{_printable(source)}: not a valid recipe YAML: "
+                          f"{_printable_long(str(exc))}") from None
+    except (RecursionError, MemoryError, OverflowError, ValueError, TypeError) as exc:
+        raise RecipeError(f"{_printable(source)}: not a valid recipe YAML "
+                          f"({type(exc).__name__}: {_printable(exc)})") from None
+    finally:
+        loader.dispose()
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: no such recipe file; the shipped recipes are in "
-                          "models/recipes/")
+    """Read and validate the recipe at ``path``, or a shipped recipe by name (``digits-mlp``):
+    a regular file within the size limit, YAML within its bounds, then the schema."""
+    path = recipe_path(path)
+    where = _printable(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
-    return recipe_from_dict(data, str(path))
+        st = path.stat()
+    except OSError:
+        raise RecipeError(f"{where}: no such recipe file; shipped recipes (by name): "
+                          f"{', '.join(shipped_recipes())}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise RecipeError(f"{where}: not a regular file (a directory, FIFO or device); give a "
+                          "recipe YAML file")
+    if st.st_size > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{where}: {st.st_size} bytes, over the {MAX_RECIPE_BYTES >> 10} kB "
+                          "limit of a recipe")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_RECIPE_BYTES + 1)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise RecipeError(f"{where}: cannot be read ({exc.strerror})") from None
+    return recipe_from_dict(parse_recipe_text(text, str(path)), str(path))

@@ -50,6 +50,7 @@ else:  # pragma: no cover - Python 3.10
 
 import numpy as np
 
+from ...resources import hardware_dir
 from .rockpool_shim import rockpool_import
 
 __all__ = ["BiasCode", "bias_code", "bias_codes", "bias_current", "core_biases", "bias_range",
@@ -64,7 +65,7 @@ FINE_VALUES = 256
 # The circuit constants: hardware/dynapse2.toml's [analog] table, each value with its source
 # there (rockpool.devices.dynapse.lookup.defaults.default_layout for the DPI's, DynapSim's nominal
 # circuit values); read once, at import, without importing the target loader.
-_TOML = Path(__file__).resolve().parents[3] / "hardware" / "dynapse2.toml"
+_TOML = hardware_dir() / "dynapse2.toml"
 
 
 def _analog_constants(path: Path = _TOML) -> dict[str, Any]:

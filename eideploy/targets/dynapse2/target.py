@@ -1,11 +1,11 @@
 """A DYNAP-SE2 target as data: the resources of one board, read from a TOML file.
 
 The shipped descriptions live in the repository's ``hardware/`` folder (``dynapse2.toml``, the real
-Stack board; ``tiny.toml``, a fictional one-chip target for tests). They are found relative to
-this package, which is where they are for an editable install (``pip install -e .``); a file
-anywhere else is loaded by its path. Every stage that needs a number about the chip (the DRC,
-placement, routing, quantization, bias translation) reads it from a ``Target``, never from a
-constant of its own.
+Stack board; ``tiny.toml``, a fictional one-chip target for tests). They are found through
+``eideploy.resources`` (inside the package for a wheel, the repository's folder for a checkout or
+an editable install); a file anywhere else is loaded by its path. Every stage that needs a
+number about the chip (the DRC, placement, routing, quantization, bias translation) reads it
+from a ``Target``, never from a constant of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ...resources import hardware_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,8 +32,8 @@ TARGET_FORMAT = "eideploy-target"
 #: Board layouts of the chips (``route.chip_positions``).
 CHIP_LAYOUTS = ("row", "grid")
 TARGET_FORMAT_VERSION = 1
-# eideploy/targets/dynapse2/target.py -> the repository root holds hardware/.
-HARDWARE_DIR = Path(__file__).resolve().parents[3] / "hardware"
+# The shipped descriptions: inside the package for a wheel, the repository's hardware/ otherwise.
+HARDWARE_DIR = hardware_dir()
 _BIAS_NAME = re.compile(r"^[A-Z0-9]+(_[A-Z0-9]+)*$")
 _GRAPH_KINDS = ("exc", "sub", "div")
 
