@@ -42,6 +42,7 @@ from ..sim.division import parse_division
 from ..sim.integer import IntegerSimulator
 from ..targets.dynapse2.config import read_config
 from ..train import load_model
+from ..train.checkpoint import check_model_file
 from .export import export_model, read_export
 from .plots import pearson, plot_divisors, plot_raster, plot_rates
 from .simulate import calibration_inputs
@@ -107,6 +108,7 @@ def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | 
         raise ValidationError(f"{export_dir}: files {bad} differ from the manifest; export the "
                               "model again ('eideploy export ... --overwrite')")
     source = (manifest.get("source") or {}).get("sha256")
+    check_model_file(model_path)  # a FIFO or /dev/zero is refused before it is hashed
     if source and source != sha256_file(model_path):
         raise ValidationError(f"{export_dir} was exported from another model than {model_path} "
                               f"(sha256 {source[:12]}... in manifest.json); export {model_path} "

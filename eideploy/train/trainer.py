@@ -20,6 +20,12 @@ runs the compiler.
 :func:`init_or_resume`, :func:`choose_run_threads`, then per epoch :func:`begin_epoch`
 (pruning, QAT), :func:`train_epoch`, :func:`evaluate_epoch` and :func:`save_epoch`
 (the checkpoints).
+
+Guards (issue 15): the run directory is ``runs/NAME`` (the recipe's name is one plain path
+component) unless ``out_dir`` is given; a directory that already holds a run is refused unless
+``overwrite`` (``resume`` continues a run in its own directory); a non-finite loss or weight stops
+training with :class:`TrainingDiverged`, naming the iteration and the recipe keys to look at,
+before a checkpoint of it is written.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -48,7 +55,13 @@ from ..nn import EIOptions, constraint_violations, ei_init, is_initialised, proj
 from ..nn.connectivity import pruning_budget
 from ..nn.encoding import if_readout, readout_decision
 from ..nn.init import ei_layers
-from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    check_state_dict,
+    printable,
+    read_resume_state,
+    save_checkpoint,
+)
 from .distributed import DistContext, all_reduce_sum, broadcast_module_, setup_distributed
 from .recipe import Recipe, RecipeError, recipe_from_dict
 from .schedule import warmup_cosine
@@ -56,10 +69,22 @@ from .threads import ThreadChoice, choose_threads, step_flops
 
 PROGRESS_EVERY = 10  # iterations between progress-bar readings of the running loss
 
-__all__ = ["TrainResult", "TrainSetup", "TrainState", "train", "evaluate", "predict_batch",
+#: What a run directory receives; one holding any of these is a run (never overwritten silently).
+RUN_FILES = ("model.pt", "latest.pt", "float.pt", "recipe.yaml", "metrics.csv", "metrics.json")
+#: The recipe keys that set the step size of SGD: where to look when training diverges.
+DIVERGENCE_KEYS = ("train.lr", "train.init_lr", "train.warmup_epochs", "train.momentum",
+                   "train.weight_decay")
+
+__all__ = ["TrainResult", "TrainSetup", "TrainState", "TrainingDiverged", "RUN_FILES", "train",
+           "evaluate", "predict_batch",
            "build_from_recipe", "resolve_device", "resolve_run", "setup_run", "init_or_resume",
            "choose_run_threads",
            "begin_epoch", "train_epoch", "evaluate_epoch", "save_epoch"]
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the weights became NaN or infinite: training stops (exit code 2) before the
+    diverged model is saved; the message names the iteration and the recipe keys to look at."""
 
 
 @dataclass
@@ -293,17 +318,19 @@ class EpochTotals:
 def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | None = None,
           data_dir: str | None = None, epochs: int | None = None, resume: str | Path | None = None,
           progress: bool = True, log: Callable[[str], None] = print,
-          stop_after: int | None = None, threads: int | None = None) -> TrainResult:
+          stop_after: int | None = None, threads: int | None = None,
+          overwrite: bool = False) -> TrainResult:
     """Train ``recipe``; see the module docstring for what the run directory receives.
 
     ``epochs`` overrides the recipe's length (and so its schedule); ``stop_after`` ends this
     process after that epoch with the schedule unchanged, for jobs in time-limited slots that
     continue with ``resume``. ``threads`` sets torch's intra-op threads for the run (default: by
     the work per step, see ``threads.py``); the caller's setting is restored at the end.
+    ``overwrite`` lets a new run replace the run already in its directory.
     """
-    dev, ctx = _device_and_processes(device)
     recipe, resume_state, run_dir = resolve_run(recipe, out_dir=out_dir, epochs=epochs,
-                                                resume=resume)
+                                                resume=resume, overwrite=overwrite)
+    dev, ctx = _device_and_processes(device)
     threads_before = torch.get_num_threads()
     try:
         run = setup_run(recipe, run_dir, dev, ctx, data_dir=data_dir)
@@ -311,6 +338,9 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
         choice = choose_run_threads(run, threads)
         torch.set_num_threads(choice.threads)
         net = _wrap_for_training(run)
+        if overwrite and resume_state is None and ctx.is_main:
+            for name in RUN_FILES:  # the old run's files, so none of them outlives it
+                (run_dir / name).unlink(missing_ok=True)
         _start_run_directory(run, choice, log)
         t_start = time.perf_counter()
         last = run.all_epochs if stop_after is None else min(run.all_epochs, stop_after)
@@ -358,24 +388,53 @@ def _device_and_processes(device: str | None) -> tuple[torch.device, DistContext
 
 
 def resolve_run(recipe: Recipe, *, out_dir: str | Path | None, epochs: int | None,
-                resume: str | Path | None) -> tuple[Recipe, dict[str, Any] | None, Path]:
+                resume: str | Path | None, overwrite: bool = False
+                ) -> tuple[Recipe, dict[str, Any] | None, Path]:
     """The recipe to run (a resumed run's own, with ``epochs`` applied), the checkpoint to
     resume from (or None) and the run directory (``out_dir``, the resumed run's, or
-    ``runs/NAME``)."""
+    ``runs/NAME``), checked before anything is read or written: ``runs/NAME`` stays inside
+    ``runs/``, and a directory holding another run is refused unless ``overwrite``."""
     resume_state = None
     if resume is not None:
-        resume_state = read_checkpoint(resume)
-        if "trainer" not in resume_state:
-            raise CheckpointError(f"{resume}: has no trainer state; resume from the latest.pt of "
-                                  "a run directory, not from model.pt")
+        resume_state = read_resume_state(resume)
         recipe = recipe_from_dict(resume_state["recipe"], f"{resume} (recipe)")
     if epochs is not None:
         recipe = recipe.model_copy(update={"train": recipe.train.model_copy(
             update={"epochs": epochs})})
-    run_dir = Path(out_dir) if out_dir else Path("runs") / recipe.name
-    if resume is not None and out_dir is None:
+    if out_dir:
+        run_dir = Path(out_dir)
+    elif resume is not None:
         run_dir = Path(resume).parent
+    else:
+        runs = Path("runs").resolve()
+        run_dir = Path("runs") / recipe.name
+        # the recipe validator allows one plain component; this holds even for a Recipe built
+        # with model_construct, and against a runs/NAME symlink leading elsewhere
+        if run_dir.resolve().parent != runs:
+            raise RecipeError(f"recipe name {printable(recipe.name)!r}: the run directory "
+                              f"{printable(run_dir)} would leave runs/; give --out DIR")
+    _check_run_dir(run_dir, resume, overwrite)
     return recipe, resume_state, run_dir
+
+
+def _check_run_dir(run_dir: Path, resume: str | Path | None, overwrite: bool) -> None:
+    where = printable(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RecipeError(f"{where}: exists and is not a directory; give --out a directory")
+    own = resume is not None and run_dir.resolve() == Path(resume).resolve().parent
+    present = [name for name in RUN_FILES if (run_dir / name).exists()] \
+        if run_dir.is_dir() else []
+    if present and not overwrite and not own:
+        hint = (f"continue it with --resume {where}/latest.pt, " if "latest.pt" in present
+                else "")
+        raise RecipeError(f"{where}: already holds a training run ({', '.join(present)}); "
+                          f"{hint}pass --overwrite to replace it, or give another --out")
+    parent = run_dir
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise RecipeError(f"{where}: cannot be written ({printable(parent)} is not a writable "
+                          "directory); give --out a writable directory")
 
 
 def setup_run(recipe: Recipe, run_dir: Path, dev: torch.device, ctx: DistContext, *,
@@ -417,16 +476,27 @@ def init_or_resume(run: TrainSetup, resume_state: dict[str, Any] | None,
     augmented training batch, as the reference does (rank 0 initialises, then broadcasts)."""
     model, ctx = run.model, run.ctx
     if resume_state is not None:
-        model.load_state_dict(resume_state["state_dict"])
+        where = printable(resume)
+        check_state_dict(resume, model, resume_state["state_dict"])
+        st = resume_state["trainer"]
+        if st["next_epoch"] > run.all_epochs:
+            raise CheckpointError(f"{where}: field 'trainer.next_epoch' is {st['next_epoch']}, "
+                                  f"past the run's {run.all_epochs} epochs")
+        try:
+            model.load_state_dict(resume_state["state_dict"])
+            run.optimizer.load_state_dict(st["optimizer"])
+            _set_rng_state(st["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise CheckpointError(f"{where}: its weights, optimizer or RNG state do not fit the "
+                                  f"run's recipe ({type(exc).__name__}: "
+                                  f"{printable(str(exc).splitlines()[0] if str(exc) else '')})"
+                                  ) from None
         bad = constraint_violations(model)
         if bad:
-            raise CheckpointError(f"{resume}: constrained parameter(s) {', '.join(bad[:5])} "
+            raise CheckpointError(f"{where}: constrained parameter(s) {', '.join(bad[:5])} "
                                   "hold negative values; this is not a run eideploy wrote")
-        st = resume_state["trainer"]
-        run.optimizer.load_state_dict(st["optimizer"])
         state = TrainState(st["next_epoch"], st["iteration"], st["best_accuracy"],
                            list(st["history"]))
-        _set_rng_state(st["rng"])
         log(f"resuming {run.recipe.name} at epoch {state.next_epoch + 1}/{run.all_epochs} "
             f"from {resume}")
         return state
@@ -515,6 +585,9 @@ def train_epoch(run: TrainSetup, state: TrainState, net: nn.Module, epoch: int,
     epoch_gen = torch.Generator().manual_seed(run.recipe.seed * 100003 + epoch)
     t0 = time.perf_counter()
     running = torch.zeros(2, dtype=torch.float64, device=dev)  # loss sum, correct
+    # the first iteration whose loss was not finite (-1: none), kept on the device and read every
+    # PROGRESS_EVERY iterations, so a GPU is not stalled by a read per step
+    first_bad = torch.full((), -1, dtype=torch.int64, device=dev)
     seen = 0.0
     for x, y in _batches(run.train_set, run.rank_batch, epoch_gen, dev, run.augment, run.ctx):
         lr = run.lr_at(state.iteration)
@@ -523,6 +596,10 @@ def train_epoch(run: TrainSetup, state: TrainState, net: nn.Module, epoch: int,
         with _autocast(dev, run.recipe.train.amp):
             logits = net(x).float()
         loss = F.cross_entropy(logits, y)
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()),
+                                state.iteration, first_bad)
+        if dev.type == "cpu" or state.iteration % PROGRESS_EVERY == 0:
+            _stop_if_diverged(run, int(first_bad), epoch, loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -540,10 +617,46 @@ def train_epoch(run: TrainSetup, state: TrainState, net: nn.Module, epoch: int,
                 info = (f"loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}% "
                         f"lr {lr:.2e} {rate:.0f} samples/s")
             bar.update(task, advance=1, **({"info": info} if info else {}))
+    _stop_if_diverged(run, int(first_bad), epoch, None)
+    _stop_if_weights_diverged(run, state, epoch)
     loss_sum, correct = running.tolist()
     seconds = time.perf_counter() - t0
     loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], dev)
     return EpochTotals(loss_sum, correct, seen, seconds)
+
+
+def _divergence_hint(run: TrainSetup, epoch: int) -> str:
+    tcfg = run.recipe.train
+    keys = list(DIVERGENCE_KEYS)
+    if epoch >= tcfg.epochs:
+        keys.insert(0, "target.qat_lr")
+    values = f"train.lr = {tcfg.lr:g}, train.weight_decay = {tcfg.weight_decay:g}, " \
+             f"train.momentum = {tcfg.momentum:g}"
+    saved = " (the last good epoch is in latest.pt)" if epoch > 0 else ""
+    return (f"look at the recipe keys {', '.join(keys)} ({values}): lower the learning rate or "
+            f"the weight decay and train again; nothing of this epoch was saved{saved}")
+
+
+def _stop_if_diverged(run: TrainSetup, first_bad: int, epoch: int,
+                      loss: torch.Tensor | None) -> None:
+    """Raise :class:`TrainingDiverged` when an iteration's loss was NaN or infinite."""
+    if first_bad < 0:
+        return
+    value = f" ({float(loss):g})" if loss is not None and run.device.type == "cpu" else ""
+    raise TrainingDiverged(
+        f"recipe {run.recipe.name}: training diverged at iteration {first_bad + 1} (epoch "
+        f"{epoch + 1}, learning rate {run.lr_at(first_bad):.3g}): the loss is not "
+        f"finite{value}; {_divergence_hint(run, epoch)}")
+
+
+def _stop_if_weights_diverged(run: TrainSetup, state: TrainState, epoch: int) -> None:
+    """Raise :class:`TrainingDiverged` when a parameter holds NaN or infinite values."""
+    for name, param in run.model.named_parameters():
+        if not bool(torch.isfinite(param.detach()).all()):
+            raise TrainingDiverged(
+                f"recipe {run.recipe.name}: training diverged by iteration {state.iteration} "
+                f"(epoch {epoch + 1}): parameter '{name}' holds NaN or infinite values; "
+                f"{_divergence_hint(run, epoch)}")
 
 
 def evaluate_epoch(run: TrainSetup, state: TrainState, epoch: int, totals: EpochTotals,
