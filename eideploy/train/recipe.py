@@ -317,8 +317,9 @@ def parse_recipe_text(text: str, source: str = "<recipe>") -> Any:
     if len(text) > MAX_RECIPE_BYTES:
         raise RecipeError(f"{_printable(source)}: {len(text)} characters, over the "
                           f"{MAX_RECIPE_BYTES >> 10} kB limit of a recipe")
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # the reader refuses control characters here
         return loader.get_single_data()
     except yaml.YAMLError as exc:
         raise RecipeError(f"{_printable(source)}: not a valid recipe YAML: "
@@ -327,7 +328,8 @@ def parse_recipe_text(text: str, source: str = "<recipe>") -> Any:
         raise RecipeError(f"{_printable(source)}: not a valid recipe YAML "
                           f"({type(exc).__name__}: {_printable(exc)})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_recipe(path: str | Path) -> Recipe:
