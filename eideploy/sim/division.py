@@ -150,11 +150,25 @@ def divide(n: np.ndarray, d: np.ndarray, method: str = "exact", *, check: bool =
     return out
 
 
+def _floor_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a // b`` for int64 ``0 <= a < 2**53``, ``1 <= b < 2**53``, through float64 (int64
+    division has no vector instruction; this is 3-4x faster). ``a / b`` rounded to float64 is
+    within ``2**-53`` relatively of the quotient, which is below ``2**53``, so its floor is off by
+    at most one either way; the integer remainder ``a - q b`` tells which and corrects it.
+    Larger operands (only a direct caller's: the simulator's stay below ``2**48``) take ``//``."""
+    limit = 1 << 53
+    if a.size and (int(a.max()) >= limit or int(b.max()) >= limit):
+        return a // b
+    q = np.floor(a.astype(np.float64) / b).astype(np.int64)
+    r = a - q * b
+    return q + (r >= b) - (r < 0)
+
+
 def _divide(n: np.ndarray, d: np.ndarray, method_name: str, bits: int, newton: bool
             ) -> np.ndarray:
     magnitude = np.abs(n)
     if method_name == "exact":
-        q = (2 * magnitude + d) // (2 * d)
+        q = _floor_divide(2 * magnitude + d, 2 * d)
     elif method_name == "shift":
         k, fraction = normalise(d)
         k = k + (fraction > _SQRT2_FRACTION)  # nearest power of two in log2: m >= sqrt 2

@@ -287,16 +287,30 @@ class Synapses:
 
 class SourceOutput:
     """A population's integer outputs ``(N, n)``, their largest magnitude, and their float
-    copies made once for every projection that reads them (:meth:`Synapses.apply`)."""
+    copies made once for every projection that reads them (:meth:`Synapses.apply`).
+
+    ``values`` may hold the integers in any numeric dtype (the host's spikes come as floats);
+    the int64 copy and each float copy are made only when a product asks for them."""
 
     def __init__(self, values: np.ndarray) -> None:
-        self.values = values
+        if values.dtype.kind not in "iu" and not np.array_equal(values, np.trunc(values)):
+            values = values.astype(np.int64)  # fractions truncate, as the int64 cast always did
+        self.raw = values
         self.top = max(int(values.max()), -int(values.min())) if values.size else 0
         self._float: dict[type, np.ndarray] = {}
+        self._int: np.ndarray | None = None
+
+    @property
+    def values(self) -> np.ndarray:
+        if self._int is None:
+            self._int = (self.raw if self.raw.dtype == np.int64
+                         else self.raw.astype(np.int64))
+        return self._int
 
     def as_float(self, dtype: type) -> np.ndarray:
         if dtype not in self._float:
-            self._float[dtype] = self.values.astype(dtype)
+            self._float[dtype] = (self.raw if self.raw.dtype == dtype
+                                  else self.raw.astype(dtype))
         return self._float[dtype]
 
 
@@ -472,8 +486,7 @@ class IntegerSimulator:
         graph, steps = self.graph, self.graph.T
         states: dict[str, dict[str, np.ndarray]] = {}
         batch = spikes_in.shape[1]
-        sources = {self.host.input.name: SourceOutput(
-            spikes_in.astype(np.int64).reshape(steps * batch, -1))}
+        sources = {self.host.input.name: SourceOutput(spikes_in.reshape(steps * batch, -1))}
         counts = membrane = np.zeros((batch, 0), dtype=np.int64)
         for pop in graph.populations:
             if pop.role == "input":
