@@ -600,6 +600,8 @@ def train_epoch(run: TrainSetup, state: TrainState, net: nn.Module, epoch: int,
                                 state.iteration, first_bad)
         if dev.type == "cpu" or state.iteration % PROGRESS_EVERY == 0:
             _stop_if_diverged(run, int(first_bad), epoch, loss)
+        if state.iteration % PROGRESS_EVERY == 0:
+            _stop_if_weights_diverged(run, state, epoch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -642,7 +644,7 @@ def _stop_if_diverged(run: TrainSetup, first_bad: int, epoch: int,
     """Raise :class:`TrainingDiverged` when an iteration's loss was NaN or infinite."""
     if first_bad < 0:
         return
-    value = f" ({float(loss):g})" if loss is not None and run.device.type == "cpu" else ""
+    value = f" ({float(loss.detach()):g})" if loss is not None and run.device.type == "cpu" else ""
     raise TrainingDiverged(
         f"recipe {run.recipe.name}: training diverged at iteration {first_bad + 1} (epoch "
         f"{epoch + 1}, learning rate {run.lr_at(first_bad):.3g}): the loss is not "
@@ -650,8 +652,14 @@ def _stop_if_diverged(run: TrainSetup, first_bad: int, epoch: int,
 
 
 def _stop_if_weights_diverged(run: TrainSetup, state: TrainState, epoch: int) -> None:
-    """Raise :class:`TrainingDiverged` when a parameter holds NaN or infinite values."""
-    for name, param in run.model.named_parameters():
+    """Raise :class:`TrainingDiverged` when a parameter holds NaN or infinite values (a spiking
+    layer can turn NaN weights into no spikes, so the loss alone does not show it). One sum per
+    parameter, read once: a sum is finite only if every element is."""
+    params = [(name, p) for name, p in run.model.named_parameters()]
+    sums = torch.stack([p.detach().float().sum() for _, p in params]) if params else None
+    if sums is None or bool(torch.isfinite(sums).all()):
+        return
+    for name, param in params:
         if not bool(torch.isfinite(param.detach()).all()):
             raise TrainingDiverged(
                 f"recipe {run.recipe.name}: training diverged by iteration {state.iteration} "
