@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..atomic import atomic_write_bytes
 from ..data import eval_transform, iterate_batches, load_dataset
 from ..graph.execute import FloatExecutor
 from ..graph.lowering import lower
@@ -47,7 +48,7 @@ def train_and_summarise(recipe: Recipe, *, data_dir: str | None = None,
     metrics_path = result.run_dir / "metrics.json"
     summary = json.loads(metrics_path.read_text())
     summary["hardware"] = hardware
-    metrics_path.write_text(json.dumps(summary, indent=2))
+    atomic_write_bytes(metrics_path, json.dumps(summary, indent=2).encode())
     for name, rec in hardware.items():
         exported = rec["exported_accuracy"]
         log(f"{name}.pt: torch {rec['torch_accuracy']:.2f}%, exported (quantized) graph "
