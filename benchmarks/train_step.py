@@ -1,9 +1,9 @@
 """Cost of one training step: an E-I network against its BN-SNN baseline, side by side.
 
 The target (issue 18) is an E-I VGG-8 step at most 1.2x the BN-SNN VGG-8 step at the same batch
-and T = 4, CPU time on one thread (the paper's implementation is at 2.4x). A step is what the trainer does per batch: forward,
-cross-entropy on the time-averaged logits, backward, SGD step and, for E-I only, the Dale's-law
-projection (spec §5.3).
+and T = 4, CPU time on one thread (the paper's implementation is at 2.4x). A step is what the
+trainer does per batch: forward, cross-entropy on the time-averaged logits, backward, SGD step
+and, for E-I only, the Dale's-law projection (spec §5.3).
 
 Time: the two models are stepped alternately (E-I then BN, BN then E-I on the next iteration) and
 the median over ``--iters`` iterations after ``--warmup`` is reported, so that drifts of a shared

@@ -38,7 +38,7 @@ DIVISOR_BITS = 31
 SHIFT_BOUNDS = (2 ** -0.5 - 1.0, 2 ** 0.5 - 1.0)
 MODES = ("exact", "lut", "shift")
 #: Elements per chunk of :func:`divide` (its temporaries then fit in a core's cache).
-CHUNK = 1 << 15
+CHUNK = 1 << 16
 
 
 def parse_division(division: str) -> tuple[str, int, bool]:
