@@ -56,6 +56,7 @@ from .target import Target
 
 __all__ = ["DoesNotFit", "CompiledNetwork", "compile_graph", "core_bias_currents",
            "AnalogPolicy", "DEFAULT_POLICY", "LINEAR_POLICY", "EXCITATION_DELAY_BIAS",
+           "core_weight_unit", "WEIGHT_HEADROOM",
            "dendrite_gain_reference", "LEAK_BIAS", "THRESHOLD_BIAS", "DC_BIAS",
            "DENDRITE_GAIN_BIAS", "DENDRITE_GAIN_RATIO", "DENDRITE_REFERENCE_TAU"]
 
@@ -303,12 +304,8 @@ def core_bias_currents(role: str, params: dict[str, Any], dc: float, bases: np.n
                                    policy=policy, theta=float(threshold) if separate else None)
         for name, current in derived.items():
             currents.setdefault(name, current)
-    # the weight unit, lowered for a core whose largest base would not fit the generator; its
-    # gains rise by as much, so that every entry still delivers its model charge
     bases = np.asarray(bases, dtype=np.float64)
-    fit = WEIGHT_HEADROOM * biases.bias_range(target.weight_biases[-1])[1]
-    weight_unit = min(policy.weight_unit, fit / bases.max()) if bases.max() > 0 \
-        else policy.weight_unit
+    weight_unit = core_weight_unit(bases, target, policy)
     for name, base in zip(target.weight_biases, bases, strict=True):
         currents[name] = float(base) * weight_unit
     for dendrite, scale in (dendrite_scales or {}).items():
@@ -327,6 +324,16 @@ def core_bias_currents(role: str, params: dict[str, Any], dc: float, bases: np.n
     if unknown:
         raise MappingError(f"target {target.name} has no per-core bias {unknown}")
     return currents
+
+
+def core_weight_unit(bases: Any, target: Target, policy: AnalogPolicy | None = None) -> float:
+    """The base-weight current (A) of one model unit on a core: the policy's ``weight_unit``,
+    lowered for a core whose largest base would pass ``WEIGHT_HEADROOM`` of the generator's
+    range (its gains then rise by as much, so that every entry still delivers its charge)."""
+    policy = DEFAULT_POLICY if policy is None else policy
+    largest = float(np.max(bases)) if np.size(bases) else 0.0
+    fit = WEIGHT_HEADROOM * max(biases.bias_range(name)[1] for name in target.weight_biases)
+    return min(policy.weight_unit, fit / largest) if largest > 0 else policy.weight_unit
 
 
 def _core_scales(qgraph: QuantizedGraph, key: tuple[int, int], target: Target
