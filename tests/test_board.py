@@ -479,17 +479,27 @@ def test_the_shipped_digits_model_classifies_at_least_90_percent_on_the_chip(
     assert result.accuracy >= 90.0, result
 
 
-def test_eideploy_run_without_samna_exits_3_within_a_second_with_the_message(tmp_path):
+def test_eideploy_run_without_samna_exits_3_with_the_message_without_loading_torch(tmp_path):
+    """Fast by construction rather than by a clock: the command must answer before it loads
+    torch (or any simulator). The timeout only guards against a hang."""
     import subprocess
 
-    eideploy = Path(sys.executable).with_name("eideploy")
-    command = [str(eideploy)] if eideploy.is_file() else [sys.executable, "-m", "eideploy.cli"]
-    start = time.perf_counter()
-    res = subprocess.run([*command, "run", str(tmp_path / "no-export"), "--device", "dynapse2",
-                          "--data", "digits"], capture_output=True, text=True, timeout=30)
-    elapsed = time.perf_counter() - start
+    probe = ("import sys\n"
+             "from eideploy.cli import main\n"
+             "try:\n"
+             f"    sys.argv = ['eideploy', 'run', {str(tmp_path / 'no-export')!r}, '--device',"
+             " 'dynapse2', '--data', 'digits']\n"
+             "    main()\n"
+             "except SystemExit as exc:\n"
+             "    code = exc.code\n"
+             "else:\n"
+             "    code = 0\n"
+             "sys.stderr.write(f'\\nloaded torch: {\"torch\" in sys.modules}\\n')\n"
+             "sys.exit(code)\n")
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120)
     if find_samna().usable:
         pytest.skip("a real samna is installed here")
     assert res.returncode == 3, res.stderr
     assert "samna" in res.stderr and "pip install samna" in res.stderr and "lsusb" in res.stderr
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    assert "loaded torch: False" in res.stderr
