@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import pickletools
 import stat
 import zipfile
 from pathlib import Path
@@ -93,9 +94,15 @@ def _check_archive(path: Path) -> None:
                 raise CheckpointError(f"{printable(path)}: declares {total} bytes of content, over "
                                       f"the {MAX_CHECKPOINT_BYTES >> 20} MiB limit")
             bad = archive.testzip()
-    except zipfile.BadZipFile as exc:
-        raise CheckpointError(f"{printable(path)}: not a torch checkpoint (not a zip archive: "
-                              f"{exc}); give a model.pt written by 'eideploy train'") from None
+    except zipfile.BadZipFile:
+        if _pickles_code(path):
+            raise CheckpointError(
+                f"{printable(path)}: refused to load: the file is a pickle that names Python "
+                "callables (it would run code), not plain data, so it is not an eideploy "
+                "checkpoint and was not executed") from None
+        raise CheckpointError(f"{printable(path)}: cannot be read as a torch checkpoint "
+                              "(truncated or not a model.pt file: not a zip archive); re-create "
+                              "it with 'eideploy train'") from None
     except (OSError, EOFError, RuntimeError, ValueError, NotImplementedError) as exc:
         if isinstance(exc, CheckpointError):
             raise
@@ -104,6 +111,22 @@ def _check_archive(path: Path) -> None:
     if bad is not None:
         raise CheckpointError(f"{printable(path)}: member {printable(bad)!r} fails its CRC check: "
                               "the file was modified or damaged after it was written")
+
+
+def _pickles_code(path: Path) -> bool:
+    """Whether a file that is not a zip archive is a pickle naming Python callables: read by
+    ``pickletools`` (which only decodes opcodes, never runs them), so the message can say that
+    code was refused. Such a file is never handed to ``torch.load``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(MAX_PICKLE_BYTES)
+        for opcode, _, _ in pickletools.genops(head):
+            if opcode.name in ("GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ",
+                               "NEWOBJ_EX"):
+                return True
+    except (ValueError, EOFError, OSError, UnicodeDecodeError, KeyError):
+        return False
+    return False
 
 
 def _check_tensor(path: Path, key: str, value: torch.Tensor) -> None:
