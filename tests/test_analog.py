@@ -236,13 +236,15 @@ def test_digits_without_mismatch_stays_within_four_points_of_the_integer_simulat
     predicted = result.predictions()
     accuracy = 100.0 * np.mean(predicted == y)
     agreement = np.mean(predicted == IntegerSimulator(graph).run(x).predictions())
-    # measured: analog 95.56%, integer 97.78%, agreement 97.2% (docs/analog-model.md §6)
+    # measured: analog 96.67% (full DPI, the export's operating point), integer 97.78%,
+    # agreement 98.3% (docs/analog-model.md §7; 95.56% and 97.2% before)
     assert accuracy >= 93.0
     assert integer - accuracy <= 4.0
     assert agreement >= 0.94
-    # the E layer fires about as often as in the discrete model: 3.4 vs 3.0 spikes per neuron
-    # and sample (344 Hz over the 10 ms window; the model's 371 Hz over 8 steps)
-    assert 250 < result.rates["layers.1.exc"].mean() < 550
+    # the E layer fires within twice the discrete model's rate: 603 Hz over the 10 ms window
+    # against the model's 371 Hz over 8 steps (344 Hz before); the 0.3 ms E refractory period
+    # lets it fire more than once a step, and a 1 ms one costs 1.4 points (docs §7, cause 2)
+    assert 250 < result.rates["layers.1.exc"].mean() < 2 * 371
 
 
 # ---------------------------------------------------------------- the full DPI synapse
