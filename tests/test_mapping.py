@@ -41,6 +41,7 @@ from eideploy.targets.dynapse2 import (
     write_config,
 )
 from eideploy.targets.dynapse2.compile import core_weight_unit, dendrite_gain_reference
+from eideploy.targets.dynapse2.quantize import target_dendrites
 from eideploy.targets.dynapse2.target import resolve_target
 
 
@@ -757,3 +758,22 @@ def test_a_4096_neuron_network_with_fan_in_64_compiles(dynapse2: Target) -> None
     assert_graphs_equal(config_to_graph(compiled.config), compiled.qgraph.graph)
     print(f"config -> graph in {time.perf_counter() - start:.2f} s; "
           f"{len(config_bytes(compiled.config)) / 1e6:.1f} MB of JSON")
+
+
+def test_every_core_records_a_scale_for_every_dendrite_so_no_population_loses_its_shunt_scale(
+        ) -> None:
+    """A core's ``dendrite_scales`` once listed only the dendrites of its last population's CAM
+    entries, so an E population sharing a core with one that receives no SHUNT read its SHUNT
+    weights back at scale 1 (found by the round-trip property above: 16 of 515 weights 1.47x)."""
+    target = load_target("dynapse2")
+    graph = ei_network(np.random.default_rng(3), 100, [(265, 62), (1, 1)], 1, k_in=12, k_inh=4,
+                       k_i=12)
+    compiled = compile_graph(graph, target, seed=149)
+    dendrites = set(target_dendrites(target))
+    for chip in compiled.config["chips"]:
+        for core in chip["cores"]:
+            assert set(core["dendrite_scales"]) == dendrites, (core["id"], core["role"])
+            key = (chip["id"], core["id"])
+            for d, scale in compiled.qgraph.dendrite_scales.get(key, {}).items():
+                assert core["dendrite_scales"][d] == pytest.approx(scale, rel=1e-12)
+    assert_graphs_equal(config_to_graph(compiled.config), compiled.qgraph.graph)

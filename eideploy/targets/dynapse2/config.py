@@ -106,7 +106,7 @@ def build_config(qgraph: QuantizedGraph, placement: Placement, routing: Routing,
         neurons = []
         for (name, start, stop), offset in zip(assignment.slices, assignment.offsets,
                                                strict=True):
-            tags, dendrites, masks, bounds = cam_rows[name]
+            tags, entry_dendrites, masks, bounds = cam_rows[name]
             srams = sram_rows[name]
             for index in range(start, stop):
                 lo, hi = bounds[index], bounds[index + 1]
@@ -114,8 +114,8 @@ def build_config(qgraph: QuantizedGraph, placement: Placement, routing: Routing,
                     "id": offset + index - start, "population": name, "index": index,
                     "cam": [{"tag": t, "dendrite": d, "weight_mask": m, "stp": False,
                              "delay": 0}
-                            for t, d, m in zip(tags[lo:hi], dendrites[lo:hi], masks[lo:hi],
-                                               strict=True)],
+                            for t, d, m in zip(tags[lo:hi], entry_dendrites[lo:hi],
+                                               masks[lo:hi], strict=True)],
                     "sram": srams[index]})
         codes = {} if bias_codes is None else bias_codes.get(key, {})
         chip = chips.setdefault(assignment.chip, {
