@@ -27,6 +27,7 @@ from eideploy.sim.integer import (
     saturate,
     to_fixed,
 )
+from eideploy.targets.dynapse2.config import exported_graph
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "digits-dynapse2.pt"
 divisors = st.integers(1, (1 << DIVISOR_BITS) - 1)
@@ -317,7 +318,7 @@ def test_a_left_alignment_saturates_at_the_width_and_never_wraps(x, left, bits):
 def test_the_chip_configuration_simulates_exactly_as_the_quantized_graph(quantized_digits,
                                                                          digits_test):
     x, _ = digits_test
-    from_config = IntegerSimulator.from_export(quantized_digits.meta["export_dir"], "lut:8")
+    from_config = IntegerSimulator(exported_graph(quantized_digits.meta["export_dir"]), "lut:8")
     from_graph = IntegerSimulator(quantized_digits, "lut:8")
     a, b = from_config.run(x[:64], return_states=True), from_graph.run(x[:64], return_states=True)
     np.testing.assert_array_equal(a.counts, b.counts)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "eideploy"
 
 #: Lowest first. Modules in one layer may import each other (nn and data, quant and sim).
@@ -34,12 +32,7 @@ DEPRECATED = ("eideploy.export", "eideploy.validate")
 #: Known violations in modules owned by work in progress elsewhere: (module, imported) -> why.
 #: The layer test skips them; each has an xfail test of its own that passes once it is gone
 #: (then delete its entry here).
-KNOWN: dict[tuple[str, str], str] = {
-    ("eideploy.sim.integer", "eideploy.targets.dynapse2.config"):
-        "IntegerSimulator.from_export reads dynapse2.json back (config_to_graph) inside the "
-        "target-neutral sim layer; it belongs with the target (targets/dynapse2) or the "
-        "pipeline - sim/integer.py is being rewritten as pure functions (issue 11 item 1)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def layer_of(module: str) -> int:
@@ -125,11 +118,3 @@ def test_nothing_imports_the_deprecated_re_exports():
              if layer_of(imported) == layer_of("eideploy.export")
              and imported.startswith(DEPRECATED) and not module.startswith(DEPRECATED)]
     assert not users, "\n".join(users)
-
-
-@pytest.mark.parametrize("edge", [pytest.param(edge, marks=pytest.mark.xfail(reason=why))
-                                  for edge, why in sorted(KNOWN.items())],
-                         ids=lambda e: f"{e[0]}->{e[1]}")
-def test_known_violation_is_gone(edge):
-    edges = {(m, i) for m, i, _, _ in all_imports()}
-    assert edge not in edges

@@ -25,7 +25,6 @@ does), ``spiking`` or ``current`` readout.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -361,16 +360,6 @@ class IntegerSimulator:
                 self._prepare(pop, problems)
         if problems:
             raise GraphError(f"graph {graph.name} cannot run as integers: " + "; ".join(problems))
-
-    @classmethod
-    def from_export(cls, out_dir: str | Path, division: str = "exact") -> IntegerSimulator:
-        """The network the chips hold: an export directory's ``dynapse2.json`` read back to its
-        quantized graph (CAM weight masks over each core's base weights times the dendrite
-        scales; exact, ``config.config_to_graph``)."""
-        from ..targets.dynapse2.config import config_to_graph, read_config
-
-        path = Path(out_dir) / "dynapse2.json"
-        return cls(config_to_graph(read_config(path), source=str(path)), division)
 
     # ---- made once: grids, synapses, constants
     def _prepare(self, pop: Population, problems: list[str]) -> None:

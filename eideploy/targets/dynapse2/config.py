@@ -61,7 +61,8 @@ from .route import Routing
 from .target import Target
 
 __all__ = ["CONFIG_FORMAT", "CONFIG_FORMAT_VERSION", "ConfigError", "build_config",
-           "write_config", "read_config", "config_to_graph", "config_bytes", "target_description"]
+           "write_config", "read_config", "config_to_graph", "config_bytes", "target_description",
+           "exported_graph"]
 
 CONFIG_FORMAT = "eideploy-dynapse2-config"
 CONFIG_FORMAT_VERSION = 1
@@ -577,3 +578,11 @@ def config_to_graph(config: Mapping[str, Any], *, source: str = "<config>") -> E
                     dict(g.get("meta", {})))
     graph.validate()
     return graph
+
+
+def exported_graph(out_dir: str | Path) -> EIGraph:
+    """The network the chips hold: an export directory's ``dynapse2.json`` read back to its
+    quantized graph (CAM weight masks over each core's base weights times the dendrite scales;
+    exact, :func:`config_to_graph`). What ``IntegerSimulator(exported_graph(OUT))`` simulates."""
+    path = Path(out_dir) / "dynapse2.json"
+    return config_to_graph(read_config(path), source=str(path))
