@@ -503,3 +503,18 @@ def test_eideploy_run_without_samna_exits_3_with_the_message_without_loading_tor
     assert res.returncode == 3, res.stderr
     assert "samna" in res.stderr and "pip install samna" in res.stderr and "lsusb" in res.stderr
     assert "loaded torch: False" in res.stderr
+
+
+def test_a_step_with_more_events_than_microseconds_shares_them_within_its_first_half(config):
+    """784-pixel inputs send more events in one step than a step has microseconds: they share
+    microseconds, in order, and all leave in the first half of their step."""
+    n_in = len(config["input_channels"])
+    spikes = np.full((2, 1, n_in), 20.0)  # 20 spikes per channel and step
+    events = encode_events(config, spikes, dt_us=1000)
+    per_step = np.bincount(events.timestamp_us // 1000)
+    assert per_step[:2].sum() == events.timestamp_us.size and per_step[0] > 1000
+    within = events.timestamp_us % 1000
+    assert within.max() < 500
+    assert np.all(np.diff(events.timestamp_us) >= 0)
+    sparse = encode_events(config, np.ones((2, 1, n_in)), dt_us=1000)  # few: 1 us apart
+    assert np.array_equal(np.diff(sparse.timestamp_us[:n_in]), np.ones(n_in - 1))
