@@ -59,3 +59,17 @@ def quantized_digits(tmp_path_factory):
     graph = EIGraph.load(out / "quantized")
     graph.meta["export_dir"] = str(out)
     return graph
+
+
+@pytest.fixture(scope="session")
+def digits_one_chip_export(tmp_path_factory):
+    """The shipped digits model exported for a one-chip board, once per session (the board and
+    the virtual board tests read it; none writes into it)."""
+    from pathlib import Path
+
+    from eideploy.pipeline.export import export_model
+
+    model = Path(__file__).resolve().parents[1] / "models" / "digits-dynapse2.pt"
+    out = tmp_path_factory.mktemp("digits-one-chip") / "out"
+    export_model(model, out, target="dynapse2", chips=1)
+    return out

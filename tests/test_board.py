@@ -52,13 +52,9 @@ Out = namedtuple("Out", "tag timestamp")
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def export_dir(tmp_path_factory) -> Path:
+def export_dir(digits_one_chip_export) -> Path:
     """The shipped digits model exported for one chip (small, same mapping as the board)."""
-    from eideploy.pipeline.export import export_model
-
-    out = tmp_path_factory.mktemp("board") / "out"
-    export_model(SHIPPED, out, target="dynapse2", chips=1)
-    return out
+    return digits_one_chip_export
 
 
 @pytest.fixture(scope="module")

@@ -125,14 +125,22 @@ def test_simulate_writes_rasters_of_the_first_sample_per_division_mode(validated
     assert set(np.unique(spikes[exc[0]])) <= {0, 1}
 
 
-def test_validate_includes_the_analog_simulator_and_its_calibrated_mismatch_draws(validated,
-                                                                                 tmp_path):
-    out = validated[0]
-    res = runner.invoke(app, ["validate", str(MODEL), str(out), "--limit", "96", "--trials", "2",
-                              "--mismatch", "0.1", "--calibrate", "48",
-                              "--report-dir", str(tmp_path / "v")])
+@pytest.fixture(scope="module")
+def analog_validation(validated, tmp_path_factory):
+    """One validate run with the analog simulator, 2 mismatch draws and the readout calibrated:
+    ``(CLI result, report directory)``, read by the tests below."""
+    report_dir = tmp_path_factory.mktemp("analog-validation") / "v"
+    res = runner.invoke(app, ["validate", str(MODEL), str(validated[0]), "--limit", "96",
+                              "--trials", "2", "--mismatch", "0.1", "--calibrate", "48",
+                              "--report-dir", str(report_dir)])
+    return res, report_dir
+
+
+def test_validate_includes_the_analog_simulator_and_its_calibrated_mismatch_draws(
+        analog_validation):
+    res, report_dir = analog_validation
     assert res.exit_code == 0, res.output
-    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    report = json.loads((report_dir / "report.json").read_text())
     analog = report["variants"]["analog"]
     assert analog["accuracy"] >= 85.0 and analog["agreement_with_quantized"] >= 85.0
     assert min(analog["rate_correlation_with_quantized"][p]
@@ -140,7 +148,7 @@ def test_validate_includes_the_analog_simulator_and_its_calibrated_mismatch_draw
     drawn = report["analog"]["mismatch"]
     assert drawn["trials"] == 2 and len(drawn["calibrated_per_trial"]) == 2
     assert drawn["calibration_samples"] == 48
-    assert "readout calibration" in (tmp_path / "v" / "report.md").read_text()
+    assert "readout calibration" in (report_dir / "report.md").read_text()
 
 
 def test_simulate_analog_reports_mean_and_spread_over_mismatch_draws(validated, tmp_path):
@@ -175,17 +183,14 @@ def test_simulate_onnx_writes_the_integer_network_and_onnxruntime_agrees_bit_for
     assert "bit-identical" in line and "(0 of 1982880 elements differ" in line
 
 
-def test_the_headline_puts_the_analog_figures_next_to_the_integer_ones(validated, tmp_path):
-    out = validated[0]
-    res = runner.invoke(app, ["validate", str(MODEL), str(out), "--limit", "64", "--trials", "2",
-                              "--mismatch", "0.1", "--calibrate", "0",
-                              "--report-dir", str(tmp_path / "v")])
+def test_the_headline_puts_the_analog_figures_next_to_the_integer_ones(analog_validation):
+    res, report_dir = analog_validation
     assert res.exit_code == 0, res.output
-    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    report = json.loads((report_dir / "report.json").read_text())
     integer = report["variants"]["integer exact"]["accuracy"]
     analog = report["variants"]["analog"]["accuracy"]
     drawn = report["analog"]["mismatch"]
-    markdown = (tmp_path / "v" / "report.md").read_text()
+    markdown = (report_dir / "report.md").read_text()
     # the first table of report.md, before any detail, holds all four figures
     head = markdown.split("## Accuracy and agreement")[0]
     assert "## Headline" in head

@@ -56,12 +56,8 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def one_chip(tmp_path_factory) -> Path:
-    from eideploy.pipeline.export import export_model
-
-    out = tmp_path_factory.mktemp("virtual") / "one-chip"
-    export_model(SHIPPED, out, target="dynapse2", chips=1)
-    return out
+def one_chip(digits_one_chip_export) -> Path:
+    return digits_one_chip_export
 
 
 @pytest.fixture(scope="module")
