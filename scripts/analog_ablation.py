@@ -17,7 +17,10 @@ policy before the full DPI was modelled, ``LINEAR_POLICY``, with the linear syna
 ``today-dpi`` (that policy under the full DPI), ``export`` / ``export-linear`` (the default
 policy under the full / linear DPI), ``no-delay``, ``delay-X`` (excitation delay X ms),
 ``t-ref-step`` (E refractory one step), ``t-ref-X``, ``pulse-X``, ``tau-X`` (AMPA and GABA
-tau_syn X ms), ``unit-X`` (weight unit X nA), ``shunt-off`` (SHUNT gain at the smallest code).
+tau_syn X ms), ``unit-X`` (weight unit X nA), ``shunt-off`` (SHUNT gain at the smallest code),
+``cmem-X`` (the simulated chip's membrane capacitance X pF while the export still assumes the
+target file's ``C_mem``: what a chip whose capacitance differs from the model's does),
+``cmemx-X`` (export and chip both at X pF: what the export does once the file says X).
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def policy_of(variant: str) -> tuple[Any, str, dict[str, dict[str, float]]]:
-    """(AnalogPolicy, synapse equation, overrides) of a variant name (module doc); ``+`` joins
-    changes, e.g. ``export+delay-0.3+t_ref-1``."""
+def policy_of(variant: str) -> tuple[Any, str, dict[str, dict[str, float]],
+                                     tuple[float | None, float | None]]:
+    """(AnalogPolicy, synapse equation, overrides, (exported, simulated) C_mem or None) of a
+    variant name (module doc); ``+`` joins changes, e.g. ``export+delay-0.3+t_ref-1``."""
     from eideploy.targets.dynapse2 import compile as C
 
-    policy, synapse, overrides = C.DEFAULT_POLICY, "dpi", {}
+    policy, synapse, overrides, c_mem = C.DEFAULT_POLICY, "dpi", {}, (None, None)
     for part in variant.split("+"):
         if part in ("today", "today-dpi"):
             policy, synapse = C.LINEAR_POLICY, "dpi" if part == "today-dpi" else "linear"
@@ -77,9 +81,13 @@ def policy_of(variant: str) -> tuple[Any, str, dict[str, dict[str, float]]]:
                 policy = dataclasses.replace(policy, exc_threshold=x * 1e-12)
             elif key == "unit":
                 policy = dataclasses.replace(policy, weight_unit=x * 1e-9)
+            elif key == "cmem":
+                c_mem = (c_mem[0], x * 1e-12)
+            elif key == "cmemx":
+                c_mem = (x * 1e-12, x * 1e-12)
             else:
                 raise SystemExit(f"unknown variant {variant!r} (see the module doc)")
-    return policy, synapse, overrides
+    return policy, synapse, overrides, c_mem
 
 
 _STATE: dict[str, Any] = {}
@@ -98,11 +106,16 @@ def _patch_tables(path: str | None) -> None:
     biases._rockpool_tables = lambda: tables  # noqa: SLF001 - a read-only stand-in
 
 
-def _init(graph_dir: str, x: np.ndarray, tables: str | None) -> None:
+def _load(graph_dir: str, copies: int) -> Any:
     from eideploy.graph.ir import EIGraph
+    from eideploy.graph.readout import replicate_readout
 
+    return replicate_readout(EIGraph.load(graph_dir), copies)
+
+
+def _init(graph_dir: str, x: np.ndarray, tables: str | None, copies: int) -> None:
     _patch_tables(tables)
-    _STATE.update(graph=EIGraph.load(graph_dir), x=x, configs={})
+    _STATE.update(graph=_load(graph_dir, copies), x=x, configs={})
 
 
 def _job(args: tuple[str, float, int]) -> dict[str, Any]:
@@ -111,14 +124,23 @@ def _job(args: tuple[str, float, int]) -> dict[str, Any]:
     from eideploy.targets.dynapse2.target import resolve_target
 
     variant, mismatch, seed = args
-    policy, synapse, overrides = policy_of(variant)
+    from eideploy.targets.dynapse2 import biases
+
+    policy, synapse, overrides, (export_c_mem, chip_c_mem) = policy_of(variant)
     start = time.perf_counter()
-    if variant not in _STATE["configs"]:
-        _STATE["configs"][variant] = compile_graph(_STATE["graph"], resolve_target("dynapse2"),
-                                                   seed=0, policy=policy).config
-    sim = AnalogSimulator(_STATE["configs"][variant], mismatch=mismatch, seed=seed,
-                          synapse=synapse, overrides=overrides or None)
-    result = sim.run(_STATE["x"])
+    file_c_mem = biases.C_MEM
+    try:
+        if variant not in _STATE["configs"]:
+            biases.C_MEM = file_c_mem if export_c_mem is None else export_c_mem
+            _STATE["configs"][variant] = compile_graph(
+                _STATE["graph"], resolve_target("dynapse2"), seed=0, policy=policy).config
+        # the chip's capacitance, which the codes above may not have been chosen for
+        biases.C_MEM = file_c_mem if chip_c_mem is None else chip_c_mem
+        sim = AnalogSimulator(_STATE["configs"][variant], mismatch=mismatch, seed=seed,
+                              synapse=synapse, overrides=overrides or None)
+        result = sim.run(_STATE["x"])
+    finally:
+        biases.C_MEM = file_c_mem
     steps = sim.graph.T
     return {"variant": variant, "mismatch": mismatch, "seed": seed, "synapse": synapse,
             "policy": dataclasses.asdict(policy), "predictions": result.predictions().tolist(),
@@ -138,6 +160,8 @@ def main() -> None:
     parser.add_argument("--mismatch", type=float, default=0.0)
     parser.add_argument("--trials", type=int, default=1, help="seeds 0..trials-1 at --mismatch")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--readout-copies", type=int, default=1,
+                        help="readout neurons per class (eideploy.graph.readout)")
     parser.add_argument("--tables", help="rockpool's generator tables saved by --save-tables")
     parser.add_argument("--save-tables", help="write rockpool's generator tables here (.npz)")
     parser.add_argument("--out", help="write the rows as JSON here")
@@ -173,14 +197,15 @@ def main() -> None:
         dataset = load_dataset(args.data, "test", T=graph.T)
         x, y = to_float(dataset.inputs).numpy(), dataset.labels.numpy()
     x, y = x[:args.limit], np.asarray(y[:args.limit]).reshape(-1)
-    graph = EIGraph.load(graph_dir)
+    graph = _load(graph_dir, args.readout_copies)
     quantized = compile_graph(graph, resolve_target("dynapse2"), seed=0).qgraph.graph
     integer = IntegerSimulator(quantized).run(x).predictions()
     print(f"integer (exact): {100 * np.mean(integer == y):.2f}% on {len(y)} samples", flush=True)
     seeds = range(args.trials) if args.mismatch > 0 else [0]
     jobs = [(v, args.mismatch, s) for v in args.variants.split(",") for s in seeds]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(args.jobs, initializer=_init, initargs=(graph_dir, x, args.tables)) as pool:
+    with ctx.Pool(args.jobs, initializer=_init, initargs=(graph_dir, x, args.tables,
+                                                             args.readout_copies)) as pool:
         rows = []
         for row in pool.imap_unordered(_job, jobs):
             predicted = np.asarray(row.pop("predictions"))

@@ -62,6 +62,7 @@ from .events import (
     decode_counts,
     encode_events,
     latency_us,
+    readout_classes,
     tag_and_time,
 )
 from .virtual import VirtualBoard, virtual_samna
@@ -329,7 +330,7 @@ def run_on_board(out_dir: Path, x: np.ndarray, y: np.ndarray, *, samna: Any = No
     readout_pop = host.readout
     session, device = _open(samna, board_index, timeout_s, poll_s)
     notes: list[str] = []
-    counts = np.zeros((len(labels), len(config["readout_channels"])), dtype=np.int64)
+    counts = np.zeros((len(labels), readout_classes(config)), dtype=np.int64)
     predictions = np.zeros(len(labels), dtype=np.int64)
     monitored = {p: 0 for p in plan.sizes}
     sent_total = received_total = ignored_total = input_spikes = 0
@@ -385,10 +386,10 @@ def run_on_board(out_dir: Path, x: np.ndarray, y: np.ndarray, *, samna: Any = No
             notes.append(f"closing the board failed: {exc}")
     accuracy = 100.0 * float(np.mean(predictions == labels))
     window_s = window_us * 1e-6
-    n_samples, classes = counts.shape
+    n_samples, n_readout = counts.shape[0], len(config["readout_channels"])
     rates = {host.input.name: input_spikes / (n_samples * host.input.size * graph.T
                                               * DT_SECONDS),
-             readout_pop: float(counts.sum()) / (n_samples * classes * window_s)}
+             readout_pop: float(counts.sum()) / (n_samples * n_readout * window_s)}
     for p, spikes_seen in monitored.items():
         if p != readout_pop:
             rates[p] = spikes_seen / (n_samples * plan.sizes[p] * window_s)
