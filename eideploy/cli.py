@@ -386,6 +386,10 @@ def export_command(
                                                            "target's)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty directory that is not "
                                                  "an earlier export")] = False,
+    readout_copies: Annotated[int | None, typer.Option(
+        min=1, max=64, help="readout neurons per class, decided by their summed spikes: the "
+        "chip's mismatch averages over them (default: 8 where the readout layer still fits "
+        "one core, else 1)")] = None,
 ) -> None:
     """Compile a model for a neuromorphic target and write an export directory.
 
@@ -397,7 +401,7 @@ def export_command(
     def go():
         try:
             return exp.export_model(model, out, target=target, seed=seed, chips=chips,
-                                    overwrite=overwrite)
+                                    overwrite=overwrite, readout_copies=readout_copies)
         except (exp.DoesNotFit, exp.MappingError) as exc:
             _print_does_not_fit(exc, model)
 
@@ -418,6 +422,8 @@ def _export_table(s: dict, target: dict, graph: str) -> Table:
                   str(target["chips"] * target["cores_per_chip"] * target["neurons_per_core"]))
     table.add_row("cores", str(s["cores"]), str(target["chips"] * target["cores_per_chip"]))
     table.add_row("chips", str(s["chips"]), str(target["chips"]))
+    if s.get("readout_copies", 1) > 1:
+        table.add_row("readout neurons per class", str(s["readout_copies"]), "")
     table.add_row("synapses (CAM entries)", str(s["cam"]["entries"]),
                   f"{s['cam']['capacity']} ({100 * s['cam']['utilisation']:.1f}% used)")
     table.add_row("worst fan-in",

@@ -36,7 +36,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import scipy.sparse
 
-from .host import ENCODINGS, READOUT_MODES, Host, if_encode, readout_decision
+from .host import ENCODINGS, READOUT_MODES, Host, class_totals, if_encode, readout_decision
 from .ir import EIGraph, GraphError, Population, Projection
 
 __all__ = ["FloatExecutor", "run", "accuracy", "predict", "lif_multistep", "inhibitory_response",
@@ -348,9 +348,10 @@ class FloatExecutor:
         if readout_pop.role != "readout":
             problems.append(f"readout population {self.readout} has role {readout_pop.role!r}, "
                             "not 'readout'")
-        if readout.classes not in (None, readout_pop.size):
+        if readout.classes is not None and readout_pop.size % readout.classes:
             problems.append(f"readout: {readout.classes} classes, but population "
-                            f"{self.readout} has {readout_pop.size} neurons")
+                            f"{self.readout} has {readout_pop.size} neurons (a multiple of "
+                            "the classes: the same number of neurons per class)")
         self.stabilisation, self.eps = division.stabilisation, division.eps
 
     def _compile(self, problems: list[str]) -> None:
@@ -466,7 +467,7 @@ class FloatExecutor:
         return (logits, states) if return_states else logits
 
     def readout_spikes(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
-        """``(counts, membrane)`` ``(B, classes)`` of the spiking readout."""
+        """``(counts, membrane)`` ``(B, readout neurons)`` of the spiking readout."""
         if self.readout_mode != "spiking":
             raise GraphError(f"graph {self.graph.name} has a {self.readout_mode!r} readout, "
                              "not a spiking one")
@@ -477,8 +478,8 @@ class FloatExecutor:
         """Predicted classes ``(B,)``: by spike count (ties: membrane) for a spiking readout,
         else the largest time-averaged current."""
         if self.readout_mode == "spiking":
-            return readout_decision(*self.readout_spikes(x))
-        return self.run(x).argmax(axis=1)
+            return self.host.decide(*self.readout_spikes(x))
+        return class_totals(self.run(x), self.host.classes, np.mean).argmax(axis=1)
 
 
 @overload

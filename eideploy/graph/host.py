@@ -20,7 +20,8 @@ import numpy as np
 
 from .ir import READOUT_MODES, EIGraph
 
-__all__ = ["ENCODINGS", "READOUT_MODES", "Host", "if_encode", "readout_decision"]
+__all__ = ["ENCODINGS", "READOUT_MODES", "Host", "class_totals", "if_encode",
+           "readout_decision"]
 
 #: Input encodings the host runs: analog values or spikes as given, or encoded here.
 ENCODINGS = ("direct", "spikes", "if", "bernoulli")
@@ -40,8 +41,29 @@ def if_encode(x_seq: np.ndarray, threshold: float = 1.0, phase: float = 0.5) -> 
     return spikes
 
 
-def readout_decision(counts: np.ndarray, membrane: np.ndarray) -> np.ndarray:
-    """The class with the most spikes; among equal counts, the highest membrane."""
+def class_totals(values: np.ndarray, classes: int | None = None, reduce: Any = np.sum
+                 ) -> np.ndarray:
+    """Per class, ``reduce`` (the sum) of its readout neurons' ``values`` along the last axis.
+
+    A population readout has ``copies = size // classes`` neurons per class, class-major (neuron
+    ``j`` votes for class ``j // copies``; ``graph.readout["classes"]``); with one neuron per
+    class (``classes`` None or the size) the values are returned as they are."""
+    values = np.asarray(values)
+    size = values.shape[-1]
+    if classes is None or classes == size:
+        return values
+    if classes < 1 or size % classes:
+        raise ValueError(f"{size} readout neurons cannot be split into {classes} classes")
+    return reduce(values.reshape(*values.shape[:-1], classes, size // classes), axis=-1)
+
+
+def readout_decision(counts: np.ndarray, membrane: np.ndarray, classes: int | None = None,
+                     tiebreak: Any = np.sum) -> np.ndarray:
+    """The class with the most spikes (summed over its readout neurons when there are several
+    per class, :func:`class_totals`); among equal counts, the highest ``membrane`` (reduced
+    per class by ``tiebreak``)."""
+    counts = class_totals(counts, classes)
+    membrane = class_totals(membrane, classes, tiebreak)
     top = counts.max(axis=-1, keepdims=True)
     return np.where(counts == top, membrane, -np.inf).argmax(axis=-1)
 
@@ -70,6 +92,12 @@ class Host:
         self.readout = readout.population
         self.readout_mode = readout.mode
         self.theta_out = readout.theta_out
+        self.classes = readout.classes
+
+    def decide(self, counts: np.ndarray, membrane: np.ndarray, tiebreak: Any = np.sum
+               ) -> np.ndarray:
+        """:func:`readout_decision` with this graph's classes."""
+        return readout_decision(counts, membrane, self.classes, tiebreak)
 
     def fold(self, x: Any) -> np.ndarray:
         arr = np.asarray(x, dtype=self.dtype)

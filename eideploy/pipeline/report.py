@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..graph.ir import EIGraph
+from ..graph.readout import readout_copies
 from ..targets.dynapse2.target import Target
 
 if TYPE_CHECKING:  # the compiler is imported when an export runs
@@ -51,7 +52,7 @@ def build_report(graph: EIGraph, compiled: CompiledNetwork, target: Target) -> d
                    "neurons_per_core": target.neurons_per_core,
                    "cam_entries_per_neuron": target.cam_entries_per_neuron,
                    "usable_sram_per_neuron": target.usable_sram, "tags": target.tags},
-        "summary": compiled.summary(),
+        "summary": {**compiled.summary(), "readout_copies": readout_copies(graph)},
         "chips": _chip_records(cores, target),
         "cores": cores,
         "populations": populations,
@@ -187,6 +188,7 @@ def _summary_section(report: dict[str, Any]) -> list[str]:
         ["neurons", s["neurons"], t["chips"] * t["cores_per_chip"] * t["neurons_per_core"]],
         ["cores", s["cores"], t["chips"] * t["cores_per_chip"]],
         ["chips", s["chips"], t["chips"]],
+        ["readout neurons per class (summed)", s.get("readout_copies", 1), None],
         ["synapses (CAM entries)", s["cam"]["entries"], s["cam"]["capacity"]],
         ["dropped synapses (quantized to 0)", s["dropped_synapses"], None],
         ["worst fan-in", f"{worst['entries']} ({worst['population']} neuron {worst['neuron']})",

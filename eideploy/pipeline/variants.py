@@ -19,7 +19,7 @@ import torch
 
 from ..graph import EIGraph
 from ..graph.execute import FloatExecutor
-from ..graph.host import readout_decision
+from ..graph.host import class_totals, readout_decision
 from ..sim.integer import IntegerSimulator
 from ..targets.dynapse2.analog import AnalogSimulator, readout_calibration
 from ..train.trainer import predict_batch
@@ -103,10 +103,10 @@ class GraphVariant:
         ex = self.executor
         logits, states = ex.run(x, return_states=True)
         if ex.readout_mode == "spiking":
-            predictions = readout_decision(states[ex.readout]["counts"],
-                                           states[ex.readout]["membrane"])
+            predictions = ex.host.decide(states[ex.readout]["counts"],
+                                         states[ex.readout]["membrane"])
         else:
-            predictions = logits.argmax(axis=1)
+            predictions = class_totals(logits, ex.host.classes, np.mean).argmax(axis=1)
         return VariantRun(predictions, states, spike_rate_sums(states, self.roles))
 
 
@@ -176,6 +176,7 @@ class AnalogVariant:
                      for p, hz in result.rates.items()}
         calibrated = None
         if self._factors is not None:
-            calibrated = readout_decision(result.counts * self._factors, result.membrane)
+            calibrated = readout_decision(result.counts * self._factors, result.membrane,
+                                          result.classes)
         return VariantRun(np.asarray(result.predictions()), rate_sums=rate_sums,
                           calibrated=calibrated)

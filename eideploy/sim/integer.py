@@ -315,7 +315,7 @@ class SourceOutput:
 
 @dataclass
 class IntegerResult:
-    """The readout's spike ``counts`` and ``membrane`` (B, classes) in integers (membrane in
+    """The readout's spike ``counts`` and ``membrane`` (B, readout neurons) in integers (membrane in
     Q.MEMBRANE_FRAC; for a ``current`` readout, counts are the summed currents in the same
     format and the membrane 0), the ``saturations`` per quantity and the ``peaks``
     (largest magnitude reached) per quantity."""
@@ -325,9 +325,10 @@ class IntegerResult:
     saturations: dict[str, int] = field(default_factory=dict)
     peaks: dict[str, int] = field(default_factory=dict)
     states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    classes: int | None = None  # several readout neurons per class: graph.readout["classes"]
 
     def predictions(self) -> np.ndarray:
-        return readout_decision(self.counts, self.membrane)
+        return readout_decision(self.counts, self.membrane, self.classes)
 
 
 class IntegerSimulator:
@@ -458,7 +459,8 @@ class IntegerSimulator:
                 states[name] = {key: np.concatenate([p[2][name][key] for p in parts],
                                                     axis=1 if value.ndim == 3 else 0)
                                 for key, value in state.items()}
-        return IntegerResult(counts, membrane, tally.saturations, tally.peaks, states)
+        return IntegerResult(counts, membrane, tally.saturations, tally.peaks, states,
+                             self.host.classes)
 
     #: Elements ``T x samples x neurons`` of the widest population per slice of the batch.
     SLICE_ELEMENTS = 1 << 16

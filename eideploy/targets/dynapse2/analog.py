@@ -668,7 +668,7 @@ def _build_network(config: Mapping[str, Any], graph: EIGraph,
 # --------------------------------------------------------------------------- results
 @dataclass
 class AnalogResult:
-    """Spike ``counts`` of the readout neurons (B, classes), their membrane current ``membrane``
+    """Spike ``counts`` of the readout neurons (B, readout neurons), their membrane current ``membrane``
     (A) at the end of the window (the tie-break), the mean firing rate ``rates`` (Hz) of every
     neuron of every population over the window, averaged over the batch, and for sample 0 a
     ``raster``: per population (spike times in s, neuron indices)."""
@@ -678,10 +678,11 @@ class AnalogResult:
     rates: dict[str, np.ndarray]
     window: float
     raster: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    classes: int | None = None  # several readout neurons per class: graph.readout["classes"]
 
     def predictions(self) -> np.ndarray:
         """Classes (B,): the most readout spikes; among equal counts, the higher membrane."""
-        return readout_decision(self.counts, self.membrane)
+        return readout_decision(self.counts, self.membrane, self.classes)
 
 
 @dataclass
@@ -783,7 +784,7 @@ class AnalogSimulator:
                 keep = (neurons >= s.start) & (neurons < s.stop)
                 rast[name] = (times[keep], neurons[keep] - s.start)
         return AnalogResult(np.concatenate(counts).astype(np.int64), np.concatenate(membranes),
-                            rates, self.window, rast)
+                            rates, self.window, rast, self.host.classes)
 
     def predict(self, x: Any) -> np.ndarray:
         return self.run(x).predictions()

@@ -190,10 +190,13 @@ def route(qgraph: QuantizedGraph, placement: Placement, target: Target) -> Routi
     readouts = []
     if readout_pop is not None:
         loc = placement.location[readout].tolist()
+        # several readout neurons per class (graph.readout["classes"]) are class-major
+        classes = graph.readout_settings.classes or readout_pop.size
+        copies = max(readout_pop.size // classes, 1)
         for k, ((chip, core, neuron), tag) in enumerate(
                 zip(loc, pop_tags[readout].tolist(), strict=True)):
-            readouts.append({"class": k, "chip": chip, "core": core, "neuron": neuron,
-                             "tag": tag})
+            readouts.append({"class": k // copies, "chip": chip, "core": core,
+                             "neuron": neuron, "tag": tag})
 
     used = tags[tags >= 0]
     cam_entries = sum(int(t.offsets[-1]) for t in cam.values())

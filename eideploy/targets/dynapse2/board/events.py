@@ -32,7 +32,7 @@ from ..samna import MASK_BITS
 
 __all__ = ["DT_US", "GAP_STEPS", "CONTROL_TAG", "CONTROL_HOP", "InputEvents", "encode_events",
            "Decoded", "decode_counts", "tag_and_time", "chip_positions", "host_hops",
-           "latency_us"]
+           "latency_us", "readout_classes"]
 
 #: One model step (``biases.DT_SECONDS``) in ticks of the FPGA's 1 us clock.
 DT_US = int(round(DT_SECONDS * 1e6))
@@ -237,6 +237,12 @@ def tag_and_time(event: Any) -> tuple[int, int]:
     return int(tag), int(event.timestamp)
 
 
+def readout_classes(config: Mapping[str, Any]) -> int:
+    """The number of classes the host decides between: one more than the largest ``class`` of
+    ``readout_channels`` (several readout neurons, each with its tag, may vote for one)."""
+    return 1 + max((int(r["class"]) for r in config["readout_channels"]), default=-1)
+
+
 def decode_counts(config: Mapping[str, Any], events: Iterable[Any], sent: InputEvents, *,
                   window_us: int | None = None) -> Decoded:
     """Per-sample readout counts of output ``events`` (each with ``tag`` and ``timestamp`` in
@@ -245,7 +251,7 @@ def decode_counts(config: Mapping[str, Any], events: Iterable[Any], sent: InputE
     driven by the last step may leave a little late). Predictions: most spikes, ties to the
     class whose first spike came earliest (``readout_decision``)."""
     readouts = sorted(config["readout_channels"], key=lambda r: int(r["class"]))
-    classes = len(readouts)
+    classes = readout_classes(config)
     class_of = {int(r["tag"]): int(r["class"]) for r in readouts}
     starts = sent.sample_start_us
     batch = starts.size
