@@ -15,7 +15,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -89,11 +89,14 @@ def json_plain(value: Any, digits: int | None = None) -> Any:
 
 
 @contextmanager
-def staged_directory(out_dir: Path, before_replace: Callable[[], None] | None = None
+def staged_directory(out_dir: Path,
+                     before_replace: Callable[[], Iterable[str] | None] | None = None
                      ) -> Iterator[Path]:
     """A hidden directory next to ``out_dir``; renamed onto it when the block succeeds, removed
     (with any parent directories it had to create) when it fails. ``before_replace`` runs just
-    before the rename (a last check of the destination) and may raise to abort."""
+    before the rename (a last check of the destination) and may raise to abort; it may return
+    the names of entries of the existing ``out_dir`` to carry over into the new one (those the
+    new one does not have itself: what a user or another command put there)."""
     created: list[Path] = []
     parent = out_dir.parent
     while not parent.exists():
@@ -103,9 +106,8 @@ def staged_directory(out_dir: Path, before_replace: Callable[[], None] | None = 
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         yield stage
-        if before_replace is not None:
-            before_replace()
-        _replace_dir(stage, out_dir)
+        carry = before_replace() if before_replace is not None else None
+        _replace_dir(stage, out_dir, carry or ())
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         for path in created:  # innermost first
@@ -116,19 +118,35 @@ def staged_directory(out_dir: Path, before_replace: Callable[[], None] | None = 
         raise
 
 
-def _replace_dir(stage: Path, out_dir: Path) -> None:
+def _replace_dir(stage: Path, out_dir: Path, carry: Iterable[str] = ()) -> None:
     """Rename ``stage`` to ``out_dir``; an existing ``out_dir`` is swapped out first and removed
-    only after the new one is in place (and put back if that rename fails)."""
+    only after the new one is in place (and put back if that rename fails). The entries named
+    in ``carry`` move (renamed, not copied) from the old directory into the new one first,
+    unless the new one has an entry of that name; they move back if the swap fails."""
     os.chmod(stage, 0o755)  # mkdtemp makes it 0700; an export is an ordinary directory
     if not out_dir.exists():
         os.replace(stage, out_dir)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    old.rmdir()
-    os.replace(out_dir, old)
+    moved = []
     try:
-        os.replace(stage, out_dir)
+        for name in dict.fromkeys(carry):
+            if Path(name).name != name or name in (".", ".."):
+                continue  # a plain entry name only: nothing outside out_dir moves
+            source, destination = out_dir / name, stage / name
+            if (source.exists() or source.is_symlink()) and not (
+                    destination.exists() or destination.is_symlink()):
+                os.replace(source, destination)
+                moved.append(name)
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        old.rmdir()
+        os.replace(out_dir, old)
+        try:
+            os.replace(stage, out_dir)
+        except BaseException:
+            os.replace(old, out_dir)
+            raise
     except BaseException:
-        os.replace(old, out_dir)
+        for name in moved:  # the stage is removed by the caller: give the entries back first
+            os.replace(stage / name, out_dir / name)
         raise
     shutil.rmtree(old, ignore_errors=True)

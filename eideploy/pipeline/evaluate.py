@@ -10,14 +10,15 @@ from ..graph import EIGraph
 from ..graph.execute import accuracy as graph_accuracy
 from ..train import load_model
 from ..train.trainer import evaluate, resolve_device
-from .simulate import export_data
+from .simulate import DEFAULT_BATCH_SIZE, export_data
 
 __all__ = ["evaluate_model", "evaluate_export"]
 
 
 def evaluate_model(model_path: str | Path, *, data: str | None = None,
-                   data_dir: str | None = None, split: str = "test", batch_size: int = 256,
-                   device: str = "auto") -> tuple[str, dict[str, float]]:
+                   data_dir: str | None = None, split: str = "test",
+                   batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto"
+                   ) -> tuple[str, dict[str, float]]:
     """The data set's name and the model's ``accuracy`` (%) and ``loss`` on its ``split``, as
     training evaluates it (the data set and its directory default to the model's recipe)."""
     dev = resolve_device(device)
@@ -33,7 +34,8 @@ def evaluate_model(model_path: str | Path, *, data: str | None = None,
 
 
 def evaluate_export(out: str | Path, *, data: str | None = None, data_dir: str | None = None,
-                    split: str = "test", batch_size: int = 256) -> tuple[str, dict[str, float]]:
+                    split: str = "test", batch_size: int = DEFAULT_BATCH_SIZE
+                    ) -> tuple[str, dict[str, float]]:
     """The data set's name and the accuracy (%) of the export's ``float`` and ``quantized``
     graphs in the float executor."""
     loaded = export_data(out, data, data_dir, split, quantized=False)

@@ -131,21 +131,27 @@ def _is_export(path: Path) -> bool:
     return isinstance(doc, dict) and doc.get("format") == EXPORT_FORMAT
 
 
-def _check_destination(out_dir: Path, overwrite: bool, protect: tuple[Path, ...] = ()) -> None:
+def _check_destination(out_dir: Path, overwrite: bool, protect: tuple[Path, ...] = ()
+                       ) -> tuple[str, ...]:
     """Refuse, before any work, a destination an export must not replace: a file, a directory
     holding the working directory, the home directory or ``protect`` (the source model), and a
-    non-empty directory that is not an earlier export (unless ``overwrite``)."""
+    non-empty directory that is not an earlier export (unless ``overwrite``).
+
+    Returns the folders of an earlier export that the new one carries over (``validation/``,
+    ``simulation/`` or a user's own: the export writes files and ``quantized/`` only)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir}: exists and is not a directory; give -o a directory path")
     if not out_dir.is_dir():
-        return
+        return ()
     resolved = out_dir.resolve()
     for keep in (Path.cwd().resolve(), Path.home().resolve(), *protect):
         if keep == resolved or resolved in keep.parents:
             raise ExportError(f"{out_dir}: refusing to replace a directory that holds {keep}; "
                               "choose another -o directory")
-    if not any(out_dir.iterdir()) or _is_export(out_dir) or overwrite:
-        return
+    if _is_export(out_dir):
+        return tuple(p.name for p in out_dir.iterdir() if p.is_dir() and not p.is_symlink())
+    if not any(out_dir.iterdir()) or overwrite:
+        return ()
     raise ExportError(f"{out_dir}: exists, is not empty and is not an eideploy export (no "
                       "manifest.json of one); choose another -o directory or pass --overwrite "
                       "to replace it")

@@ -13,13 +13,14 @@ Each returns a typed record; the command line only prints it.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
+from ..atomic import FILE_MODE, atomic_write_bytes, json_plain
 from ..data import load_dataset, to_float
 from ..graph import EIGraph
 from ..sim.integer import IntegerSimulator
@@ -30,11 +31,15 @@ from ..targets.dynapse2.biases import DT_SECONDS
 from ..targets.dynapse2.config import read_config
 from .plots import plot_raster
 
-__all__ = ["ExportData", "export_data", "calibration_inputs",
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_DIVISIONS", "ExportData", "export_data",
+           "calibration_inputs",
            "IntegerMode", "OnnxCheck", "IntegerSimulation", "simulate_integer",
            "AnalogSimulation", "simulate_analog", "bin_spike_times", "write_rasters"]
 
 DEFAULT_DIVISIONS = ("exact", "lut:8", "shift")
+#: Samples per batch of every command that runs a simulator or a model (``--batch-size``): the
+#: analog simulator, the most memory-hungry, runs a 1292-neuron model at this size in a few GB.
+DEFAULT_BATCH_SIZE = 128
 
 
 @dataclass
@@ -99,19 +104,33 @@ class IntegerSimulation:
     rasters: list[Path]
     onnx: list[OnnxCheck] = field(default_factory=list)
 
+    def to_dict(self) -> dict:
+        """The record as plain JSON data (``eideploy simulate --json``)."""
+        doc = json_plain(asdict(self))
+        for entry, mode in zip(doc["modes"], self.modes, strict=True):
+            entry["saturation_events"] = mode.saturation_events
+        return {"backend": "integer", **doc}
+
 
 def simulate_integer(out: str | Path, *, data: str | None = None, data_dir: str | None = None,
                      split: str = "test", divisions: Sequence[str] = DEFAULT_DIVISIONS,
                      raster_dir: str | Path | None = None, onnx: bool = False,
-                     batch_size: int = 256) -> IntegerSimulation:
+                     batch_size: int = DEFAULT_BATCH_SIZE,
+                     log: Callable[[str], None] | None = None) -> IntegerSimulation:
     """The export's quantized graph in the integer simulator, one run per division mode;
     sample 0's spikes per mode in ``raster_dir`` (default ``out/simulation``); with ``onnx``,
-    each mode's network as ``integer-<mode>.onnx`` there, checked against onnxruntime."""
+    each mode's network as ``integer-<mode>.onnx`` there, checked against onnxruntime.
+    ``log`` hears one line per stage (a mode, the rasters, an ONNX check)."""
+    say = log or (lambda message: None)
     loaded = export_data(out, data, data_dir, split, quantized=True)
     graph, x = loaded.graph, loaded.x
     raster_dir = Path(raster_dir) if raster_dir is not None else Path(out) / "simulation"
-    modes = [IntegerMode(m, *integer_accuracy(graph, x, loaded.y, division=m,
-                                              batch_size=batch_size)) for m in divisions]
+    modes = []
+    for m in divisions:
+        say(f"integer simulator, division {m}: {len(x)} samples")
+        modes.append(IntegerMode(m, *integer_accuracy(graph, x, loaded.y, division=m,
+                                                      batch_size=batch_size)))
+    say(f"spike rasters of sample 0 -> {raster_dir}")
     raster = {}
     for mode in divisions:
         states = IntegerSimulator(graph, mode).run(x[:1], return_states=True).states
@@ -121,6 +140,7 @@ def simulate_integer(out: str | Path, *, data: str | None = None, data_dir: str 
     checks = []
     for mode in divisions if onnx else ():
         path = raster_dir / f"integer-{mode.replace(':', '-')}.onnx"
+        say(f"ONNX, division {mode}: {path}, checked against onnxruntime")
         save_onnx(IntegerSimulator(graph, mode), path)
         check = check_against_simulator(graph, x, mode, batch_size=batch_size)
         checks.append(OnnxCheck(mode, path, bool(check["bit_identical"]),
@@ -137,11 +157,19 @@ class AnalogSimulation:
     seed: int = 0
     calibration_samples: int = 0
 
+    def to_dict(self) -> dict:
+        """The record as plain JSON data (``eideploy simulate --json``)."""
+        doc = json_plain(asdict(self))
+        doc["accuracy"].update(calibrated_mean=self.accuracy.calibrated_mean,
+                               calibrated_std=self.accuracy.calibrated_std)
+        return {"backend": "analog", **doc}
+
 
 def simulate_analog(out: str | Path, *, data: str | None = None, data_dir: str | None = None,
                     split: str = "test", mismatch: float = 0.0, trials: int = 1, seed: int = 0,
                     calibrate: int = 0, raster_dir: str | Path | None = None,
-                    batch_size: int = 256, progress: bool = False) -> AnalogSimulation:
+                    batch_size: int = DEFAULT_BATCH_SIZE,
+                    progress: bool = False) -> AnalogSimulation:
     """The export's ``dynapse2.json`` in the analog simulator: accuracy over ``trials``
     mismatch draws (seeds ``seed``, ``seed + 1``, ...), each also scored after a readout
     calibration on ``calibrate`` unlabelled training samples (0: not); sample 0's spikes of the
@@ -193,5 +221,6 @@ def write_rasters(directory: str | Path, raster: Mapping[str, Mapping[str, np.nd
     atomic_write_bytes(directory / "spikes.npz", buffer.getvalue())
     png = directory / "raster.png"
     plot_raster(raster, directory / ".raster.png.partial", title=title)
+    os.chmod(directory / ".raster.png.partial", FILE_MODE)
     (directory / ".raster.png.partial").replace(png)
     return [png, directory / "spikes.npz"]
