@@ -5,6 +5,8 @@ copies' mismatch is independent and averages out; the board's decoder sums a cla
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -55,7 +57,7 @@ def test_replicating_a_replicated_graph_is_refused(float_graph):
 
 
 def test_the_digital_chain_decides_as_with_one_neuron_per_class(quantized_digits, digits_batch):
-    x = digits_batch.numpy()[:64]
+    x = digits_batch.numpy()[:64].reshape(-1, 1, 8, 8)
     integer = IntegerSimulator(quantized_digits).run(x, return_states=True)
     readout = quantized_digits.readout_settings.population
     counts = integer.states[readout]["counts"]
@@ -83,7 +85,7 @@ def test_copies_average_the_chip_s_readout_mismatch(float_graph, dynapse2, digit
                                   p.indices, dict(p.attrs))
                           for p in single.projections]
     single.readout = {**single.readout, "classes": 10}
-    x = digits_batch.numpy()[:48]
+    x = digits_batch.numpy()[:48].reshape(-1, 1, 8, 8)
     errors = []
     for graph in (single, float_graph):
         config = compile_graph(graph, dynapse2, seed=0).config
@@ -109,12 +111,10 @@ def test_the_board_decoder_sums_a_class_s_readout_tags(quantized_digits):
     empty = np.zeros(0, dtype=np.int64)
     sent = InputEvents(*[empty] * 7, sample_start_us=np.array([0, 10_000]), steps=8,
                        dt_us=1000, period_us=10_000)
-    # sample 0: class 3 gets 3 spikes over three copies, class 5 two on one copy
-    events = [{"tag": tags[24], "timestamp": 100}, {"tag": tags[25], "timestamp": 200},
-              {"tag": tags[31], "timestamp": 300}, {"tag": tags[40], "timestamp": 50},
-              {"tag": tags[40], "timestamp": 60},
-              # sample 1: class 9 once
-              {"tag": tags[79], "timestamp": 10_500}]
+    # sample 0: class 3 gets 3 spikes over three copies, class 5 two on one copy; sample 1:
+    # class 9 once
+    events = [SimpleNamespace(tag=tags[k], timestamp=t) for k, t in
+              ((24, 100), (25, 200), (31, 300), (40, 50), (40, 60), (79, 10_500))]
     decoded = decode_counts(config, events, sent)
     assert decoded.counts.shape == (2, 10)
     assert decoded.counts[0, 3] == 3 and decoded.counts[0, 5] == 2 and decoded.counts[1, 9] == 1

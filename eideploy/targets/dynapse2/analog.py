@@ -668,10 +668,10 @@ def _build_network(config: Mapping[str, Any], graph: EIGraph,
 # --------------------------------------------------------------------------- results
 @dataclass
 class AnalogResult:
-    """Spike ``counts`` of the readout neurons (B, readout neurons), their membrane current ``membrane``
-    (A) at the end of the window (the tie-break), the mean firing rate ``rates`` (Hz) of every
-    neuron of every population over the window, averaged over the batch, and for sample 0 a
-    ``raster``: per population (spike times in s, neuron indices)."""
+    """Spike ``counts`` of the readout neurons (B, readout neurons), their membrane current
+    ``membrane`` (A) at the end of the window (the tie-break), the mean firing rate ``rates``
+    (Hz) of every neuron of every population over the window, averaged over the batch, and for
+    sample 0 a ``raster``: per population (spike times in s, neuron indices)."""
 
     counts: np.ndarray
     membrane: np.ndarray
