@@ -5,6 +5,12 @@ Exit codes (DESIGN §4): 0 ok; 1 a validation threshold failed; 2 bad usage or b
 3 missing optional dependency or device. User errors print one paragraph, no traceback
 (``--debug`` shows it).
 
+Command-line habits (README "Command-line habits"): ``--version``, ``-h``/``--help`` on every
+command, ``--install-completion``/``--show-completion``, ``--debug`` anywhere on the line;
+``--json`` prints one JSON document on stdout and everything else on stderr; ``--quiet`` prints
+nothing but errors (and the JSON document). Long work shows one line per stage on stderr (under
+a spinner on a terminal).
+
 This module loads typer and rich only: each command imports the one pipeline module it calls
 when it runs (one import line per command), so that ``--help`` answers at once and
 ``eideploy run`` without samna exits 3 within a second instead of loading torch first.
@@ -12,20 +18,129 @@ when it runs (one import line per command), so that ``--help`` answers at once a
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train deep E-I spiking networks and deploy them to DYNAP-SE2.")
+from . import __version__
+
 console = Console(stderr=True)
 _state = {"debug": False}
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_MISSING = 0, 1, 2, 3
+#: One batch size for every command that runs a model or a simulator
+#: (eideploy.pipeline.simulate.DEFAULT_BATCH_SIZE, not imported: it would load numpy at start).
+DEFAULT_BATCH_SIZE = 128
+
+
+class _Group(TyperGroup):
+    """The command group; ``--debug`` is taken from anywhere on the line (before ``--``), so
+    ``eideploy --debug export ...`` and ``eideploy export ... --debug`` both show tracebacks."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        _state["debug"] = "--debug" in args[:end]
+        args = [a for i, a in enumerate(args) if i >= end or a != "--debug"]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=_Group, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Train deep E-I spiking networks and deploy them to DYNAP-SE2.")
+
+
+class Split(str, Enum):
+    """A data set's split."""
+
+    train = "train"
+    test = "test"
+
+
+class Backend(str, Enum):
+    """The simulator of ``eideploy simulate``."""
+
+    integer = "integer"
+    analog = "analog"
+
+
+class Board(str, Enum):
+    """Where ``eideploy run`` runs an export."""
+
+    dynapse2 = "dynapse2"
+    virtual = "virtual"
+
+
+SPLIT_HELP = "the data set's split: train or test"
+JSON_HELP = "print one JSON document on stdout (everything else goes to stderr)"
+QUIET_HELP = "print no progress and no tables (errors still; the JSON document with --json)"
+BATCH_HELP = "samples per batch (memory against speed; results do not depend on it)"
+SplitOption = Annotated[Split, typer.Option(help=SPLIT_HELP)]
+JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)]
+BatchOption = Annotated[int, typer.Option(min=1, help=BATCH_HELP)]
+
+
+class _Output:
+    """Where a command's words go. Results (lines, tables) on stdout; with ``--json`` one JSON
+    document on stdout and the results on stderr; with ``--quiet`` no results and no progress.
+    Errors always go to stderr (:func:`_fail`)."""
+
+    def __init__(self, as_json: bool = False, quiet: bool = False) -> None:
+        self.as_json, self.quiet = as_json, quiet
+
+    def line(self, text: str) -> None:
+        """A result line (plain text, printed as it is)."""
+        if not self.quiet:
+            print(text, file=sys.stderr if self.as_json else sys.stdout, flush=True)
+
+    def show(self, *objects: Any, **kwargs: Any) -> None:
+        """A table or rich text; at least 110 columns wide when not on a terminal (tables in
+        logs and pipes stay readable); resolved at each print, so test runners capture it."""
+        if self.quiet:
+            return
+        stream = sys.stderr if self.as_json else sys.stdout
+        width = None if stream.isatty() else max(110, Console().width)
+        Console(file=stream, highlight=False, width=width).print(*objects, **kwargs)
+
+    def say(self, message: str) -> None:
+        """A progress line on stderr."""
+        if not self.quiet:
+            console.print(message, highlight=False, markup=False, soft_wrap=True)
+
+    @contextmanager
+    def progress(self, first: str) -> Iterator[Callable[[str], None]]:
+        """Long work: ``first`` and every line the work reports, one per stage, on stderr; on a
+        terminal a spinner under them shows the latest. Yields the function to report with."""
+        if self.quiet:
+            yield lambda message: None
+            return
+        self.say(first)
+        if not console.is_terminal:
+            yield self.say
+            return
+        with console.status(escape(first)) as status:
+            def say(message: str) -> None:
+                self.say(message)
+                status.update(escape(message))
+
+            yield say
+
+    def document(self, doc: Any) -> None:
+        """The one JSON document of ``--json`` on stdout."""
+        if self.as_json:
+            from .atomic import json_plain
+
+            print(json.dumps(json_plain(doc), indent=2), flush=True)
 
 
 class MissingDependency(RuntimeError):
@@ -35,7 +150,8 @@ class MissingDependency(RuntimeError):
 def _fail(exc: BaseException, code: int) -> None:
     if _state["debug"]:
         console.print_exception()
-    console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
+    # escaped: a message such as "pip install 'eideploy[onnx]'" is text, not rich markup
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
 
 
@@ -54,9 +170,26 @@ def _run(fn, *args, **kwargs):
         raise typer.Exit(130) from None
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"eideploy {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
-    _state["debug"] = debug
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="print the version and exit")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="show tracebacks (accepted anywhere on the command line)")] = False,
+) -> None:
+    """Train deep E-I spiking networks and deploy them to DYNAP-SE2.
+
+    Every command takes -h; evaluate, simulate, validate, run, inspect and export take --json
+    (one JSON document on stdout) and --quiet.
+    """
+    _state["debug"] = _state["debug"] or debug
 
 
 @app.command()
@@ -64,31 +197,39 @@ def train(
     recipe: Annotated[Path, typer.Argument(
         help="recipe YAML, or a shipped recipe's name (eideploy models), e.g. digits-mlp")],
     data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
-    out: Annotated[Path | None, typer.Option(help="run directory (default runs/NAME)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="run directory (default runs/NAME)")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="override the recipe's epochs")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "auto",
+    device: Annotated[str, typer.Option(
+        help="compute device: cpu, cuda, cuda:N or auto")] = "auto",
     resume: Annotated[Path | None, typer.Option(help="latest.pt of a run to continue")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     threads: Annotated[int | None, typer.Option(
         min=1, help="torch intra-op threads (default: 1 for small models, else torch's)")] = None,
     overwrite: Annotated[bool, typer.Option(
         help="replace the run already in the run directory (--resume continues it)")] = False,
+    quiet: QuietOption = False,
 ) -> None:
-    """Train a recipe; writes model.pt (best), latest.pt, metrics.csv/json to the run directory."""
+    """Train a recipe; writes model.pt (best), latest.pt, metrics.csv/json to the run directory.
+
+    On a terminal a progress bar shows each epoch; elsewhere (a log, a pipe) one line per epoch.
+    """
     from .pipeline.train import train_and_summarise as train_fn
     from .train import load_recipe
+
+    output = _Output(quiet=quiet)
 
     def go():
         loaded = load_recipe(recipe)
         return train_fn(loaded, out_dir=out, device=device, data_dir=data_dir, epochs=epochs,
-                        resume=resume, progress=progress and sys.stderr.isatty(),
-                        log=lambda m: console.print(m, highlight=False), threads=threads,
-                        overwrite=overwrite)
+                        resume=resume, progress=progress and not quiet and sys.stderr.isatty(),
+                        log=output.say, threads=threads, overwrite=overwrite)
 
     result = _run(go)
     if result is not None:
-        print(f"test accuracy: {result.best_accuracy:.2f}% (best), {result.final_accuracy:.2f}% "
-              f"(final); {result.seconds:.1f} s; model: {result.run_dir / 'model.pt'}")
+        output.line(f"test accuracy: {result.best_accuracy:.2f}% (best), "
+                    f"{result.final_accuracy:.2f}% (final); {result.seconds:.1f} s; model: "
+                    f"{result.run_dir / 'model.pt'}")
 
 
 @app.command()
@@ -97,35 +238,43 @@ def evaluate(
     data: Annotated[str | None, typer.Option(help="data set (default: the model's recipe)")]
     = None,
     data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
-    split: Annotated[str, typer.Option(help="train or test")] = "test",
-    batch_size: Annotated[int, typer.Option(min=1)] = 256,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
+    split: SplitOption = Split.test,
+    batch_size: BatchOption = DEFAULT_BATCH_SIZE,
+    device: Annotated[str, typer.Option(
+        help="compute device: cpu, cuda, cuda:N or auto")] = "auto",
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Accuracy of a trained model, or of an export's float and quantized E-I graphs."""
     from .pipeline.evaluate import evaluate_export, evaluate_model
 
+    output = _Output(as_json, quiet)
+    where = {"command": "evaluate", "path": model, "split": split.value}
     if model.is_dir():
-        name, acc = _run(evaluate_export, model, data=data, data_dir=data_dir, split=split,
+        name, acc = _run(evaluate_export, model, data=data, data_dir=data_dir, split=split.value,
                          batch_size=batch_size)
-        print(f"{model}: {name} {split} accuracy: float graph {acc['float']:.2f}%, quantized "
-              f"graph {acc['quantized']:.2f}% (drop {acc['float'] - acc['quantized']:.2f} "
-              "points)")
+        output.line(f"{model}: {name} {split.value} accuracy: float graph {acc['float']:.2f}%, "
+                    f"quantized graph {acc['quantized']:.2f}% (drop "
+                    f"{acc['float'] - acc['quantized']:.2f} points)")
+        output.document({**where, "kind": "export", "dataset": name, "accuracy": acc})
         return
-    name, metrics = _run(evaluate_model, model, data=data, data_dir=data_dir, split=split,
+    name, metrics = _run(evaluate_model, model, data=data, data_dir=data_dir, split=split.value,
                          batch_size=batch_size, device=device)
-    print(f"{model}: {name} {split} accuracy {metrics['accuracy']:.2f}%, "
-          f"loss {metrics['loss']:.4f}")
+    output.line(f"{model}: {name} {split.value} accuracy {metrics['accuracy']:.2f}%, "
+                f"loss {metrics['loss']:.4f}")
+    output.document({**where, "kind": "model", "dataset": name, **metrics})
 
 
 @app.command()
 def simulate(
-    out: Annotated[Path, typer.Argument(help="an export directory written by 'eideploy export'")],
+    export_dir: Annotated[Path, typer.Argument(
+        metavar="EXPORT_DIR", help="an export directory written by 'eideploy export'")],
     data: Annotated[str | None, typer.Option(help="data set (default: the model's)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
-    split: Annotated[str, typer.Option(help="train or test")] = "test",
-    backend: Annotated[str, typer.Option(
-        help="integer (bit-accurate, docs/integer-semantics.md) or analog "
-             "(DPI neurons with device mismatch, docs/analog-model.md)")] = "integer",
+    split: SplitOption = Split.test,
+    backend: Annotated[Backend, typer.Option(
+        help="integer: bit-accurate (docs/integer-semantics.md); analog: DPI neurons with "
+             "device mismatch (docs/analog-model.md)")] = Backend.integer,
     division: Annotated[list[str] | None, typer.Option(
         help="integer backend: exact, lut:N, lut:N:newton or shift; repeat to compare")] = None,
     mismatch: Annotated[float, typer.Option(
@@ -135,64 +284,76 @@ def simulate(
     calibrate: Annotated[int, typer.Option(
         min=0, help="analog backend: also score each draw after calibrating the readout on "
                     "this many unlabelled training samples (0: off)")] = 0,
-    rasters: Annotated[Path | None, typer.Option(
-        help="directory for the spike rasters of the first sample (default OUT/simulation)")]
-    = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="directory for the spike rasters of the first sample (and the ONNX "
+                            "files; default EXPORT_DIR/simulation)")] = None,
+    rasters: Annotated[Path | None, typer.Option(hidden=True, help="old name of --out")] = None,
     onnx: Annotated[bool, typer.Option(
         "--onnx", help="integer backend: also write each mode's integer network as ONNX "
                        "(integer operators only) and check that onnxruntime reproduces the "
-                       "simulator bit for bit (extra eideploy[onnx])")] = False,
-    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+                       "simulator bit for bit (extra: pip install 'eideploy[onnx]')")] = False,
+    batch_size: BatchOption = DEFAULT_BATCH_SIZE,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Accuracy of the exported network in the integer or analog simulator; writes rasters."""
-    if backend not in ("integer", "analog"):
-        _fail(ValueError(f"--backend {backend!r}: use 'integer' or 'analog'"), EXIT_BAD_INPUT)
     from .pipeline import simulate as sim
 
-    if backend == "analog":
-        analog = _run(sim.simulate_analog, out, data=data, data_dir=data_dir, split=split,
-                      mismatch=mismatch, trials=trials, seed=seed, calibrate=calibrate,
-                      raster_dir=rasters, batch_size=batch_size, progress=True)
-        _print_analog(out, split, analog)
+    output = _Output(as_json, quiet)
+    raster_dir = out if out is not None else rasters
+    where = {"command": "simulate", "export": export_dir, "split": split.value}
+    if backend is Backend.analog:
+        with output.progress(f"analog simulator on {export_dir}: {trials} draw(s)"):
+            analog = _run(sim.simulate_analog, export_dir, data=data, data_dir=data_dir,
+                          split=split.value, mismatch=mismatch, trials=trials, seed=seed,
+                          calibrate=calibrate, raster_dir=raster_dir, batch_size=batch_size,
+                          progress=not quiet)
+        _print_analog(output, export_dir, split.value, analog)
+        output.document({**where, **analog.to_dict()})
         return
-    result = _run(sim.simulate_integer, out, data=data, data_dir=data_dir, split=split,
-                  divisions=division or sim.DEFAULT_DIVISIONS, raster_dir=rasters, onnx=onnx,
-                  batch_size=batch_size)
+    with output.progress(f"integer simulator on {export_dir}") as say:
+        result = _run(sim.simulate_integer, export_dir, data=data, data_dir=data_dir,
+                      split=split.value, divisions=division or sim.DEFAULT_DIVISIONS,
+                      raster_dir=raster_dir, onnx=onnx, batch_size=batch_size, log=say)
     for mode in result.modes:
-        print(f"{out}: {result.dataset} {split} integer simulator, division {mode.division}: "
-              f"accuracy {mode.accuracy:.2f}%, saturation events {mode.saturation_events}")
-    print(f"spike rasters of sample 0: {', '.join(str(p) for p in result.rasters)}")
+        output.line(f"{export_dir}: {result.dataset} {split.value} integer simulator, division "
+                    f"{mode.division}: accuracy {mode.accuracy:.2f}%, saturation events "
+                    f"{mode.saturation_events}")
+    output.line(f"spike rasters of sample 0: {', '.join(str(p) for p in result.rasters)}")
     for check in result.onnx:
         verdict = "bit-identical" if check.bit_identical else "DIFFERENT"
-        print(f"onnxruntime, division {check.division}: {verdict} to the simulator "
-              f"({check.mismatches} of {check.elements} elements differ; model {check.path})")
+        output.line(f"onnxruntime, division {check.division}: {verdict} to the simulator "
+                    f"({check.mismatches} of {check.elements} elements differ; model "
+                    f"{check.path})")
+    output.document({**where, **result.to_dict()})
     if any(not check.bit_identical for check in result.onnx):
         raise typer.Exit(EXIT_FAILED)
 
 
-def _print_analog(out: Path, split: str, analog) -> None:
+def _print_analog(output: _Output, out: Path, split: str, analog) -> None:
     result, trials = analog.accuracy, analog.accuracy.trials
     spread = f" +- {result.std:.2f}" if trials > 1 else ""
-    print(f"{out}: {analog.dataset} {split} analog simulator, mismatch "
-          f"{100 * result.mismatch:g}%, {trials} draw(s) from seed {analog.seed}: accuracy "
-          f"{result.mean:.2f}%{spread} (per draw: "
-          f"{', '.join(f'{a:.2f}' for a in result.per_trial)})")
+    output.line(f"{out}: {analog.dataset} {split} analog simulator, mismatch "
+                f"{100 * result.mismatch:g}%, {trials} draw(s) from seed {analog.seed}: "
+                f"accuracy {result.mean:.2f}%{spread} (per draw: "
+                f"{', '.join(f'{a:.2f}' for a in result.per_trial)})")
     if result.calibrated_per_trial is not None:
-        print(f"  with the readout calibrated on {analog.calibration_samples} unlabelled "
-              f"training samples: {result.calibrated_mean:.2f}%"
-              + (f" +- {result.calibrated_std:.2f}" if trials > 1 else ""))
+        output.line(f"  with the readout calibrated on {analog.calibration_samples} unlabelled "
+                    f"training samples: {result.calibrated_mean:.2f}%"
+                    + (f" +- {result.calibrated_std:.2f}" if trials > 1 else ""))
     if analog.rasters:
-        print(f"spike rasters of sample 0: {', '.join(str(p) for p in analog.rasters)}")
+        output.line(f"spike rasters of sample 0: {', '.join(str(p) for p in analog.rasters)}")
 
 
 @app.command()
 def validate(
     model: Annotated[Path, typer.Argument(help="the trained model.pt")],
-    out: Annotated[Path, typer.Argument(
+    export_dir: Annotated[Path, typer.Argument(
+        metavar="EXPORT_DIR",
         help="its export directory (exported to DYNAP-SE2 first if it does not exist)")],
     data: Annotated[str | None, typer.Option(help="data set (default: the model's)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
-    split: Annotated[str, typer.Option(help="train or test")] = "test",
+    split: SplitOption = Split.test,
     division: Annotated[list[str] | None, typer.Option(
         help="integer division modes to compare (default exact, lut:8, shift)")] = None,
     analog: Annotated[bool, typer.Option(help="include the analog simulator")] = True,
@@ -201,8 +362,11 @@ def validate(
     calibrate: Annotated[int, typer.Option(
         min=0, help="also score the analog draws after calibrating the readout on this many "
                     "unlabelled training samples (0: off)")] = 200,
-    report_dir: Annotated[Path | None, typer.Option(
-        help="where report.json, report.md and the plots go (default OUT/validation)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="where report.json, report.md and the plots go (default "
+                            "EXPORT_DIR/validation)")] = None,
+    report_dir: Annotated[Path | None, typer.Option(hidden=True, help="old name of --out")]
+    = None,
     max_accuracy_drop: Annotated[float | None, typer.Option(
         min=0.0, help="exit 1 when an integer mode loses more than this many points against "
                       "the float model")]
@@ -212,7 +376,9 @@ def validate(
                       "many points against the integer simulator (exact division)")]
     = None,
     limit: Annotated[int | None, typer.Option(min=1, help="use the first N samples only")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    batch_size: BatchOption = DEFAULT_BATCH_SIZE,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Compare float model, float and quantized graphs, integer simulator (each division mode)
     and analog simulator: accuracy, agreement, firing rates, spike-exactness, saturation."""
@@ -221,22 +387,27 @@ def validate(
               EXIT_BAD_INPUT)
     from .pipeline import validate as val
 
-    directory = report_dir if report_dir is not None else out / "validation"
+    output = _Output(as_json, quiet)
+    chosen = out if out is not None else report_dir
+    directory = chosen if chosen is not None else export_dir / "validation"
 
-    def go():
+    def go(say: Callable[[str], None]) -> dict:
         report, arrays = val.validate_export(
-            model, out, data=data, data_dir=data_dir, split=split,
+            model, export_dir, data=data, data_dir=data_dir, split=split.value,
             divisions=division or ("exact", "lut:8", "shift"),
             analog_mismatch=mismatch if analog else None, analog_trials=trials if analog else 0,
             analog_calibration=calibrate, batch_size=batch_size, limit=limit,
-            export_if_missing=True, log=lambda m: console.print(m, highlight=False))
+            export_if_missing=True, log=say)
+        say(f"writing the report and the plots to {directory}")
         val.write_report(report, arrays, directory)
         return report
 
-    report = _run(go)
-    _print_validation(report, f"{out}: {report['data']['dataset']} {split}", val.headline(report))
-    print(f"report: {directory / 'report.md'} (and report.json, rates.png, raster.png, "
-          "divisors.png)")
+    with output.progress("loading the model, the export and the data set") as say:
+        report = _run(go, say)
+    _print_validation(output, report, f"{export_dir}: {report['data']['dataset']} {split.value}",
+                      val.headline(report))
+    output.line(f"report: {directory / 'report.md'} (and report.json, rates.png, raster.png, "
+                "divisors.png)")
     failed = []
     if max_accuracy_drop is not None:
         failed += [("--max-accuracy-drop", max_accuracy_drop, reason)
@@ -245,56 +416,68 @@ def validate(
         failed += [("--max-analog-drop", max_analog_drop, reason)
                    for reason in _run(val.analog_gate, report, max_analog_drop)]
     for option, limit_points, reason in failed:
-        console.print(f"[bold red]accuracy drop above {option} {limit_points:g}:[/] {reason}",
-                      highlight=False, soft_wrap=True)
+        console.print(f"[bold red]accuracy drop above {option} {limit_points:g}:[/] "
+                      f"{escape(reason)}", highlight=False, soft_wrap=True)
+    output.document({"command": "validate", "export": export_dir, "report_dir": directory,
+                     "gates_failed": [{"option": option, "limit": limit_points, "reason": reason}
+                                      for option, limit_points, reason in failed],
+                     "report": report})
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
 
-def _print_validation(report: dict, title: str, headline: list) -> None:
+def _print_validation(output: _Output, report: dict, title: str, headline: list) -> None:
     """The headline (float, integer, analog side by side), every variant, spike-exactness."""
-    table = Table(title=f"validation of {title}, {report['data']['samples']} samples")
+    table = Table(title=escape(f"validation of {title}, {report['data']['samples']} samples"))
     for column in ("stage", "accuracy %", "drop (points)"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for row in headline:
         table.add_row(row.label, row.accuracy, row.drop)
-    _stdout.print(table)
+    output.show(table)
     table = Table(title="every variant")
     for column in ("variant", "accuracy %", "agrees with float %", "saturation events"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for variant, entry in report["variants"].items():
         table.add_row(variant, f"{entry['accuracy']:.2f}", f"{entry['agreement_with_float']:.2f}",
                       str(entry.get("saturation_events", "")))
-    _stdout.print(table)
+    output.show(table)
     for pop, exact in report["spike_exact"].items():
-        print(f"{pop}: {100 * exact['steps']:.2f}% of time steps spike-exact between the "
-              f"quantized graph and integer exact ({100 * exact['spikes']:.3f}% of spikes)")
+        output.line(f"{pop}: {100 * exact['steps']:.2f}% of time steps spike-exact between the "
+                    f"quantized graph and integer exact ({100 * exact['spikes']:.3f}% of "
+                    "spikes)")
 
 
 @app.command("run")
 def run_command(
-    out: Annotated[Path, typer.Argument(help="an export directory written by 'eideploy export'")],
-    device: Annotated[str, typer.Option(help="dynapse2 (a board through the vendor's samna) or "
-                                             "virtual (the virtual board)")] = "dynapse2",
+    export_dir: Annotated[Path, typer.Argument(
+        metavar="EXPORT_DIR", help="an export directory written by 'eideploy export'")],
+    board: Annotated[str, typer.Option(
+        metavar="[dynapse2|virtual]",
+        help="dynapse2: a board through the vendor's samna; virtual: the virtual board, which "
+             "routes every spike from the applied configuration alone")] = Board.dynapse2.value,
+    device: Annotated[str | None, typer.Option(hidden=True, help="old name of --board")] = None,
     data: Annotated[str | None, typer.Option(help="data set (default: the model's)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
-    split: Annotated[str, typer.Option(help="train or test")] = "test",
-    board: Annotated[int, typer.Option(min=0, help="which connected board")] = 0,
+    split: SplitOption = Split.test,
+    board_index: Annotated[int, typer.Option(min=0, help="which connected board")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="use the first N samples only")] = None,
     check: Annotated[bool, typer.Option("--check", help="echo test instead of a run: each input "
                                         "channel driven alone must make a first-layer neuron "
                                         "it reaches spike")] = False,
     monitor: Annotated[bool, typer.Option("--monitor", help="record the hidden populations' "
                                           "spikes too (their rates are reported)")] = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Run the exported network on a DYNAP-SE2 board through the vendor's samna, or on the
-    virtual board (--device virtual), which computes from the applied configuration alone."""
-    if device not in ("dynapse2", "virtual"):
-        _fail(ValueError(f"--device {device!r}: one of dynapse2 (a board), virtual"),
-              EXIT_BAD_INPUT)
+    virtual board (--board virtual), which computes from the applied configuration alone."""
+    kind = _board_kind(board, device)
+    if kind.isdigit():  # the old spelling of --board-index: --board N
+        kind, board_index = Board.dynapse2.value, int(kind)
     from .targets.dynapse2.board.discovery import BoardError, BoardUnavailable, check_board
 
-    virtual = device == "virtual"
+    output = _Output(as_json, quiet)
+    virtual = kind == Board.virtual.value
     if not virtual:
         try:
             check_board()  # before any data is read: no samna or no board answers in under 1 s
@@ -302,46 +485,73 @@ def run_command(
             _fail(exc, EXIT_MISSING)
     from .targets.dynapse2.board.runner import echo_check, run_on_board
     where = "the virtual DYNAP-SE2 board" if virtual else "the DYNAP-SE2 board"
+    doc: dict[str, Any] = {"command": "run", "export": export_dir, "board": kind,
+                           "board_index": board_index}
 
     def on_board(fn, *args, **kwargs):
         try:
-            return fn(*args, board_index=board, virtual=virtual, **kwargs)
+            return fn(*args, board_index=board_index, virtual=virtual, **kwargs)
         except BoardError as exc:  # no board, or it stopped answering: a device problem
             raise MissingDependency(str(exc)) from None
 
     if check:
-        echo = _run(on_board, echo_check, out)
-        print(f"{out}: echo test on {where}: {echo.channels - len(echo.silent)}/{echo.channels} "
-              f"input channels made a first-layer neuron they reach spike "
-              f"({echo.unexpected} spikes from neurons a channel does not reach, "
-              f"{echo.seconds:.1f} s)")
+        with output.progress(f"echo test of {export_dir} on {where}"):
+            echo = _run(on_board, echo_check, export_dir)
+        output.line(f"{export_dir}: echo test on {where}: "
+                    f"{echo.channels - len(echo.silent)}/{echo.channels} input channels made a "
+                    f"first-layer neuron they reach spike ({echo.unexpected} spikes from neurons "
+                    f"a channel does not reach, {echo.seconds:.1f} s)")
         if echo.silent:
-            print(f"  silent channels: {', '.join(map(str, echo.silent))}")
+            output.line(f"  silent channels: {', '.join(map(str, echo.silent))}")
+        output.document({**doc, "check": {
+            "ok": echo.ok, "channels": echo.channels, "silent": echo.silent,
+            "unexpected": echo.unexpected, "seconds": echo.seconds}})
         raise typer.Exit(EXIT_OK if echo.ok else EXIT_FAILED)
 
     def go():
-        graph, x, y, name = _export_data(out, data, data_dir, split, quantized=True)
+        graph, x, y, name = _export_data(export_dir, data, data_dir, split.value,
+                                         quantized=True)
         if limit is not None:
             x, y = x[:limit], y[:limit]
         hidden = [p.name for p in graph.populations if p.role not in ("input", "readout")]
-        return name, on_board(run_on_board, out, x, y, progress=True,
+        return name, on_board(run_on_board, export_dir, x, y, progress=not quiet,
                               monitor=hidden if monitor else ())
 
-    name, result = _run(go)
-    print(f"{out}: {name} {split} on {where}: accuracy {result.accuracy:.2f}% "
-          f"({len(result.predictions)} samples, {result.events_sent} input events, "
-          f"{result.events_received} output events, {result.seconds:.1f} s)")
+    with output.progress(f"running {export_dir} on {where}"):
+        name, result = _run(go)
+    output.line(f"{export_dir}: {name} {split.value} on {where}: accuracy "
+                f"{result.accuracy:.2f}% ({len(result.predictions)} samples, "
+                f"{result.events_sent} input events, {result.events_received} output events, "
+                f"{result.seconds:.1f} s)")
     for pop, rate in (result.rates or {}).items():
-        print(f"  {pop}: mean rate {float(rate):.1f} Hz")
+        output.line(f"  {pop}: mean rate {float(rate):.1f} Hz")
     if result.routing is not None:
         r = result.routing
-        print(f"  routing: {r['host_events']} host events, {r['spikes']} spikes, "
-              f"{r['deliveries']} core deliveries, {r['to_host']} events to the host; "
-              f"unrouted {r['unrouted']} (off the board {r['off_board']}, tag matching no CAM "
-              f"entry {r['unmatched']}), tag collisions {r['tag_collisions']}, spikes without "
-              f"a destination {r['no_destination']}, late host events {r['late_host_events']}")
+        output.line(f"  routing: {r['host_events']} host events, {r['spikes']} spikes, "
+                    f"{r['deliveries']} core deliveries, {r['to_host']} events to the host; "
+                    f"unrouted {r['unrouted']} (off the board {r['off_board']}, tag matching "
+                    f"no CAM entry {r['unmatched']}), tag collisions {r['tag_collisions']}, "
+                    f"spikes without a destination {r['no_destination']}, late host events "
+                    f"{r['late_host_events']}")
     for note in result.notes:
-        print(f"  note: {note}")
+        output.line(f"  note: {note}")
+    output.document({**doc, "dataset": name, "split": split.value,
+                     "accuracy": result.accuracy, "samples": len(result.predictions),
+                     "predictions": result.predictions, "events_sent": result.events_sent,
+                     "events_received": result.events_received,
+                     "ignored_events": result.ignored_events, "seconds": result.seconds,
+                     "rates": result.rates, "routing": result.routing, "notes": result.notes})
+
+
+def _board_kind(board: str, device: str | None) -> str:
+    """``--board`` (or its old name ``--device``): a :class:`Board` name, or digits (the old
+    spelling of ``--board-index``); anything else is bad usage (exit 2)."""
+    kind = device if device is not None else board
+    if kind.isdigit() or kind in {b.value for b in Board}:
+        return kind
+    _fail(ValueError(f"--board {kind!r}: one of {', '.join(b.value for b in Board)} "
+                     "(dynapse2: a board, virtual: the virtual board)"), EXIT_BAD_INPUT)
+    raise AssertionError("unreachable")
 
 
 def _export_data(out: Path, data: str | None, data_dir: str | None, split: str,
@@ -354,22 +564,10 @@ def _export_data(out: Path, data: str | None, data_dir: str | None, split: str,
     return loaded.graph, loaded.x, loaded.y, loaded.dataset
 
 
-class _Stdout:
-    """Results go to stdout, at least 110 columns wide when it is not a terminal (tables in
-    logs and pipes stay readable); resolved at each print, so test runners capture it."""
-
-    def print(self, *objects, **kwargs) -> None:
-        width = None if sys.stdout.isatty() else max(110, Console().width)
-        Console(highlight=False, width=width).print(*objects, **kwargs)
-
-
-_stdout = _Stdout()
-
-
 def _print_does_not_fit(exc: BaseException, model: Path) -> None:
     """Exit 1: the network is valid but does not fit the board; show every violation."""
     report = getattr(exc, "report", None)
-    console.print(f"[bold red]does not fit:[/] {model}", highlight=False)
+    console.print(f"[bold red]does not fit:[/] {escape(str(model))}", highlight=False)
     text = report.format(max_per_rule=1_000_000) if report is not None else str(exc)
     console.print(text, soft_wrap=True, highlight=False, markup=False)
     raise typer.Exit(EXIT_FAILED)
@@ -390,6 +588,8 @@ def export_command(
         min=1, max=64, help="readout neurons per class, decided by their summed spikes: the "
         "chip's mismatch averages over them (default: 8 where the readout layer still fits "
         "one core, else 1)")] = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Compile a model for a neuromorphic target and write an export directory.
 
@@ -398,20 +598,26 @@ def export_command(
     """
     from .pipeline import export as exp
 
-    def go():
+    output = _Output(as_json, quiet)
+
+    def go(say: Callable[[str], None]):
         try:
             return exp.export_model(model, out, target=target, seed=seed, chips=chips,
-                                    overwrite=overwrite, readout_copies=readout_copies)
+                                    overwrite=overwrite, readout_copies=readout_copies, log=say)
         except (exp.DoesNotFit, exp.MappingError) as exc:
             _print_does_not_fit(exc, model)
 
-    result = _run(go)
-    _stdout.print(_export_table(result.summary(), result.report["target"], result.graph.name))
-    _stdout.print(f"wrote {len(result.files) + 1} files to {result.out_dir}", soft_wrap=True)
+    with output.progress(f"exporting {model} for {target}: loading, lowering, checking the "
+                         "design rules, placing, quantizing, routing") as say:
+        result = _run(go, say)
+    output.show(_export_table(result.summary(), result.report["target"], result.graph.name))
+    output.line(f"wrote {len(result.files) + 1} files to {result.out_dir}")
+    output.document({"command": "export", "model": model, "out_dir": result.out_dir,
+                     "files": ["manifest.json", *result.files], "summary": result.summary()})
 
 
 def _export_table(s: dict, target: dict, graph: str) -> Table:
-    table = Table(title=f"{graph} on {target['name']} ({target['chips']} chip(s))")
+    table = Table(title=escape(f"{graph} on {target['name']} ({target['chips']} chip(s))"))
     table.add_column("quantity")
     table.add_column("used", justify="right")
     table.add_column("limit", justify="right")
@@ -444,31 +650,36 @@ def inspect_command(
     path: Annotated[Path, typer.Argument(help="a model.pt, or an export directory")],
     target: Annotated[str, typer.Option(help="target to check a model against")] = "dynapse2",
     chips: Annotated[int | None, typer.Option(min=1, help="chips on the board")] = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Describe a model (architecture, layers, metrics, fit to a target) or an export."""
     from .pipeline import export as exp
 
+    output = _Output(as_json, quiet)
     if path.is_dir():
         manifest, report, state = _run(exp.read_export, path)
-        _print_export(path, manifest, report, state)
+        _print_export(output, path, manifest, report, state)
+        output.document({"command": "inspect", "kind": "export", "path": path,
+                         "manifest": manifest, "report": report, "files": state})
     else:
         # a few element-wise checks: torch's threads would only add start-up and contention
         overview = _run(exp.model_overview, path, target=target, chips=chips, threads=1)
-        _print_model(overview)
+        _print_model(output, overview)
+        output.document({"command": "inspect", "kind": "model", **overview})
 
 
-def _print_model(o: dict) -> None:
+def _print_model(output: _Output, o: dict) -> None:
     args = ", ".join(f"{k}={v}" for k, v in o["arguments"].items())
-    _stdout.print(f"[bold]{o['file']}[/]  sha256 {o['sha256'][:16]}...", soft_wrap=True)
-    _stdout.print(f"architecture: {o['architecture']}({args})", soft_wrap=True)
-    _stdout.print(f"input {tuple(o['in_shape'])}, {o['classes']} classes, T = {o['T']}, "
-                  f"{o['parameters']:,} parameters" +
-                  (f", recipe {o['recipe']}" if o["recipe"] else ""), soft_wrap=True)
+    output.line(f"{o['file']}  sha256 {o['sha256'][:16]}...")
+    output.line(f"architecture: {o['architecture']}({args})")
+    output.line(f"input {tuple(o['in_shape'])}, {o['classes']} classes, T = {o['T']}, "
+                f"{o['parameters']:,} parameters" +
+                (f", recipe {o['recipe']}" if o["recipe"] else ""))
     if o["options"]:
-        _stdout.print("options: " + ", ".join(f"{k}={v}" for k, v in o["options"].items()),
-                      soft_wrap=True)
+        output.line("options: " + ", ".join(f"{k}={v}" for k, v in o["options"].items()))
     has_drc = o["drc"] is not None
-    table = Table(title="layers" + (f" (fit to {o['target']})" if has_drc else ""))
+    table = Table(title="layers" + (escape(f" (fit to {o['target']})") if has_drc else ""))
     for column in ("layer", "type", "inputs", "E", "I", "params"):
         table.add_column(column, justify="left" if column in ("layer", "type") else "right")
     if has_drc:
@@ -476,7 +687,7 @@ def _print_model(o: dict) -> None:
         for column in ("neurons", "cores", f"worst fan-in (<= {limits['cam_entries']})"):
             table.add_column(column, justify="right")
     for layer in o["layers"]:
-        row = [layer["layer"], layer["type"], str(layer["inputs"]), str(layer["n_e"]),
+        row = [escape(layer["layer"]), layer["type"], str(layer["inputs"]), str(layer["n_e"]),
                str(layer["n_i"]), f"{layer['parameters']:,}"]
         if has_drc:
             fan = layer.get("fan_in_max", -1)
@@ -484,37 +695,34 @@ def _print_model(o: dict) -> None:
             row += [str(layer.get("neurons", "-")), str(layer.get("cores", "-")),
                     f"[red]{fan}[/]" if over else str(fan)]
         table.add_row(*row)
-    _stdout.print(table)
+    output.show(table)
     if o["metrics"]:
-        _stdout.print("training metrics: " + ", ".join(
+        output.line("training metrics: " + ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in o["metrics"].items() if not isinstance(v, (list, dict))),
-            soft_wrap=True)
+            for k, v in o["metrics"].items() if not isinstance(v, (list, dict))))
     if not has_drc:
-        _stdout.print(f"{o['target']}: no design-rule check: {o['drc_error']}", soft_wrap=True)
+        output.line(f"{o['target']}: no design-rule check: {o['drc_error']}")
         return
     s = o["drc"]["summary"]
     verdict = "fits" if o["drc"]["ok"] else "does NOT fit"
-    _stdout.print(f"{o['target']}: {verdict}: {s['neurons']} neurons in {s['cores']} cores on "
-                  f"{s['chips']} chip(s); the board has {s['limits']['neurons']} neurons in "
-                  f"{s['limits']['cores']} cores on {s['limits']['chips']} chip(s)",
-                  soft_wrap=True)
+    output.line(f"{o['target']}: {verdict}: {s['neurons']} neurons in {s['cores']} cores on "
+                f"{s['chips']} chip(s); the board has {s['limits']['neurons']} neurons in "
+                f"{s['limits']['cores']} cores on {s['limits']['chips']} chip(s)")
     if not o["drc"]["ok"]:
-        _stdout.print("violations by rule: " + ", ".join(
+        output.line("violations by rule: " + ", ".join(
             f"{rule} {n}" for rule, n in o["drc"]["violations"].items()) +
-            " (eideploy export prints them all)", soft_wrap=True)
+            " (eideploy export prints them all)")
 
 
-def _print_export(path: Path, manifest: dict, report: dict | None, state: dict) -> None:
+def _print_export(output: _Output, path: Path, manifest: dict, report: dict | None,
+                  state: dict) -> None:
     src, tgt, versions = manifest["source"], manifest["target"], manifest["versions"]
-    _stdout.print(f"[bold]{path}[/]: eideploy export (format {manifest['format_version']}) of "
-                  f"graph {manifest['graph']!r} for {tgt['name']} ({tgt['chips']} chip(s)), "
-                  f"seed {manifest['seed']}", soft_wrap=True)
+    output.line(f"{path}: eideploy export (format {manifest['format_version']}) of "
+                f"graph {manifest['graph']!r} for {tgt['name']} ({tgt['chips']} chip(s)), "
+                f"seed {manifest['seed']}")
     what = src.get("file") or src.get("name")
-    _stdout.print(f"source: {src['kind']} {what} sha256 {src['sha256'][:16]}...",
-                  soft_wrap=True)
-    _stdout.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
-                  soft_wrap=True)
+    output.line(f"source: {src['kind']} {what} sha256 {src['sha256'][:16]}...")
+    output.line("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v))
     files = Table(title="files")
     files.add_column("file")
     files.add_column("bytes", justify="right")
@@ -522,11 +730,11 @@ def _print_export(path: Path, manifest: dict, report: dict | None, state: dict) 
     files.add_column("state")
     for entry in manifest["files"]:
         st = state.get(entry["path"], "?")
-        files.add_row(entry["path"], f"{entry['bytes']:,}", entry["sha256"][:16] + "...",
-                      st if st == "ok" else f"[red]{st}[/]")
-    _stdout.print(files)
+        files.add_row(escape(entry["path"]), f"{entry['bytes']:,}",
+                      entry["sha256"][:16] + "...", st if st == "ok" else f"[red]{escape(st)}[/]")
+    output.show(files)
     if report is not None:
-        _stdout.print(_export_table(report["summary"], report["target"], manifest["graph"]))
+        output.show(_export_table(report["summary"], report["target"], manifest["graph"]))
         chips = Table(title="chips")
         for column in ("chip", "cores used", "neurons", "CAM entries", "SRAM entries"):
             chips.add_column(column, justify="right")
@@ -534,11 +742,11 @@ def _print_export(path: Path, manifest: dict, report: dict | None, state: dict) 
             chips.add_row(str(c["chip"]), f"{c['cores_used']}/{c['cores']}",
                           f"{c['neurons']}/{c['neurons_capacity']}", str(c["cam_entries"]),
                           str(c["sram_entries"]))
-        _stdout.print(chips)
+        output.show(chips)
     bad = [p for p, st in state.items() if st != "ok"]
     if bad:
         console.print(f"[bold red]warning:[/] {len(bad)} file(s) differ from the manifest: "
-                      f"{', '.join(bad)}", highlight=False)
+                      f"{escape(', '.join(bad))}", highlight=False)
 
 
 @app.command("models")
