@@ -27,6 +27,8 @@ __all__ = ["atomic_write", "atomic_write_bytes", "staged_directory", "sha256_fil
 
 #: Permissions of every file eideploy writes (``mkstemp`` alone would make them 0600).
 FILE_MODE = 0o644
+#: Permissions of every directory eideploy publishes with :func:`staged_directory`.
+DIR_MODE = 0o755
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None],
@@ -123,7 +125,11 @@ def _replace_dir(stage: Path, out_dir: Path, carry: Iterable[str] = ()) -> None:
     only after the new one is in place (and put back if that rename fails). The entries named
     in ``carry`` move (renamed, not copied) from the old directory into the new one first,
     unless the new one has an entry of that name; they move back if the swap fails."""
-    os.chmod(stage, 0o755)  # mkdtemp makes it 0700; an export is an ordinary directory
+    # mkdtemp makes the stage 0700 and a plain open() follows the umask: what eideploy
+    # publishes is ordinary (before any carried entry joins, whose modes are the user's)
+    for path in [stage, *stage.rglob("*")]:
+        if not path.is_symlink():
+            os.chmod(path, DIR_MODE if path.is_dir() else FILE_MODE)
     if not out_dir.exists():
         os.replace(stage, out_dir)
         return
