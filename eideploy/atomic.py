@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import IO, Any
 import numpy as np
 
 __all__ = ["atomic_write", "atomic_write_bytes", "staged_directory", "sha256_file", "json_plain",
-           "FILE_MODE"]
+           "FILE_MODE", "is_staging_name", "remove_stale_stages"]
 
 #: Permissions of every file eideploy writes (``mkstemp`` alone would make them 0600).
 FILE_MODE = 0o644
@@ -90,6 +92,64 @@ def json_plain(value: Any, digits: int | None = None) -> Any:
     return value
 
 
+#: ``.NAME.partial-PID-XXXX`` (a directory being written) and ``.NAME.old-PID-XXXX`` (the one it
+#: replaces, for an instant); names without the PID were written by earlier versions.
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?:(?P<pid>\d+)-)?[A-Za-z0-9_]+$")
+#: A staging directory without a PID in its name is stale once untouched this long (seconds).
+LEGACY_STALE_S = 600.0
+
+
+def is_staging_name(name: str) -> bool:
+    """Whether ``name`` is that of a staging directory of :func:`staged_directory` (an export
+    interrupted while it was written, never a finished one)."""
+    return _STAGING.match(name) is not None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid > 0  # a process of another user holds it (or a PID no system has)
+    return True
+
+
+def remove_stale_stages(out_dir: Path) -> list[Path]:
+    """Remove the staging directories of ``out_dir`` that a killed process left next to it:
+    those whose PID names no running process (or, without a PID, untouched for
+    :data:`LEGACY_STALE_S`). A live export's stage is left alone. Returns what was removed."""
+    parent = out_dir.parent
+    removed = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _STAGING.match(entry.name)
+        if match is None or match["name"] != out_dir.name:
+            continue
+        if match["pid"] is not None:
+            stale = not _alive(int(match["pid"]))
+        else:
+            try:
+                stale = time.time() - entry.lstat().st_mtime > LEGACY_STALE_S
+            except OSError:
+                continue
+        if not stale:
+            continue
+        if entry.is_symlink() or not entry.is_dir():
+            entry.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _stage_prefix(out_dir: Path, kind: str) -> str:
+    return f".{out_dir.name}.{kind}-{os.getpid()}-"
+
+
 @contextmanager
 def staged_directory(out_dir: Path,
                      before_replace: Callable[[], Iterable[str] | None] | None = None
@@ -98,14 +158,19 @@ def staged_directory(out_dir: Path,
     (with any parent directories it had to create) when it fails. ``before_replace`` runs just
     before the rename (a last check of the destination) and may raise to abort; it may return
     the names of entries of the existing ``out_dir`` to carry over into the new one (those the
-    new one does not have itself: what a user or another command put there)."""
+    new one does not have itself: what a user or another command put there).
+
+    Stages that a killed process left for the same ``out_dir`` are removed first
+    (:func:`remove_stale_stages`): a signal that cannot be caught (SIGKILL) leaves one behind,
+    and only the next export to the same place can clean it."""
     created: list[Path] = []
     parent = out_dir.parent
     while not parent.exists():
         created.append(parent)
         parent = parent.parent
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    remove_stale_stages(out_dir)
+    stage = Path(tempfile.mkdtemp(prefix=_stage_prefix(out_dir, "partial"), dir=out_dir.parent))
     try:
         yield stage
         carry = before_replace() if before_replace is not None else None
@@ -143,7 +208,7 @@ def _replace_dir(stage: Path, out_dir: Path, carry: Iterable[str] = ()) -> None:
                     destination.exists() or destination.is_symlink()):
                 os.replace(source, destination)
                 moved.append(name)
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        old = Path(tempfile.mkdtemp(prefix=_stage_prefix(out_dir, "old"), dir=out_dir.parent))
         old.rmdir()
         os.replace(out_dir, old)
         try:
