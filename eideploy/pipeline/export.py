@@ -29,10 +29,13 @@ metadata, and no clock or path anywhere.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import math
 import os
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -43,10 +46,20 @@ import numpy as np
 
 from .. import __version__
 from ..atomic import json_plain, sha256_file, staged_directory
+from ..exportdir import (
+    EXPORT_FILES,
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
+    MAX_EXPORT_FILE_BYTES,
+    ExportDirError,
+    read_manifest,
+    verify_export,
+)
 from ..graph.ir import EIGraph
 from ..graph.readout import readout_copies, replicate_readout
+from ..safefile import MAX_JSON_BYTES, UnsafeFileError, check_regular, load_json, printable
 from ..targets.dynapse2.compile import CompiledNetwork, DoesNotFit, compile_graph
-from ..targets.dynapse2.config import write_config
+from ..targets.dynapse2.config import config_to_graph, read_config, write_config
 from ..targets.dynapse2.place import MappingError
 from ..targets.dynapse2.plot import plot_mapping
 from ..targets.dynapse2.samna import samna_json
@@ -59,14 +72,10 @@ from .report import REPORT_SCHEMA_VERSION, build_report, report_markdown
 __all__ = ["EXPORT_FORMAT", "EXPORT_FORMAT_VERSION", "REPORT_SCHEMA_VERSION", "EXPORT_FILES",
            "ExportError", "ExportResult", "DoesNotFit", "MappingError", "export_model",
            "export_graph", "resolve_target", "DEFAULT_READOUT_COPIES", "default_readout_copies",
-           "read_export", "build_report", "report_markdown", "model_overview", "dumps_json",
+           "read_export", "load_export", "ExportDirectory", "export_graph_of", "build_report",
+           "report_markdown", "model_overview", "dumps_json",
            "sha256_file"]
 
-EXPORT_FORMAT = "eideploy-export"
-EXPORT_FORMAT_VERSION = 1
-#: Every file of an export directory, in the order the manifest lists them.
-EXPORT_FILES = ("graph.json", "weights.npz", "quantized/graph.json", "quantized/weights.npz",
-                "dynapse2.json", "samna.json", "report.json", "report.md", "mapping.png")
 #: Significant digits of the floats in report.json: readable, and blind to last-bit noise.
 FLOAT_DIGITS = 6
 
@@ -124,8 +133,10 @@ def _target_record(target: Target) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- the output dir
 def _is_export(path: Path) -> bool:
+    """Whether ``path`` holds an export's manifest (a FIFO, a device or a link out of the
+    directory named manifest.json is not one, and is never opened)."""
     try:
-        doc = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        doc = load_json(path / "manifest.json", MAX_JSON_BYTES, within=path)
     except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and doc.get("format") == EXPORT_FORMAT
@@ -303,33 +314,271 @@ def write_export(directory: Path, graph: EIGraph, compiled: CompiledNetwork, tar
 
 
 # --------------------------------------------------------------------------- reading back
+#: The largest array an export's npz may hold, in elements (a full board's weights are ~10^6).
+MAX_ARRAY_ELEMENTS = 1 << 26
+_NPZ_FIX = "export the model again ('eideploy export MODEL -o DIR --overwrite')"
+
+
+def _npz_arrays(path: Path, out_dir: Path) -> dict[str, np.ndarray]:
+    """The arrays of an export's ``weights.npz``: a zip of ``.npy`` members (CRC checked), each
+    a numeric array (bool, integer or real; never objects) of at most
+    :data:`MAX_ARRAY_ELEMENTS` elements, its header read before its data is allocated."""
+    where = printable(path)
+    check_regular(path, MAX_EXPORT_FILE_BYTES, within=out_dir)
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if len(members) > 4096:
+                raise ExportError(f"{where}: {len(members)} arrays; {_NPZ_FIX}")
+            for member in members:
+                name = member.filename
+                if not name.endswith(".npy") or member.file_size > 8 * MAX_ARRAY_ELEMENTS + 4096:
+                    raise ExportError(f"{where}: member {printable(name, 80)} is not a bounded "
+                                      f".npy array; {_NPZ_FIX}")
+                data = archive.read(member)  # checks the member's CRC
+                buffer = io.BytesIO(data)
+                version = np.lib.format.read_magic(buffer)
+                header = {(1, 0): np.lib.format.read_array_header_1_0,
+                          (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if header is None:
+                    raise ValueError(f"npy format version {version}")
+                shape, _, dtype = header(buffer)
+                key = printable(name[:-4], 80)
+                if dtype.hasobject or dtype.kind not in "biuf":
+                    raise ExportError(f"{where}: array {key} has dtype {dtype}; an export holds "
+                                      f"only numeric arrays; {_NPZ_FIX}")
+                if math.prod(shape) > MAX_ARRAY_ELEMENTS:
+                    raise ExportError(f"{where}: array {key} declares {math.prod(shape)} "
+                                      f"elements, over {MAX_ARRAY_ELEMENTS}; {_NPZ_FIX}")
+                buffer.seek(0)
+                arrays[name[:-4]] = np.lib.format.read_array(buffer, allow_pickle=False)
+    except ExportError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError,
+            NotImplementedError, RuntimeError) as exc:
+        raise ExportError(f"{where}: cannot be read as an npz archive of arrays "
+                          f"({printable(exc, 120)}); {_NPZ_FIX}") from None
+    return arrays
+
+
+def _check_arrays(graph: EIGraph, source: str) -> None:
+    """What ``EIGraph.validate`` leaves to the executors: every population array finite with
+    one value per neuron (or one in all), every dense weight matrix (target, source), every
+    sparse index inside its populations."""
+    sizes = {p.name: p.size for p in graph.populations}
+    for pop in graph.populations:
+        for key, value in pop.arrays.items():
+            value = np.asarray(value)
+            if value.dtype.kind not in "biuf" or not np.all(np.isfinite(value)):
+                raise ExportError(f"{source}: array {pop.name}/{key} holds NaN, infinite or "
+                                  f"non-numeric values; {_NPZ_FIX}")
+            if value.size not in (1, pop.size) and pop.size % max(value.size, 1):
+                raise ExportError(f"{source}: array {pop.name}/{key} has {value.size} values "
+                                  f"for {pop.size} neurons; {_NPZ_FIX}")
+    for proj in graph.projections:
+        weight = np.asarray(proj.weight)
+        if weight.dtype.kind != "f":
+            raise ExportError(f"{source}: projection {proj.name}: weights of dtype "
+                              f"{weight.dtype}, not real numbers; {_NPZ_FIX}")
+        n_target, n_source = sizes[proj.target], sizes[proj.source]
+        if proj.op == "sparse":
+            indices = np.asarray(proj.indices)
+            if weight.ndim != 1 or indices.dtype.kind not in "iu" or (indices.size and (
+                    indices.min() < 0 or indices[:, 0].max() >= n_target
+                    or indices[:, 1].max() >= n_source)):
+                raise ExportError(f"{source}: projection {proj.name}: sparse indices outside "
+                                  f"its populations ({n_target} x {n_source}); {_NPZ_FIX}")
+        elif proj.op in ("dense", "pointwise") and weight.shape != (n_target, n_source):
+            raise ExportError(f"{source}: projection {proj.name}: weights of shape "
+                              f"{weight.shape}, not ({n_target}, {n_source}); {_NPZ_FIX}")
+
+
+def _load_graph(directory: Path, out_dir: Path) -> EIGraph:
+    """An export's ``graph.json`` + ``weights.npz`` in ``directory``, read as untrusted files
+    (bounded, no NaN, bounded nesting, numeric arrays) and checked (:func:`_check_arrays`)."""
+    gpath = directory / "graph.json"
+    source = printable(gpath)
+    try:
+        doc = load_json(gpath, MAX_JSON_BYTES, within=out_dir)
+    except UnsafeFileError as exc:
+        raise ExportError(f"{exc}; {_NPZ_FIX}") from None
+    arrays = _npz_arrays(directory / "weights.npz", out_dir)
+    if not isinstance(doc, dict):
+        raise ExportError(f"{source}: not an E-I graph (a JSON object); {_NPZ_FIX}")
+    try:
+        graph = EIGraph.from_dict(doc, arrays, source)
+        _check_arrays(graph, source)
+    except ExportError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError,
+            OverflowError) as exc:
+        raise ExportError(f"{source}: not a valid E-I graph ({printable(exc, 200)}); "
+                          f"{_NPZ_FIX}") from None
+    return graph
+
+
+def _same_graph(a: EIGraph, b: EIGraph) -> str | None:
+    """The first difference between two graphs' structure, params and arrays, or None."""
+    if (a.name, a.T, a.input, a.readout, a.division) != (b.name, b.T, b.input, b.readout,
+                                                          b.division):
+        return "name, T, input, readout or division"
+    if [p.name for p in a.populations] != [p.name for p in b.populations]:
+        return "population names"
+    for pa, pb in zip(a.populations, b.populations, strict=True):
+        if (pa.role, tuple(pa.shape), pa.layer, pa.params) != (pb.role, tuple(pb.shape),
+                                                                pb.layer, pb.params):
+            return f"population {pa.name}"
+        if sorted(pa.arrays) != sorted(pb.arrays) or not all(
+                np.array_equal(pa.arrays[k], pb.arrays[k]) for k in pa.arrays):
+            return f"arrays of population {pa.name}"
+    if [p.name for p in a.projections] != [p.name for p in b.projections]:
+        return "projection names"
+    for qa, qb in zip(a.projections, b.projections, strict=True):
+        if (qa.source, qa.target, qa.kind, qa.op) != (qb.source, qb.target, qb.kind, qb.op):
+            return f"projection {qa.name}"
+        if not (np.array_equal(qa.weight, qb.weight)
+                and np.array_equal(np.asarray(qa.indices), np.asarray(qb.indices))):
+            return f"weights of projection {qa.name}"
+    return None
+
+
+@dataclass
+class ExportDirectory:
+    """An export directory read and checked: the manifest, each listed file's state (``ok`` or
+    ``missing``), the report, the configuration and the graphs (each ``None`` when its files
+    are missing)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    state: dict[str, str]
+    report: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    graph: EIGraph | None = None
+    quantized: EIGraph | None = None
+
+
+def load_export(out_dir: str | Path, *, complete: bool = True) -> ExportDirectory:
+    """The one loader of an export directory (``inspect``, ``simulate``, ``validate``, ``run``):
+    the manifest and every file it lists (``eideploy.exportdir``: regular files inside the
+    directory, sizes and sha256 as listed; a staging directory refused); ``dynapse2.json``
+    checked value by value against the shipped target it names
+    (``targets.dynapse2.config.read_config``); both graphs read as untrusted files, the
+    quantized one equal to what ``dynapse2.json`` holds (``config_to_graph``) and the float one
+    of the same populations; ``report.json`` of the fields ``inspect`` prints. ``complete``:
+    refuse a missing file too (every command but ``inspect``). Raises :class:`ExportError` or
+    ``ConfigError`` (both ``ValueError``) naming the file and the field."""
+    out_dir = Path(out_dir)
+    try:
+        manifest = verify_export(out_dir) if complete else None
+        manifest, state = read_manifest(out_dir) if manifest is None else (
+            manifest, dict.fromkeys((f["path"] for f in manifest["files"]), "ok"))
+    except ExportDirError as exc:
+        raise ExportError(str(exc)) from None
+    loaded = ExportDirectory(out_dir, manifest, state)
+    present = {name for name, st in state.items() if st == "ok"}
+    if "dynapse2.json" in present:
+        loaded.config = read_config(out_dir / "dynapse2.json")
+        block = loaded.config["target"]
+        record = manifest["target"]
+        if (record["name"], record["chips"]) != (block["name"], block["chips_per_board"]):
+            raise ExportError(f"{printable(out_dir / 'manifest.json')}: field 'target' names "
+                              f"{printable(record['name'], 40)} with {record['chips']} chip(s), "
+                              f"dynapse2.json {printable(block['name'], 40)} with "
+                              f"{block['chips_per_board']}; {_NPZ_FIX}")
+    if {"quantized/graph.json", "quantized/weights.npz"} <= present:
+        loaded.quantized = _load_graph(out_dir / "quantized", out_dir)
+        if loaded.config is not None:
+            chips = config_to_graph(loaded.config, source=printable(out_dir / "dynapse2.json"))
+            differs = _same_graph(loaded.quantized, chips)
+            if differs is not None:
+                raise ExportError(f"{printable(out_dir / 'quantized' / 'graph.json')}: the "
+                                  f"quantized graph differs from what dynapse2.json holds "
+                                  f"({differs}); {_NPZ_FIX}")
+    if {"graph.json", "weights.npz"} <= present:
+        loaded.graph = _load_graph(out_dir, out_dir)
+        reference = loaded.quantized
+        if reference is not None and [(p.name, p.role, tuple(p.shape))
+                                      for p in loaded.graph.populations] != [
+                (p.name, p.role, tuple(p.shape)) for p in reference.populations]:
+            raise ExportError(f"{printable(out_dir / 'graph.json')}: its populations differ "
+                              f"from the quantized graph's; {_NPZ_FIX}")
+    if "report.json" in present:
+        loaded.report = _read_report(out_dir / "report.json", out_dir)
+    return loaded
+
+
+#: The fields of report.json that ``inspect`` prints, with their types.
+_REPORT_FIELDS: dict[str, Any] = {
+    "summary": {"neurons": int, "cores": int, "chips": int, "dropped_synapses": int,
+                "worst_fan_in": {"entries": int, "population": str, "neuron": int,
+                                 "limit": int},
+                "cam": {"entries": int, "capacity": int, "utilisation": (int, float)},
+                "sram": {"max_per_neuron": int, "limit": int},
+                "tags": {"used": int, "mode": str, "limit": int},
+                "quantization": dict},
+    "target": {"name": str, "chips": int, "cores_per_chip": int, "neurons_per_core": int},
+    "chips": [{"chip": int, "cores_used": int, "cores": int, "neurons": int,
+               "neurons_capacity": int, "cam_entries": int, "sram_entries": int}],
+}
+
+
+def _check_fields(doc: Any, spec: Any, where: str, source: str) -> None:
+    if isinstance(spec, dict):
+        if not isinstance(doc, dict):
+            raise ExportError(f"{source}: field '{where}' must be an object; {_NPZ_FIX}")
+        for key, sub in spec.items():
+            if key not in doc:
+                raise ExportError(f"{source}: field '{where}.{key}' is missing; {_NPZ_FIX}")
+            _check_fields(doc[key], sub, f"{where}.{key}", source)
+    elif isinstance(spec, list):
+        if not isinstance(doc, list):
+            raise ExportError(f"{source}: field '{where}' must be a list; {_NPZ_FIX}")
+        for i, item in enumerate(doc):
+            _check_fields(item, spec[0], f"{where}[{i}]", source)
+    elif isinstance(doc, bool) or not isinstance(doc, spec):
+        raise ExportError(f"{source}: field '{where}' has the wrong type "
+                          f"({printable(repr(doc), 60)}); {_NPZ_FIX}")
+
+
+def _read_report(path: Path, out_dir: Path) -> dict[str, Any]:
+    source = printable(path)
+    try:
+        report = load_json(path, MAX_JSON_BYTES, within=out_dir)
+    except UnsafeFileError as exc:
+        raise ExportError(f"{exc}; {_NPZ_FIX}") from None
+    if not isinstance(report, dict):
+        raise ExportError(f"{source}: not an export report (a JSON object); {_NPZ_FIX}")
+    for key, spec in _REPORT_FIELDS.items():
+        if key not in report:
+            raise ExportError(f"{source}: field '{key}' is missing; {_NPZ_FIX}")
+        _check_fields(report[key], spec, key, source)
+    quant = report["summary"]["quantization"]
+    for key in ("relative_rmse", "max_error"):
+        value = quant.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ExportError(f"{source}: field 'summary.quantization.{key}' must be a number "
+                              f"or null; {_NPZ_FIX}")
+    copies = report["summary"].get("readout_copies", 1)
+    if isinstance(copies, bool) or not isinstance(copies, int):
+        raise ExportError(f"{source}: field 'summary.readout_copies' must be an integer; "
+                          f"{_NPZ_FIX}")
+    return report
+
+
 def read_export(out_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any] | None,
                                                 dict[str, str]]:
-    """The manifest, the report (``None`` if absent) and each listed file's state (``ok``,
-    ``modified`` or ``missing``) of an export directory."""
-    out_dir = Path(out_dir)
-    path = out_dir / "manifest.json"
-    if not path.is_file():
-        raise ExportError(f"{out_dir}: not an export directory (no manifest.json); give a "
-                          "model.pt or a directory written by 'eideploy export'")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        raise ExportError(f"{path}: cannot be read as JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
-        raise ExportError(f"{path}: not an eideploy export manifest (format "
-                          f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
-    state: dict[str, str] = {}
-    for entry in manifest.get("files", []):
-        file = out_dir / entry["path"]
-        if not file.is_file():
-            state[entry["path"]] = "missing"
-        else:
-            state[entry["path"]] = "ok" if sha256_file(file) == entry["sha256"] else "modified"
-    report = None
-    if (out_dir / "report.json").is_file():
-        try:
-            report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
-        except ValueError:
-            report = None
-    return manifest, report, state
+    """The manifest, the report (``None`` if absent) and each listed file's state (``ok`` or
+    ``missing``) of an export directory, every present file checked (:func:`load_export`
+    with ``complete=False``: a partial copy is described, a changed file refused)."""
+    loaded = load_export(out_dir, complete=False)
+    return loaded.manifest, loaded.report, loaded.state
+
+
+def export_graph_of(out_dir: str | Path, quantized: bool = True) -> EIGraph:
+    """The (quantized) graph of a complete, unchanged export directory (:func:`load_export`):
+    what ``simulate`` and ``run`` feed their simulators and the board's host."""
+    loaded = load_export(out_dir)
+    graph = loaded.quantized if quantized else loaded.graph
+    assert graph is not None  # a complete export has both
+    return graph

@@ -55,9 +55,12 @@ class ExportData:
 def export_data(out: str | Path, data: str | None, data_dir: str | None, split: str,
                 quantized: bool = True) -> ExportData:
     """The (quantized) graph of the export directory ``out`` and the data set it was trained
-    on (``data`` overrides it)."""
+    on (``data`` overrides it). The directory is checked whole first
+    (:func:`eideploy.pipeline.export.load_export`)."""
+    from .export import export_graph_of
+
     out = Path(out)
-    graph = EIGraph.load(out / "quantized" if quantized else out)
+    graph = export_graph_of(out, quantized)
     name = data or graph.meta.get("dataset")
     if not name:
         raise ValueError(f"{out}: the export names no data set; pass --data NAME")

@@ -43,6 +43,7 @@ Python's shortest round-trip ``repr`` (so every float reads back bit for bit), n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -53,19 +54,24 @@ from typing import Any
 import numpy as np
 
 from ...atomic import atomic_write_bytes, json_plain
+from ...exportdir import verify_export
 from ...graph.ir import EIGraph, Population, Projection
 from ...quant import subset_sums
+from ...safefile import MAX_JSON_BYTES, UnsafeFileError, load_json, printable
+from .biases import COARSE_VALUES, FINE_VALUES
 from .place import Placement
 from .quantize import QuantizedGraph, target_dendrites
-from .route import Routing
-from .target import Target
+from .route import Routing, layout_positions
+from .target import CHIP_LAYOUTS, Target, TargetError, known_targets, load_target
 
 __all__ = ["CONFIG_FORMAT", "CONFIG_FORMAT_VERSION", "ConfigError", "build_config",
-           "write_config", "read_config", "config_to_graph", "config_bytes", "target_description",
-           "exported_graph"]
+           "write_config", "read_config", "check_config", "shipped_target", "config_to_graph",
+           "config_bytes", "target_description", "exported_graph", "MAX_CONFIG_BYTES"]
 
 CONFIG_FORMAT = "eideploy-dynapse2-config"
 CONFIG_FORMAT_VERSION = 1
+#: The largest dynapse2.json read (a full four-chip board's is about 15 MB).
+MAX_CONFIG_BYTES = MAX_JSON_BYTES
 _TOP_FIELDS = ("format", "format_version", "target", "chips", "input_channels",
                "readout_channels", "graph")
 
@@ -178,18 +184,21 @@ def write_config(config: Mapping[str, Any], path: str | Path) -> None:
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    """Read and check a ``dynapse2.json``; :class:`ConfigError` names the file and the field."""
+    """Read and check a ``dynapse2.json``; :class:`ConfigError` names the file and the field.
+
+    Only a regular file of at most :data:`MAX_CONFIG_BYTES` is opened; the document is then
+    checked value by value against the *shipped* target it names (:func:`check_config`), never
+    against the target block inside the file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such configuration file (written as dynapse2.json by "
-                          "'eideploy export --target dynapse2')")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc})") from None
-    _check_header(doc, str(path))
+        doc = load_json(path, MAX_CONFIG_BYTES)
+    except FileNotFoundError:
+        raise ConfigError(f"{printable(path)}: no such configuration file (written as "
+                          "dynapse2.json by 'eideploy export --target dynapse2')") from None
+    except UnsafeFileError as exc:
+        raise ConfigError(str(exc)) from None
+    _check_header(doc, printable(path))
+    check_config(doc, source=printable(path))
     return doc
 
 
@@ -210,6 +219,318 @@ def _check_header(doc: Any, source: str) -> None:
     missing = [f for f in _TOP_FIELDS if f not in doc]
     if missing:
         raise ConfigError(f"{source}: missing field(s) {', '.join(repr(m) for m in missing)}")
+
+
+# --------------------------------------------------------------------------- checking a file
+#: Target fields a file's target block may hold below the shipped target's value (an export for
+#: a board with fewer chips, ``--chips N``, or a target file with smaller cores); besides these
+#: only the chip layout may differ (one of ``CHIP_LAYOUTS``): every other field must equal the
+#: shipped target's.
+_AT_MOST = ("chips_per_board", "neurons_per_core", "cam_entries_per_neuron", "tags")
+#: The largest population and time window a configuration may describe (far above any
+#: DYNAP-SE2 network; they bound what reading the file allocates).
+_MAX_POPULATION = 1 << 22
+_MAX_T = 1 << 16
+_FIX = "export the model again"
+
+
+def shipped_target(config: Mapping[str, Any], source: str = "<config>") -> Target:
+    """The target a configuration was compiled for, as *shipped* with eideploy and narrowed to
+    the fields its target block may narrow (:data:`_AT_MOST`: fewer chips, smaller cores); a
+    block that claims more than the shipped target, or differs in any other field, is refused
+    with a :class:`ConfigError` naming the field."""
+    f = _Fields(source)
+    block = f.get(config, "target", "")
+    if not isinstance(block, dict):
+        raise f.fail("target", "must be an object (the target description)")
+    name = block.get("name")
+    if not isinstance(name, str) or name not in known_targets():
+        raise f.fail("target.name", f"is {printable(repr(name), 60)}, not a shipped target "
+                                    f"({', '.join(known_targets())}): a configuration is checked "
+                                    "against the shipped target it names")
+    try:
+        shipped = load_target(name)
+    except TargetError as exc:  # a broken installation, not a broken export
+        raise ConfigError(f"{source}: the shipped target {name!r} cannot be read: {exc}"
+                          ) from None
+    narrowed: dict[str, int] = {}
+    for key in _AT_MOST:
+        limit = getattr(shipped, key)
+        narrowed[key] = f.integer(block, key, "target", 1, limit)
+    layout = block.get("chip_layout")
+    if layout not in CHIP_LAYOUTS:
+        raise f.fail("target.chip_layout", f"is {printable(repr(layout), 40)}, not one of "
+                                           f"{', '.join(CHIP_LAYOUTS)}")
+    expected = dataclasses.replace(shipped, **narrowed, chip_layout=layout)
+    reference = target_description(expected)
+    for key in sorted(set(reference) | set(block)):
+        if key not in block:
+            raise f.fail(f"target.{key}", f"is missing (the shipped target {name} has "
+                                          f"{printable(repr(reference[key]), 80)})")
+        if key not in reference or block[key] != reference[key] or (
+                type(block[key]) is bool) != (type(reference[key]) is bool):
+            shown = printable(repr(reference.get(key)), 80)
+            raise f.fail(f"target.{key}", f"is {printable(repr(block[key]), 80)}, but the "
+                                          f"shipped target {name} has {shown}; {_FIX}")
+    return expected
+
+
+def check_config(config: Mapping[str, Any], source: str = "<config>") -> Target:
+    """Check every value of a configuration document against the shipped target it names
+    (:func:`shipped_target`): chips, cores and neurons within the board and unique; per core at
+    most ``neurons_per_core`` neurons; per neuron at most ``cam_entries_per_neuron`` CAM entries
+    (tag below ``tags`` and not the control tag, a dendrite of the target, a weight mask of
+    ``weight_mask_bits``, a delay class, stp a bool) and at most the usable SRAM entries (chip,
+    core mask, hops within the hop range, tag); finite base weights, DC and scales; bias codes
+    of known names with integer coarse and fine codes in range; the host's channel maps; the
+    graph's populations of bounded size. Returns the target checked against; raises
+    :class:`ConfigError` naming the file and the field of the first problem."""
+    _check_header(config, source)
+    target = shipped_target(config, source)
+    f = _Fields(source)
+    sizes = _check_graph_section(f, config, target)
+    chips = f.listing(config, "chips", "")
+    if len(chips) > target.chips_per_board:
+        raise f.fail("chips", f"lists {len(chips)} chips; the target has "
+                              f"{target.chips_per_board}")
+    positions = layout_positions(target.chip_layout, target.chips_per_board)
+    seen_chips: set[int] = set()
+    for ci, chip in enumerate(chips):
+        cw = f"chips[{ci}]"
+        chip_id = _unique_id(f, chip, cw, target.chips_per_board, seen_chips, "chip")
+        position = f.get(chip, "position", cw)
+        if position != list(positions[chip_id]) or any(type(v) is not int for v in position):
+            raise f.fail(f"{cw}.position", f"is {printable(repr(position), 40)}; chip {chip_id} "
+                                           f"of a {target.chip_layout} board is at "
+                                           f"{list(positions[chip_id])}")
+        cores = f.listing(chip, "cores", cw)
+        seen_cores: set[int] = set()
+        for ki, core in enumerate(cores):
+            kw = f"{cw}.cores[{ki}]"
+            _unique_id(f, core, kw, target.cores_per_chip, seen_cores, "core")
+            _check_core(f, core, kw, target, sizes)
+    _check_channels(f, config, target, sizes)
+    return target
+
+
+def _unique_id(f: _Fields, node: Any, where: str, count: int, seen: set[int], what: str) -> int:
+    """``node["id"]``: an integer in ``0..count-1`` not in ``seen`` (then added to it)."""
+    value = f.integer(node, "id", where, 0, count - 1)
+    if value in seen:
+        raise f.fail(f"{where}.id", f"is {what} {value} a second time")
+    seen.add(value)
+    return value
+
+
+def _number(f: _Fields, node: Any, key: str, where: str, low: float | None = None) -> float:
+    value = f.get(node, key, where)
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or (low is not None and value < low)):
+        bound = "" if low is None else f" >= {low:g}"
+        raise f.fail(f"{where}.{key}", f"must be a finite number{bound}, got "
+                                       f"{printable(repr(value), 60)}")
+    return float(value)
+
+
+def _text(f: _Fields, node: Any, key: str, where: str) -> str:
+    value = f.get(node, key, where)
+    if not isinstance(value, str):
+        raise f.fail(f"{where}.{key}", f"must be a string, got {printable(repr(value), 60)}")
+    return value
+
+
+def _flat_params(f: _Fields, node: Any, key: str, where: str) -> None:
+    """Neuron parameters: an object of JSON values whose numbers are all finite."""
+    params = f.get(node, key, where)
+    if not isinstance(params, dict):
+        raise f.fail(f"{where}.{key}", f"must be an object, got {type(params).__name__}")
+    stack: list[tuple[str, Any]] = [(f"{where}.{key}.{printable(k, 40)}", v)
+                                    for k, v in params.items()]
+    while stack:
+        at, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{at}.{printable(k, 40)}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{at}[{i}]", v) for i, v in enumerate(value))
+        elif not (value is None or isinstance(value, (int, str, bool)) or (
+                isinstance(value, float) and math.isfinite(value))):
+            raise f.fail(at, f"must be a finite number, string or bool, got "
+                             f"{printable(repr(value), 60)}")
+
+
+def _check_graph_section(f: _Fields, config: Mapping[str, Any], target: Target
+                         ) -> dict[str, int]:
+    """The graph's populations: names unique, shapes of positive integers of bounded size, the
+    on-chip ones within the board; returns the size of each."""
+    g = f.get(config, "graph", "")
+    f.integer(g, "T", "graph", 1, _MAX_T)
+    _text(f, g, "name", "graph")
+    for key in ("input", "readout", "division"):
+        if not isinstance(f.get(g, key, "graph"), dict):
+            raise f.fail(f"graph.{key}", "must be an object")
+    sizes: dict[str, int] = {}
+    on_chip = 0
+    for i, p in enumerate(f.listing(g, "populations", "graph")):
+        where = f"graph.populations[{i}]"
+        name = _text(f, p, "name", where)
+        if name in sizes:
+            raise f.fail(f"{where}.name", f"is {name!r} a second time")
+        role = _text(f, p, "role", where)
+        shape = f.listing(p, "shape", where)
+        if not shape or len(shape) > 8 or any(type(s) is not int or not 1 <= s <= _MAX_POPULATION
+                                              for s in shape):
+            raise f.fail(f"{where}.shape", f"must list 1..8 positive integers, got "
+                                           f"{printable(repr(shape), 60)}")
+        size = math.prod(shape)
+        if size > _MAX_POPULATION:
+            raise f.fail(f"{where}.shape", f"holds {size} neurons, over {_MAX_POPULATION}")
+        _flat_params(f, p, "params", where)
+        sizes[name] = size
+        on_chip += size if role != "input" else 0
+    if on_chip > target.neurons_per_board:
+        raise f.fail("graph.populations", f"hold {on_chip} on-chip neurons; the target has "
+                                          f"{target.neurons_per_board}")
+    for i, p in enumerate(f.listing(g, "projections", "graph")):
+        where = f"graph.projections[{i}]"
+        for key in ("name", "source", "target", "kind"):
+            _text(f, p, key, where)
+    return sizes
+
+
+def _check_core(f: _Fields, core: Any, kw: str, target: Target, sizes: dict[str, int]) -> None:
+    """One core: parameters, weights, bias codes, population slices, neurons."""
+    f.integer(core, "parameter_group", kw)
+    _text(f, core, "role", kw)
+    _flat_params(f, core, "neuron_params", kw)
+    _number(f, core, "dc", kw)
+    bases = f.listing(core, "base_weights", kw)
+    if len(bases) != target.base_weights_per_core:
+        raise f.fail(f"{kw}.base_weights", f"holds {len(bases)} values, the target has "
+                                           f"{target.base_weights_per_core} base weights per core")
+    for i, value in enumerate(bases):
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or value < 0):
+            raise f.fail(f"{kw}.base_weights[{i}]", f"must be a finite number >= 0, got "
+                                                    f"{printable(repr(value), 60)}")
+    scales = core.get("dendrite_scales", {})
+    if not isinstance(scales, dict):
+        raise f.fail(f"{kw}.dendrite_scales", "must be an object {dendrite: scale}")
+    for name in scales:
+        if name not in target.dendrites:
+            raise f.fail(f"{kw}.dendrite_scales.{printable(name, 40)}",
+                         "names no dendrite of the target")
+        _number(f, scales, name, f"{kw}.dendrite_scales", 0.0)
+    codes = f.get(core, "bias_codes", kw)
+    if not isinstance(codes, dict):
+        raise f.fail(f"{kw}.bias_codes", "must be an object {NAME: {coarse, fine, ...}}")
+    known = set(target.bias_names) | set(target.chip_bias_names)
+    for name, code in codes.items():
+        cw = f"{kw}.bias_codes.{printable(name, 40)}"
+        if name not in known:
+            raise f.fail(cw, "is not a bias of the target")
+        f.integer(code, "coarse", cw, 0, COARSE_VALUES - 1)
+        f.integer(code, "fine", cw, 0, FINE_VALUES - 1)
+        for key in ("requested", "realised", "error"):
+            if isinstance(code, dict) and key in code and code[key] is not None:
+                _number(f, code, key, cw)
+    for i, piece in enumerate(f.listing(core, "populations", kw)):
+        pw = f"{kw}.populations[{i}]"
+        name = _text(f, piece, "population", pw)
+        if name not in sizes:
+            raise f.fail(f"{pw}.population", f"names {printable(repr(name), 60)}, which is not "
+                                             "in graph.populations")
+        start = f.integer(piece, "start", pw, 0, sizes[name])
+        f.integer(piece, "stop", pw, start, sizes[name])
+        f.integer(piece, "offset", pw, 0, target.neurons_per_core - 1)
+    neurons = f.listing(core, "neurons", kw)
+    if len(neurons) > target.neurons_per_core:
+        raise f.fail(f"{kw}.neurons", f"lists {len(neurons)} neurons; a core of the target has "
+                                      f"{target.neurons_per_core}")
+    seen: set[int] = set()
+    for ni, neuron in enumerate(neurons):
+        nw = f"{kw}.neurons[{ni}]"
+        _unique_id(f, neuron, nw, target.neurons_per_core, seen, "neuron")
+        name = _text(f, neuron, "population", nw)
+        if name not in sizes:
+            raise f.fail(f"{nw}.population", f"names {printable(repr(name), 60)}, which is not "
+                                             "in graph.populations")
+        f.integer(neuron, "index", nw, 0, sizes[name] - 1)
+        _check_cam(f, f.listing(neuron, "cam", nw), f"{nw}.cam", target)
+        _check_sram(f, f.listing(neuron, "sram", nw), f"{nw}.sram", target)
+
+
+_CAM_KEYS = frozenset(("tag", "dendrite", "weight_mask", "stp", "delay"))
+
+
+def _tag(f: _Fields, node: Any, where: str, target: Target) -> int:
+    tag = f.integer(node, "tag", where, 0, target.tags - 1)
+    if tag == target.control_tag:
+        raise f.fail(f"{where}.tag", f"is {tag}, the control tag the host reserves for its "
+                                     "control events")
+    return tag
+
+
+def _check_cam(f: _Fields, cam: list[Any], where: str, target: Target) -> None:
+    if len(cam) > target.cam_entries_per_neuron:
+        raise f.fail(where, f"lists {len(cam)} entries; a neuron of the target has "
+                            f"{target.cam_entries_per_neuron}")
+    masks = (1 << target.weight_mask_bits) - 1
+    for ei, entry in enumerate(cam):
+        ew = f"{where}[{ei}]"
+        if not isinstance(entry, dict) or set(entry) != _CAM_KEYS:
+            raise f.fail(ew, f"must be an object of exactly {sorted(_CAM_KEYS)}")
+        _tag(f, entry, ew, target)
+        if entry["dendrite"] not in target.dendrites or entry["dendrite"] == "none":
+            raise f.fail(f"{ew}.dendrite", f"is {printable(repr(entry['dendrite']), 40)}, not "
+                                           f"a dendrite of the target "
+                                           f"({', '.join(d for d in target.dendrites)})")
+        f.integer(entry, "weight_mask", ew, 0, masks)
+        f.integer(entry, "delay", ew, 0, target.delay_classes - 1)
+        if type(entry["stp"]) is not bool:
+            raise f.fail(f"{ew}.stp", f"must be true or false, got "
+                                      f"{printable(repr(entry['stp']), 40)}")
+
+
+def _check_sram(f: _Fields, sram: list[Any], where: str, target: Target) -> None:
+    if len(sram) > target.usable_sram:
+        raise f.fail(where, f"lists {len(sram)} entries; a neuron of the target has "
+                            f"{target.usable_sram} (one of {target.sram_entries_per_neuron} is "
+                            "reserved for monitoring)")
+    low, high = target.hop_range
+    for si, entry in enumerate(sram):
+        sw = f"{where}[{si}]"
+        f.integer(entry, "chip", sw, 0, target.chips_per_board - 1)
+        f.integer(entry, "core_mask", sw, 0, (1 << target.cores_per_chip) - 1)
+        f.integer(entry, "x_hop", sw, low, high)
+        f.integer(entry, "y_hop", sw, low, high)
+        _tag(f, entry, sw, target)
+
+
+def _check_channels(f: _Fields, config: Mapping[str, Any], target: Target,
+                    sizes: dict[str, int]) -> None:
+    """The host's input channels (population, channel, tag, destinations) and readout
+    channels (class, chip, core, neuron, tag)."""
+    for ii, channel in enumerate(f.listing(config, "input_channels", "")):
+        iw = f"input_channels[{ii}]"
+        name = _text(f, channel, "population", iw)
+        if name not in sizes:
+            raise f.fail(f"{iw}.population", f"names {printable(repr(name), 60)}, which is not "
+                                             "in graph.populations")
+        f.integer(channel, "channel", iw, 0, sizes[name] - 1)
+        if f.get(channel, "tag", iw) is not None:
+            _tag(f, channel, iw, target)
+        for di, dest in enumerate(f.listing(channel, "destinations", iw)):
+            dw = f"{iw}.destinations[{di}]"
+            f.integer(dest, "chip", dw, 0, target.chips_per_board - 1)
+            f.integer(dest, "core_mask", dw, 0, (1 << target.cores_per_chip) - 1)
+    readouts = f.listing(config, "readout_channels", "")
+    for ri, channel in enumerate(readouts):
+        rw = f"readout_channels[{ri}]"
+        f.integer(channel, "class", rw, 0, max(len(readouts) - 1, 0))
+        f.integer(channel, "chip", rw, 0, target.chips_per_board - 1)
+        f.integer(channel, "core", rw, 0, target.cores_per_chip - 1)
+        f.integer(channel, "neuron", rw, 0, target.neurons_per_core - 1)
+        _tag(f, channel, rw, target)
 
 
 # --------------------------------------------------------------------------- the reverse path
@@ -233,7 +554,8 @@ class _Fields:
         if (not isinstance(value, int) or isinstance(value, bool) or value < low
                 or (high is not None and value > high)):
             bounds = f">= {low}" if high is None else f"in {low}..{high}"
-            raise self.fail(f"{where}.{key}", f"must be an integer {bounds}, got {value!r}")
+            raise self.fail(f"{where}.{key}", f"must be an integer {bounds}, got "
+                                              f"{printable(repr(value), 60)}")
         return value
 
     def listing(self, node: Any, key: str, where: str) -> list[Any]:
@@ -583,6 +905,9 @@ def config_to_graph(config: Mapping[str, Any], *, source: str = "<config>") -> E
 def exported_graph(out_dir: str | Path) -> EIGraph:
     """The network the chips hold: an export directory's ``dynapse2.json`` read back to its
     quantized graph (CAM weight masks over each core's base weights times the dendrite scales;
-    exact, :func:`config_to_graph`). What ``IntegerSimulator(exported_graph(OUT))`` simulates."""
+    exact, :func:`config_to_graph`). What ``IntegerSimulator(exported_graph(OUT))`` simulates.
+    The directory's manifest is verified first (``eideploy.exportdir.verify_export``: every
+    listed file present and unchanged), and the file checked against the shipped target."""
+    verify_export(out_dir)
     path = Path(out_dir) / "dynapse2.json"
-    return config_to_graph(read_config(path), source=str(path))
+    return config_to_graph(read_config(path), source=printable(path))

@@ -281,15 +281,24 @@ def _virtual(config: Mapping[str, Any]) -> Any:
 def _prepare(out_dir: Path, samna: Any, virtual: bool
              ) -> tuple[Mapping[str, Any], Any, Host, Any]:
     """The export's configuration, graph and host encoding, and the samna to use. Without a
-    samna given, a real one is required before anything is read (never the stub)."""
+    samna given, a real one is required before anything is read (never the stub).
+
+    Everything is checked before any board (or the virtual board) is opened: the manifest
+    lists every file of the export, each present and unchanged (``exportdir.verify_export``;
+    a missing manifest or a staging directory refused), and ``dynapse2.json`` holds only values
+    the *shipped* target allows (``config.read_config``); what ``validate`` refuses, ``run``
+    refuses."""
     if samna is None and not virtual:
         status = find_samna()
         if not status.usable:
             raise unavailable(status.detail)
+    from ....exportdir import verify_export
     from ..config import config_to_graph, read_config  # the compiler stack: only when used
 
-    config = read_config(out_dir / "dynapse2.json")
-    graph = config_to_graph(config, source=str(out_dir / "dynapse2.json"))
+    verify_export(out_dir)
+    path = out_dir / "dynapse2.json"
+    config = read_config(path)
+    graph = config_to_graph(config, source=str(path))
     return config, graph, Host(graph), _virtual(config) if virtual else samna
 
 
