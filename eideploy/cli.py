@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -147,7 +147,7 @@ class MissingDependency(RuntimeError):
     """An optional extra or a device is needed for this command (exit code 3)."""
 
 
-def _fail(exc: BaseException, code: int) -> None:
+def _fail(exc: BaseException, code: int) -> NoReturn:
     if _state["debug"]:
         console.print_exception()
     # escaped: a message such as "pip install 'eideploy[onnx]'" is text, not rich markup
@@ -272,9 +272,10 @@ def simulate(
     data: Annotated[str | None, typer.Option(help="data set (default: the model's)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="directory holding the data set")] = None,
     split: SplitOption = Split.test,
-    backend: Annotated[Backend, typer.Option(
+    backend: Annotated[str, typer.Option(
+        metavar="[integer|analog]",
         help="integer: bit-accurate (docs/integer-semantics.md); analog: DPI neurons with "
-             "device mismatch (docs/analog-model.md)")] = Backend.integer,
+             "device mismatch (docs/analog-model.md)")] = Backend.integer.value,
     division: Annotated[list[str] | None, typer.Option(
         help="integer backend: exact, lut:N, lut:N:newton or shift; repeat to compare")] = None,
     mismatch: Annotated[float, typer.Option(
@@ -297,13 +298,15 @@ def simulate(
     quiet: QuietOption = False,
 ) -> None:
     """Accuracy of the exported network in the integer or analog simulator; writes rasters."""
+    chosen = _choice("--backend", backend, Backend)
     from .pipeline import simulate as sim
 
     output = _Output(as_json, quiet)
     raster_dir = out if out is not None else rasters
     where = {"command": "simulate", "export": export_dir, "split": split.value}
-    if backend is Backend.analog:
-        with output.progress(f"analog simulator on {export_dir}: {trials} draw(s)"):
+    if chosen is Backend.analog:
+        with output.progress(f"simulating {export_dir} on the analog chip model, {trials} "
+                             "mismatch draw(s)"):
             analog = _run(sim.simulate_analog, export_dir, data=data, data_dir=data_dir,
                           split=split.value, mismatch=mismatch, trials=trials, seed=seed,
                           calibrate=calibrate, raster_dir=raster_dir, batch_size=batch_size,
@@ -471,9 +474,10 @@ def run_command(
 ) -> None:
     """Run the exported network on a DYNAP-SE2 board through the vendor's samna, or on the
     virtual board (--board virtual), which computes from the applied configuration alone."""
-    kind = _board_kind(board, device)
+    kind = device if device is not None else board
     if kind.isdigit():  # the old spelling of --board-index: --board N
         kind, board_index = Board.dynapse2.value, int(kind)
+    kind = _choice("--board", kind, Board).value
     from .targets.dynapse2.board.discovery import BoardError, BoardUnavailable, check_board
 
     output = _Output(as_json, quiet)
@@ -543,15 +547,16 @@ def run_command(
                      "rates": result.rates, "routing": result.routing, "notes": result.notes})
 
 
-def _board_kind(board: str, device: str | None) -> str:
-    """``--board`` (or its old name ``--device``): a :class:`Board` name, or digits (the old
-    spelling of ``--board-index``); anything else is bad usage (exit 2)."""
-    kind = device if device is not None else board
-    if kind.isdigit() or kind in {b.value for b in Board}:
-        return kind
-    _fail(ValueError(f"--board {kind!r}: one of {', '.join(b.value for b in Board)} "
-                     "(dynapse2: a board, virtual: the virtual board)"), EXIT_BAD_INPUT)
-    raise AssertionError("unreachable")
+def _choice(option: str, value: str, choices: type[Enum]) -> Any:
+    """The member of ``choices`` named ``value``; anything else is bad usage (exit 2) with a
+    message naming every choice. The command checks, not click, where an option also takes an
+    old spelling (``--board N``, the board's index) that click's choices would refuse."""
+    try:
+        return choices(value)
+    except ValueError:
+        names = [f"'{member.value}'" for member in choices]
+        _fail(ValueError(f"{option} {value!r}: use {', '.join(names[:-1])} or {names[-1]}"),
+              EXIT_BAD_INPUT)
 
 
 def _export_data(out: Path, data: str | None, data_dir: str | None, split: str,
