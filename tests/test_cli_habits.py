@@ -224,3 +224,12 @@ def test_files_are_written_0644_whatever_the_umask(exported, tmp_path):
                *(p for p in (tmp_path / "export").rglob("*") if p.is_file())]
     modes = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode)) for p in written}
     assert set(modes.values()) == {"0o644"}, modes
+
+
+def test_training_without_a_terminal_logs_one_line_per_epoch(tmp_path):
+    res = invoke("train", "digits-mlp", "--epochs", "2", "-o", tmp_path / "run", "--device",
+                 "cpu", "--threads", "1")
+    assert res.exit_code == 0, res.output
+    epochs = [line for line in res.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert res.stdout.startswith("test accuracy: ")

@@ -355,6 +355,10 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
                 if bar is not None:
                     bar.update(task, info=f"test acc {state.final_accuracy:.2f}% "
                                           f"(best {state.best:.2f}%)")
+                elif ctx.is_main:  # no bar (a log, a pipe): one line per epoch instead
+                    log(f"epoch {epoch + 1}/{run.all_epochs}: test accuracy "
+                        f"{state.final_accuracy:.2f}% (best {state.best:.2f}%), "
+                        f"{state.history[-1]['epoch_seconds']:.1f} s")
                 if ctx.is_main:
                     save_epoch(run, state, improved)
         seconds = time.perf_counter() - t_start
