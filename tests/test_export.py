@@ -119,7 +119,9 @@ def dense_model(tmp_path_factory, digits_arrays) -> Path:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "out"
-    export_graph(fitting_graph(), out, target=one_chip(), seed=3)
+    # one readout neuron per class: the structure below is the graph's own (readout copies are
+    # tests/test_readout_copies.py's)
+    export_graph(fitting_graph(), out, target=one_chip(), seed=3, readout_copies=1)
     return out
 
 
@@ -288,7 +290,8 @@ def test_export_is_byte_identical_in_a_fresh_process_with_another_hash_seed(expo
     code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); "
             "from test_export import fitting_graph, one_chip; "
             "from eideploy.pipeline.export import export_graph; "
-            f"export_graph(fitting_graph(), {str(out)!r}, target=one_chip(), seed=3)")
+            f"export_graph(fitting_graph(), {str(out)!r}, target=one_chip(), seed=3, "
+            "readout_copies=1)")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
     assert (out / "manifest.json").read_bytes() == (exported / "manifest.json").read_bytes()
@@ -346,7 +349,7 @@ def test_cli_export_of_a_fitting_network_prints_the_summary(tmp_path, dense_mode
     monkeypatch.setattr(lowering, "lower", lambda model, **kwargs: fitting_graph())
     out = tmp_path / "out"
     res = runner.invoke(app, ["export", str(dense_model), "--target", "dynapse2", "-o",
-                              str(out), "--chips", "1", "--seed", "5"])
+                              str(out), "--chips", "1", "--seed", "5", "--readout-copies", "1"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "neurons │ 36" in text and "worst fan-in │ 10 (l1.exc #" in text

@@ -180,7 +180,7 @@ def test_simulate_onnx_writes_the_integer_network_and_onnxruntime_agrees_bit_for
     assert res.exit_code == 0, res.output
     assert (tmp_path / "integer-lut-8.onnx").stat().st_size > 1000
     line = next(s for s in res.output.splitlines() if s.startswith("onnxruntime"))
-    assert "bit-identical" in line and "(0 of 1982880 elements differ" in line
+    assert "bit-identical" in line and "(0 of 2234880 elements differ" in line
 
 
 def test_the_headline_puts_the_analog_figures_next_to_the_integer_ones(analog_validation):
