@@ -83,7 +83,7 @@ def main() -> None:
             scale = reference / np.maximum(chip.run(x_cal).counts.mean(axis=0), 1e-9)
             run = chip.run(x)
             calibrated.append(100.0 * float(np.mean(
-                readout_decision(run.counts * scale, run.membrane) == y)))
+                readout_decision(run.counts * scale, run.membrane, run.classes) == y)))
         rows.append({"mismatch": level, "trials": trials, "mean": result.mean,
                      "std": result.std, "per_trial": result.per_trial,
                      "calibrated_mean": float(np.mean(calibrated)),

@@ -906,7 +906,7 @@ def accuracy_trials(config: Mapping[str, Any], x: Any, y: Any, *, mismatch: floa
         line = f"accuracy {per_trial[-1]:.2f}%"
         if calibrate:
             counts = result.counts * readout_calibration(sim, calibration, reference)
-            predicted = readout_decision(counts, result.membrane)
+            predicted = readout_decision(counts, result.membrane, result.classes)
             calibrated.append(100.0 * float(np.mean(predicted == labels)))
             line += f", {calibrated[-1]:.2f}% with the readout calibrated"
         if progress:
