@@ -394,6 +394,48 @@ def _check_arrays(graph: EIGraph, source: str) -> None:
                               f"{weight.shape}, not ({n_target}, {n_source}); {_NPZ_FIX}")
 
 
+#: graph.json's fields and their types (``EIGraph.from_dict`` converts where it should refuse).
+_GRAPH_FIELDS = {"name": str, "T": int, "input": dict, "readout": dict, "division": dict,
+                 "populations": list, "projections": list}
+_POPULATION_FIELDS = {"name": str, "role": str, "shape": list, "params": dict, "arrays": list}
+_PROJECTION_FIELDS = {"name": str, "source": str, "target": str, "kind": str, "op": str}
+_MAX_NEURONS = 1 << 22
+
+
+def _check_graph_doc(doc: Any, source: str) -> None:
+    """The types and bounds of graph.json's fields, before anything is built from them."""
+    def fail(where: str, message: str) -> ExportError:
+        return ExportError(f"{source}: field '{where}' {message}; {_NPZ_FIX}")
+
+    def typed(node: Any, fields: dict[str, type], where: str) -> None:
+        if not isinstance(node, dict):
+            raise fail(where or "graph", "must be an object")
+        for key, kind in fields.items():
+            value = node.get(key)
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+                raise fail(f"{where}.{key}" if where else key,
+                           f"must be {kind.__name__}, got {printable(repr(value), 60)}")
+
+    typed(doc, _GRAPH_FIELDS, "")
+    if not 1 <= doc["T"] <= 1 << 16:
+        raise fail("T", f"is {doc['T']}, outside 1..65536")
+    for i, pop in enumerate(doc["populations"]):
+        where = f"populations[{i}]"
+        typed(pop, _POPULATION_FIELDS, where)
+        shape = pop["shape"]
+        if (not 1 <= len(shape) <= 8 or any(type(s) is not int or s < 1 for s in shape)
+                or math.prod(shape) > _MAX_NEURONS):
+            raise fail(f"{where}.shape", f"must list positive integers of at most "
+                                         f"{_MAX_NEURONS} neurons, got "
+                                         f"{printable(repr(shape), 60)}")
+        if not all(isinstance(a, str) for a in pop["arrays"]):
+            raise fail(f"{where}.arrays", "must list array names")
+    for i, proj in enumerate(doc["projections"]):
+        typed(proj, _PROJECTION_FIELDS, f"projections[{i}]")
+    if not isinstance(doc.get("meta", {}), dict):
+        raise fail("meta", "must be an object")
+
+
 def _load_graph(directory: Path, out_dir: Path) -> EIGraph:
     """An export's ``graph.json`` + ``weights.npz`` in ``directory``, read as untrusted files
     (bounded, no NaN, bounded nesting, numeric arrays) and checked (:func:`_check_arrays`)."""
@@ -404,17 +446,16 @@ def _load_graph(directory: Path, out_dir: Path) -> EIGraph:
     except UnsafeFileError as exc:
         raise ExportError(f"{exc}; {_NPZ_FIX}") from None
     arrays = _npz_arrays(directory / "weights.npz", out_dir)
-    if not isinstance(doc, dict):
-        raise ExportError(f"{source}: not an E-I graph (a JSON object); {_NPZ_FIX}")
+    _check_graph_doc(doc, source)
     try:
         graph = EIGraph.from_dict(doc, arrays, source)
-        _check_arrays(graph, source)
+        _check_arrays(graph, printable(directory / "weights.npz"))
     except ExportError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError,
             OverflowError) as exc:
-        raise ExportError(f"{source}: not a valid E-I graph ({printable(exc, 200)}); "
-                          f"{_NPZ_FIX}") from None
+        raise ExportError(f"{source} with weights.npz: not a valid E-I graph "
+                          f"({printable(exc, 200)}); {_NPZ_FIX}") from None
     return graph
 
 
@@ -430,14 +471,15 @@ def _same_graph(a: EIGraph, b: EIGraph) -> str | None:
                                                                 pb.layer, pb.params):
             return f"population {pa.name}"
         if sorted(pa.arrays) != sorted(pb.arrays) or not all(
-                np.array_equal(pa.arrays[k], pb.arrays[k]) for k in pa.arrays):
+                np.asarray(pa.arrays[k]).dtype == np.asarray(pb.arrays[k]).dtype
+                and np.array_equal(pa.arrays[k], pb.arrays[k]) for k in pa.arrays):
             return f"arrays of population {pa.name}"
     if [p.name for p in a.projections] != [p.name for p in b.projections]:
         return "projection names"
     for qa, qb in zip(a.projections, b.projections, strict=True):
         if (qa.source, qa.target, qa.kind, qa.op) != (qb.source, qb.target, qb.kind, qb.op):
             return f"projection {qa.name}"
-        if not (np.array_equal(qa.weight, qb.weight)
+        if not (qa.weight.dtype == qb.weight.dtype and np.array_equal(qa.weight, qb.weight)
                 and np.array_equal(np.asarray(qa.indices), np.asarray(qb.indices))):
             return f"weights of projection {qa.name}"
     return None
@@ -492,9 +534,9 @@ def load_export(out_dir: str | Path, *, complete: bool = True) -> ExportDirector
             chips = config_to_graph(loaded.config, source=printable(out_dir / "dynapse2.json"))
             differs = _same_graph(loaded.quantized, chips)
             if differs is not None:
-                raise ExportError(f"{printable(out_dir / 'quantized' / 'graph.json')}: the "
-                                  f"quantized graph differs from what dynapse2.json holds "
-                                  f"({differs}); {_NPZ_FIX}")
+                raise ExportError(f"{printable(out_dir / 'quantized')}: the quantized graph "
+                                  f"(graph.json, weights.npz) differs from what dynapse2.json "
+                                  f"holds ({differs}); {_NPZ_FIX}")
     if {"graph.json", "weights.npz"} <= present:
         loaded.graph = _load_graph(out_dir, out_dir)
         reference = loaded.quantized

@@ -399,7 +399,7 @@ def _check_graph_section(f: _Fields, config: Mapping[str, Any], target: Target
 
 def _check_core(f: _Fields, core: Any, kw: str, target: Target, sizes: dict[str, int]) -> None:
     """One core: parameters, weights, bias codes, population slices, neurons."""
-    f.integer(core, "parameter_group", kw)
+    f.integer(core, "parameter_group", kw, 0, 1 << 16)
     _text(f, core, "role", kw)
     _flat_params(f, core, "neuron_params", kw)
     _number(f, core, "dc", kw)
@@ -419,7 +419,8 @@ def _check_core(f: _Fields, core: Any, kw: str, target: Target, sizes: dict[str,
         if name not in target.dendrites:
             raise f.fail(f"{kw}.dendrite_scales.{printable(name, 40)}",
                          "names no dendrite of the target")
-        _number(f, scales, name, f"{kw}.dendrite_scales", 0.0)
+        if _number(f, scales, name, f"{kw}.dendrite_scales", 0.0) == 0:
+            raise f.fail(f"{kw}.dendrite_scales.{name}", "must be a finite number > 0, got 0")
     codes = f.get(core, "bias_codes", kw)
     if not isinstance(codes, dict):
         raise f.fail(f"{kw}.bias_codes", "must be an object {NAME: {coarse, fine, ...}}")
