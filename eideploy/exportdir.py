@@ -152,8 +152,9 @@ def read_manifest(out_dir: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     try:
         manifest = load_json(path, MAX_MANIFEST_BYTES, within=out_dir)
     except FileNotFoundError:
-        raise ExportDirError(f"{printable(out_dir)}: not an export directory (no manifest.json);"
-                             " give a model.pt or a directory written by 'eideploy export'"
+        raise ExportDirError(f"{printable(out_dir)}: not an export directory (no manifest.json "
+                             "beside graph.json, dynapse2.json and the other files it lists); "
+                             "give a model.pt or a directory written by 'eideploy export'"
                              ) from None
     except UnsafeFileError as exc:
         raise ExportDirError(str(exc)) from None
