@@ -38,6 +38,8 @@ console = Console(stderr=True)
 _state = {"debug": False}
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_MISSING = 0, 1, 2, 3
+#: An unexpected error inside eideploy (a bug): its own code, never a user error's.
+EXIT_INTERNAL = 4
 #: One batch size for every command that runs a model or a simulator
 #: (eideploy.pipeline.simulate.DEFAULT_BATCH_SIZE, not imported: it would load numpy at start).
 DEFAULT_BATCH_SIZE = 128
@@ -147,27 +149,39 @@ class MissingDependency(RuntimeError):
     """An optional extra or a device is needed for this command (exit code 3)."""
 
 
+def _plain(text: str) -> str:
+    """``text`` as text: control characters (an escape sequence from a user's file) shown as
+    escapes, never sent to the terminal raw; line breaks kept."""
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+
+
 def _fail(exc: BaseException, code: int) -> NoReturn:
     if _state["debug"]:
         console.print_exception()
     # escaped: a message such as "pip install 'eideploy[onnx]'" is text, not rich markup
-    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    console.print(f"[bold red]error:[/] {escape(_plain(str(exc)))}", soft_wrap=True,
+                  highlight=False)
     raise typer.Exit(code)
 
 
 def _run(fn, *args, **kwargs):
-    """Call ``fn`` and turn user errors into a message and an exit code."""
+    """Call ``fn`` and turn user errors into a message and an exit code; an unexpected error
+    is an internal one (exit 4, with a hint to rerun with --debug for its traceback)."""
     try:
         return fn(*args, **kwargs)
     except typer.Exit:
         raise
     except (MissingDependency, ImportError) as exc:
         _fail(exc, EXIT_MISSING)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: a full or read-only disk, a missing file
         _fail(exc, EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         console.print("interrupted")
         raise typer.Exit(130) from None
+    except Exception as exc:
+        _fail(RuntimeError(f"internal error ({type(exc).__name__}: {exc}); this is a bug in "
+                           "eideploy: rerun with --debug for the traceback and report it"),
+              EXIT_INTERNAL)
 
 
 def _print_version(value: bool) -> None:

@@ -642,3 +642,30 @@ def test_run_refuses_what_validate_refuses_before_opening_a_board(tmp_path, pris
     with pytest.raises(ConfigError, match="cam_entries_per_neuron"):
         runner.run_on_board(out, x, np.zeros(1), samna=Recorder(), progress=False)
     assert touched == []
+
+
+# ------------------------------------------------------------------ the error handler
+def test_an_internal_error_exits_4_with_a_hint_to_rerun_with_debug(tmp_path, pristine,
+                                                                   monkeypatch):
+    from eideploy.pipeline import export
+
+    def broken(out_dir: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(export, "read_export", broken)
+    code, output = invoke(["inspect", pristine], tmp_path)
+    assert code == 4, output
+    flat = " ".join(output.split())
+    assert "internal error (KeyError" in flat and "--debug" in flat
+    assert "Traceback" not in output
+
+
+def test_control_characters_in_a_message_are_escaped(tmp_path, pristine, monkeypatch):
+    from eideploy.pipeline import export
+
+    def hostile(out_dir: Any) -> Any:
+        raise ValueError("manifest.json: field 'source.file' is '\x1b[2J\x1b[31mred'")
+
+    monkeypatch.setattr(export, "read_export", hostile)
+    code, output = invoke(["inspect", pristine], tmp_path)
+    assert_refused(code, output, "manifest.json", "\\x1b[2J")
