@@ -113,6 +113,8 @@ def _config_sites(doc: dict[str, Any], rng: random.Random) -> Iterator[Site]:
     for key, limit in (("tags", 2048), ("cam_entries_per_neuron", 64), ("chips_per_board", 4),
                        ("neurons_per_core", 256)):
         yield Site(target, key, f"target.{key}", [limit + 1, 65536, 0, -1, *_NOT_INT])
+    yield Site(target, "cores_per_chip", "target.cores_per_chip", [4.0, "4"])
+    yield Site(target, "sram_reserved", "target.sram_reserved", [True])
     for key, value in (("name", "evil"), ("cores_per_chip", 8), ("sram_reserved", 0),
                        ("control_tag", 5), ("weight_mask_bits", 8), ("hop_range", [-99, 99]),
                        ("dendrites", {"ampa": 1}), ("delay_classes", 16),

@@ -267,8 +267,9 @@ def shipped_target(config: Mapping[str, Any], source: str = "<config>") -> Targe
         if key not in block:
             raise f.fail(f"target.{key}", f"is missing (the shipped target {name} has "
                                           f"{printable(repr(reference[key]), 80)})")
-        if key not in reference or block[key] != reference[key] or (
-                type(block[key]) is bool) != (type(reference[key]) is bool):
+        # compared as JSON text: 4.0 is not 4, true is not 1, at every depth
+        if key not in reference or json.dumps(block[key], sort_keys=True, default=repr) != (
+                json.dumps(reference[key], sort_keys=True)):
             shown = printable(repr(reference.get(key)), 80)
             raise f.fail(f"target.{key}", f"is {printable(repr(block[key]), 80)}, but the "
                                           f"shipped target {name} has {shown}; {_FIX}")
@@ -511,7 +512,11 @@ def _check_channels(f: _Fields, config: Mapping[str, Any], target: Target,
                     sizes: dict[str, int]) -> None:
     """The host's input channels (population, channel, tag, destinations) and readout
     channels (class, chip, core, neuron, tag)."""
-    for ii, channel in enumerate(f.listing(config, "input_channels", "")):
+    channels = f.listing(config, "input_channels", "")
+    if len(channels) > sum(sizes.values()):
+        raise f.fail("input_channels", f"lists {len(channels)} channels, more than the graph "
+                                       f"has neurons ({sum(sizes.values())})")
+    for ii, channel in enumerate(channels):
         iw = f"input_channels[{ii}]"
         name = _text(f, channel, "population", iw)
         if name not in sizes:
@@ -525,6 +530,9 @@ def _check_channels(f: _Fields, config: Mapping[str, Any], target: Target,
             f.integer(dest, "chip", dw, 0, target.chips_per_board - 1)
             f.integer(dest, "core_mask", dw, 0, (1 << target.cores_per_chip) - 1)
     readouts = f.listing(config, "readout_channels", "")
+    if len(readouts) > target.neurons_per_board:
+        raise f.fail("readout_channels", f"lists {len(readouts)} channels; the board has "
+                                         f"{target.neurons_per_board} neurons")
     for ri, channel in enumerate(readouts):
         rw = f"readout_channels[{ri}]"
         f.integer(channel, "class", rw, 0, max(len(readouts) - 1, 0))
