@@ -270,6 +270,7 @@ _FIELDS: dict[str, tuple[str, ...] | None] = {  # None: a table of free keys
     "kinds": _GRAPH_KINDS,
     "biases": ("per_core", "chip", "weights", "delays", "rockpool_names"),
     "analog": None,  # circuit constants of the analog model, read by biases.py
+    "energy": None,  # per-event energy figures of the cost estimate, read by energy.py
 }
 
 

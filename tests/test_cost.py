@@ -1,0 +1,163 @@
+"""The cost of an inference: spikes, synaptic events per dendrite, routed events, energy, latency
+(eideploy.pipeline.cost, hardware/dynapse2.toml [energy]), on the shipped digits model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from eideploy.graph import EIGraph
+from eideploy.pipeline.cost import (
+    CostError,
+    cost_markdown,
+    cost_report,
+    energy_estimate,
+    float_cost,
+    integer_cost,
+)
+from eideploy.sim.integer import IntegerSimulator
+from eideploy.targets.dynapse2 import load_target
+from eideploy.targets.dynapse2.board.events import latency_us
+from eideploy.targets.dynapse2.energy import EVENT_KINDS, EnergyError, load_energy
+
+
+@pytest.fixture(scope="module")
+def digits_x() -> np.ndarray:
+    d = load_digits()
+    return (d.data[:256] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def mapped(quantized_digits, digits_x):
+    export = quantized_digits.meta["export_dir"]
+    return integer_cost(quantized_digits, digits_x, export_dir=export)
+
+
+# --------------------------------------------------------------------------- energy table
+def test_every_event_kind_has_a_figure_a_range_and_a_source():
+    table = load_energy()
+    assert set(table.figures) == set(EVENT_KINDS)
+    for figure in table.figures.values():
+        assert figure.low_pj <= figure.pj <= figure.high_pj
+        assert len(figure.source) > 20
+    # nothing here was checked against the papers: the table must not claim it was
+    assert not table.verified and "unverified" in table.note
+
+
+def test_the_shipped_target_loads_with_its_energy_table():
+    assert load_target("dynapse2").name == "dynapse2"
+
+
+def test_a_figure_outside_its_own_range_is_refused(tmp_path):
+    text = "\n".join(f'[energy.{k}]\npj = 10.0\nrange_pj = [1.0, 20.0]\nsource = "a paper"\n'
+                     for k in EVENT_KINDS)
+    path = tmp_path / "t.toml"
+    path.write_text(text.replace("pj = 10.0", "pj = 30.0", 1))
+    with pytest.raises(EnergyError, match=r"energy.spike: pj 30.0 is outside range_pj"):
+        load_energy(path)
+    path.write_text(text.replace('source = "a paper"', 'source = ""', 1))
+    with pytest.raises(EnergyError, match="names its source"):
+        load_energy(path)
+
+
+# --------------------------------------------------------------------------- counts
+def test_fan_out_is_the_cam_entries_of_the_export(quantized_digits):
+    """Every non-zero quantized synapse is one CAM entry on its dendrite: the fan-outs the
+    count uses sum to the CAM entries of dynapse2.json, per dendrite."""
+    config = json.loads((Path(quantized_digits.meta["export_dir"]) / "dynapse2.json")
+                        .read_text())
+    cam: dict[str, int] = {}
+    for chip in config["chips"]:
+        for core in chip["cores"]:
+            for neuron in core["neurons"]:
+                for entry in neuron["cam"]:
+                    cam[entry["dendrite"]] = cam.get(entry["dendrite"], 0) + 1
+    sim = IntegerSimulator(quantized_digits)
+    synapses: dict[str, int] = {}
+    target = load_target("dynapse2")
+    for syns in sim.synapses.values():
+        for s in syns:
+            dendrite = target.dendrite(s.kind)
+            synapses[dendrite] = synapses.get(dendrite, 0) + int(np.count_nonzero(s.levels))
+    assert synapses == cam
+
+
+def test_synaptic_events_are_spikes_times_fan_out(quantized_digits, digits_x, mapped):
+    """The input projections' events recounted the long way: the host's spikes through the
+    projection's binary connection matrix, summed over time and samples."""
+    sim = IntegerSimulator(quantized_digits)
+    spikes = np.asarray(sim.host.spikes(digits_x), dtype=np.float64)
+    spikes = spikes.reshape(spikes.shape[0], spikes.shape[1], -1)
+    for proj in quantized_digits.projections_from(quantized_digits.input_settings.population):
+        syn = next(s for s in sim.synapses[proj.target] if s.projection == proj.name)
+        binary = (abs(syn.matrix) > 0).astype(np.float64)  # (target, source)
+        expected = float(np.asarray(binary @ spikes.reshape(-1, spikes.shape[2]).T).sum())
+        counted = next(p.events for p in mapped.projections if p.name == proj.name)
+        assert counted == pytest.approx(expected / len(digits_x), rel=1e-9)
+    total = sum(p.events for p in mapped.projections)
+    assert mapped.total_synaptic_events == pytest.approx(total)
+    assert set(mapped.synaptic_events) == {"ampa", "gaba", "shunt"}
+
+
+def test_shipped_digits_events_per_dendrite(mapped):
+    """The shipped model's measured cost (docs/cost.md): thousands of spikes, tens of
+    thousands of synaptic events per sample, GABA the largest share (interneurons fire counts
+    onto every E neuron), SHUNT the smallest; events stay on one chip."""
+    assert 1_000 < mapped.total_spikes < 10_000
+    assert 30_000 < mapped.total_synaptic_events < 200_000
+    events = mapped.synaptic_events
+    assert events["gaba"] > events["ampa"] > events["shunt"] > 0
+    assert mapped.spikes["input"] > 50
+    assert mapped.routed_events is not None and mapped.routed_events > mapped.spikes["input"]
+    assert mapped.chip_crossings == 0.0
+
+
+def test_float_and_integer_counts_agree_where_the_activity_is_the_same(quantized_digits,
+                                                                       digits_x, mapped):
+    """On the quantized graph, the float executor's synaptic operations from the input (the
+    same host spikes, the same synapses) equal the integer count exactly."""
+    ops = float_cost(quantized_digits, digits_x)
+    source = quantized_digits.input_settings.population
+    for proj in quantized_digits.projections_from(source):
+        a = next(p.events for p in ops.projections if p.name == proj.name)
+        b = next(p.events for p in mapped.projections if p.name == proj.name)
+        assert a == pytest.approx(b, rel=1e-9)
+
+
+def test_conv_projections_are_refused_with_a_clear_error(quantized_digits, digits_x):
+    graph = EIGraph.from_dict(*quantized_digits.to_dict())
+    graph.projections[0].op = "conv"
+    with pytest.raises(CostError, match="op 'conv' is not counted"):
+        float_cost(graph, digits_x[:4])
+
+
+# --------------------------------------------------------------------------- energy, latency
+def test_energy_is_the_events_times_the_figures(quantized_digits, mapped):
+    export = quantized_digits.meta["export_dir"]
+    table = load_energy()
+    energy = energy_estimate(mapped, table=table, export_dir=export)
+    expected = (mapped.total_spikes * table["spike"].pj
+                + mapped.total_synaptic_events * table["synaptic_event"].pj
+                + mapped.routed_events * table["routed_event"].pj) * 1e-3
+    assert energy.nj == pytest.approx(expected)
+    assert energy.low_nj <= energy.nj <= energy.high_nj
+    assert energy.low_nj < 0.1 * energy.high_nj  # the sources disagree by over 10x
+    config = json.loads((Path(export) / "dynapse2.json").read_text())
+    assert energy.latency_us == quantized_digits.T * 1000 + latency_us(config)
+    assert energy.latency_us >= quantized_digits.T * 1000
+
+
+def test_the_report_entry_and_its_markdown(quantized_digits, digits_x):
+    export = quantized_digits.meta["export_dir"]
+    float_graph = EIGraph.load(export)
+    report = cost_report(quantized_digits, digits_x[:64], float_graph=float_graph,
+                         export_dir=export)
+    json.dumps(report)  # plain data
+    assert report["integer"]["samples"] == 64
+    assert report["float"]["counted_on"] == "float"
+    text = "\n".join(cost_markdown(report))
+    assert "## Cost" in text and "GABA" in text and "nJ" in text and "Moradi" in text
