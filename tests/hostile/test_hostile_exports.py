@@ -12,7 +12,7 @@ one), never read past a bound, never hang, and never reach a board:
   the shipped target) and 120 directories through ``load_export`` / ``_prepare`` (the loader
   every command uses);
 * 21 directories through ``inspect``, ``simulate`` and ``run --board virtual`` in-process
-  (exit 2, one message, no traceback, the virtual board never built); 150 more are
+  (exit 2, one message, no traceback, the virtual board never built); 500 more are
   ``@pytest.mark.slow``.
 """
 
@@ -44,7 +44,7 @@ SEED = 15
 CONFIG_CASES = 400
 DIRECTORY_CASES = 120
 CLI_CASES = 7  # each through inspect, simulate and run
-SLOW_CLI_CASES = 150
+SLOW_CLI_CASES = 500
 HANG_TIMEOUT_S = 120  # against a hang only
 
 
@@ -552,7 +552,7 @@ def test_tampered_exports_are_refused_by_inspect_simulate_and_run(tmp_path, pris
 
 
 @pytest.mark.slow
-def test_150_more_tampered_exports_through_every_command(tmp_path, pristine, no_board):
+def test_500_more_tampered_exports_through_every_command(tmp_path, pristine, no_board):
     cases = _directory_cases(pristine, SLOW_CLI_CASES, SEED + 1)
     assert _run_commands(tmp_path, pristine, cases, no_board) == 3 * len(cases)
 
