@@ -762,6 +762,9 @@ def _print_export(output: _Output, path: Path, manifest: dict, report: dict | No
                           f"{c['neurons']}/{c['neurons_capacity']}", str(c["cam_entries"]),
                           str(c["sram_entries"]))
         output.show(chips)
+    from .pipeline.cost import cost_line
+
+    output.line(cost_line(path))
     bad = [p for p, st in state.items() if st != "ok"]
     if bad:
         console.print(f"[bold red]warning:[/] {len(bad)} file(s) differ from the manifest: "

@@ -161,3 +161,46 @@ def test_the_report_entry_and_its_markdown(quantized_digits, digits_x):
     assert report["float"]["counted_on"] == "float"
     text = "\n".join(cost_markdown(report))
     assert "## Cost" in text and "GABA" in text and "nJ" in text and "Moradi" in text
+
+
+def test_the_validation_report_shows_events_and_energy_with_its_source(quantized_digits):
+    from eideploy.pipeline.validate import report_markdown, validate_export
+
+    model = Path(__file__).resolve().parents[1] / "models" / "digits-dynapse2.pt"
+    report, _ = validate_export(model, quantized_digits.meta["export_dir"], divisions=("exact",),
+                                limit=48)
+    cost = report["cost"]
+    assert cost["integer"]["samples"] == 48
+    assert cost["integer"]["synaptic_events"]["gaba"] > 0
+    assert cost["float"]["total_synaptic_events"] > 0
+    assert 0 < cost["energy"]["low_nj"] <= cost["energy"]["nj"] <= cost["energy"]["high_nj"]
+    markdown = report_markdown(report)
+    assert "## Cost per inference" in markdown and "nJ per inference" in markdown
+    assert "Moradi et al., IEEE TBCAS" in markdown
+
+
+def test_inspect_shows_one_cost_line_from_the_validation_report(quantized_digits, digits_x,
+                                                                tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from eideploy.cli import app
+
+    out = tmp_path / "export"
+    shutil.copytree(quantized_digits.meta["export_dir"], out)
+    runner = CliRunner()
+    res = runner.invoke(app, ["inspect", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "cost: not measured yet" in res.output
+    cost = cost_report(quantized_digits, digits_x[:32], export_dir=out)
+    (out / "validation").mkdir()
+    (out / "validation" / "report.json").write_text(json.dumps({"cost": cost}))
+    res = runner.invoke(app, ["inspect", str(out)])
+    assert res.exit_code == 0, res.output
+    line = next(s for s in res.output.splitlines() if s.startswith("cost per inference"))
+    assert f"{cost['integer']['total_spikes']:.0f} spikes" in line
+    assert "GABA" in line and "uJ" in line and "unverified" in line and "latency" in line
+    (out / "validation" / "report.json").write_text('{"cost": {"integer": 3}}')
+    res = runner.invoke(app, ["inspect", str(out)])
+    assert res.exit_code == 0 and "holds no readable cost" in res.output

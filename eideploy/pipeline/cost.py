@@ -31,13 +31,14 @@ import numpy as np
 from ..graph import EIGraph
 from ..graph.execute import FloatExecutor
 from ..graph.ir import Projection
+from ..safefile import UnsafeFileError, load_json, printable
 from ..sim.integer import IntegerSimulator
 from ..targets.dynapse2.board.events import DT_US, latency_us
 from ..targets.dynapse2.energy import EVENT_KINDS, EnergyTable, load_energy
 from ..targets.dynapse2.target import Target, resolve_target
 
 __all__ = ["CostError", "ProjectionCost", "NetworkCost", "EnergyEstimate", "integer_cost",
-           "float_cost", "energy_estimate", "cost_report", "cost_markdown", "BATCH"]
+           "float_cost", "energy_estimate", "cost_report", "cost_markdown", "cost_line", "BATCH"]
 
 #: Samples simulated at once while counting.
 BATCH = 128
@@ -333,3 +334,27 @@ def cost_markdown(cost: dict[str, Any]) -> list[str]:
     if "error" in ops:
         lines += ["", f"Float graph's synaptic operations not counted: {ops['error']}"]
     return lines
+
+
+def cost_line(export_dir: str | Path) -> str:
+    """One line on an export's cost per inference, from its ``validation/report.json``
+    (``eideploy validate`` measures it); without one, how to measure it. A report that cannot
+    be read is named, never trusted: the export directory is a user's input."""
+    path = Path(export_dir) / "validation" / "report.json"
+    if not path.is_file():
+        return "cost: not measured yet ('eideploy validate MODEL OUT' counts spikes, synaptic " \
+               "events and energy per inference)"
+    try:
+        cost = load_json(path, within=export_dir)["cost"]
+        mapped, energy = cost["integer"], cost["energy"]
+        dendrites = ", ".join(f"{str(k).upper()} {float(v):.0f}"
+                              for k, v in mapped["synaptic_events"].items())
+        return (f"cost per inference: {float(mapped['total_spikes']):.0f} spikes, "
+                f"{float(mapped['total_synaptic_events']):.0f} synaptic events ({dendrites}), "
+                f"~{float(energy['nj']) / 1000:.2f} uJ on DYNAP-SE2 (range "
+                f"{float(energy['low_nj']) / 1000:.2f}-{float(energy['high_nj']) / 1000:.2f} uJ, "
+                f"{'' if energy['verified'] is True else 'unverified '}per-event figures of "
+                f"Moradi et al. 2018), latency {int(energy['latency_us']) / 1000:.1f} ms "
+                "(validation/report.json)")
+    except (UnsafeFileError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        return f"cost: {printable(path)} holds no readable cost ({printable(exc)})"

@@ -43,6 +43,7 @@ from ..sim.integer import IntegerSimulator
 from ..targets.dynapse2.config import read_config
 from ..train import load_model
 from ..train.checkpoint import check_model_file
+from .cost import cost_markdown, cost_report
 from .export import export_model, read_export
 from .plots import pearson, plot_divisors, plot_raster, plot_rates
 from .simulate import calibration_inputs
@@ -335,6 +336,9 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
     tallies = _run_all(variants, x_all, batch_size, exact, roles, loaded.graph.T, say)
 
     report, data = _report(variants, tallies, exact, labels, loaded, modes)
+    say("counting spikes, synaptic events and energy per inference")
+    report["cost"] = cost_report(quantized, x_all, float_graph=loaded.graph,
+                                 export_dir=export_dir)
     if analog_mismatch is not None:
         draws = [v for v in variants if v.draw and isinstance(v, AnalogVariant)]
         report["analog"] = {"mismatch": _mismatch_summary(draws, tallies, labels)} if draws \
@@ -448,6 +452,8 @@ def report_markdown(report: dict[str, Any]) -> str:
     for section in (_headline_section, _accuracy_section, _rates_section, _exact_section,
                     _mismatch_section, _saturation_section):
         lines += section(report)
+    if "cost" in report:
+        lines += cost_markdown(report["cost"])
     lines += ["", "![firing rates](rates.png)", "", "![raster of one sample](raster.png)", "",
               "![divisors](divisors.png)", ""]
     return "\n".join(lines)
