@@ -256,6 +256,9 @@ def evaluate(
     batch_size: BatchOption = DEFAULT_BATCH_SIZE,
     device: Annotated[str, typer.Option(
         help="compute device: cpu, cuda, cuda:N or auto")] = "auto",
+    neurobench: Annotated[bool, typer.Option(
+        "--neurobench", help="a model's NeuroBench metrics through NeuroBench's harness "
+        "(extra: pip install 'eideploy[neurobench]')")] = False,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -264,6 +267,17 @@ def evaluate(
 
     output = _Output(as_json, quiet)
     where = {"command": "evaluate", "path": model, "split": split.value}
+    if neurobench:
+        from .pipeline.neurobench_metrics import neurobench_line, neurobench_model_metrics
+
+        if model.is_dir():
+            _fail(ValueError(f"{model}: --neurobench evaluates a model.pt, not an export "
+                             "directory"), EXIT_BAD_INPUT)
+        name, nb = _run(neurobench_model_metrics, model, data=data, data_dir=data_dir,
+                        split=split.value, batch_size=batch_size)
+        output.line(f"{model}: {name} {split.value} " + neurobench_line(nb))
+        output.document({**where, "kind": "model", "dataset": name, "neurobench": nb})
+        return
     if model.is_dir():
         name, acc = _run(evaluate_export, model, data=data, data_dir=data_dir, split=split.value,
                          batch_size=batch_size)
