@@ -177,6 +177,17 @@ def test_the_validation_report_shows_events_and_energy_with_its_source(quantized
     markdown = report_markdown(report)
     assert "## Cost per inference" in markdown and "nJ per inference" in markdown
     assert "Moradi et al., IEEE TBCAS" in markdown
+    json.dumps(report)
+    bench = cost["neurobench"]
+    try:
+        import neurobench  # noqa: F401
+    except ImportError:
+        assert "eideploy[neurobench]" in bench["skipped"]
+    else:  # footprint and sparsity beside the events
+        assert "NeuroBench metrics of the float model" in markdown and "footprint" in markdown
+        ops = bench["SynapticOperations"]
+        assert ops["Effective_ACs"] > 0 and bench["Footprint"] > 0
+        assert 0 < bench["ConnectionSparsity"] < 1
 
 
 def test_inspect_shows_one_cost_line_from_the_validation_report(quantized_digits, digits_x,

@@ -333,6 +333,19 @@ def cost_markdown(cost: dict[str, Any]) -> list[str]:
     lines += [f"* {kind}: {source}" for kind, source in energy["sources"].items()]
     if "error" in ops:
         lines += ["", f"Float graph's synaptic operations not counted: {ops['error']}"]
+    bench = cost.get("neurobench")
+    if bench and "skipped" in bench:
+        lines += ["", f"NeuroBench metrics of the float model: skipped ({bench['skipped']})."]
+    elif bench:
+        synops = bench["SynapticOperations"]
+        lines += ["", "NeuroBench metrics of the float model (NeuroBench's harness): footprint "
+                      f"{bench['Footprint']:.0f} bytes, connection sparsity "
+                      f"{bench['ConnectionSparsity']:.3f}, activation sparsity "
+                      f"{bench['ActivationSparsity']:.3f}, synaptic operations "
+                      f"{synops['Effective_MACs'] + synops['Effective_ACs']:.0f} per sample "
+                      f"(effective MACs {synops['Effective_MACs']:.0f}, ACs "
+                      f"{synops['Effective_ACs']:.0f}), accuracy "
+                      f"{100 * bench['ClassificationAccuracy']:.2f}%."]
     return lines
 
 

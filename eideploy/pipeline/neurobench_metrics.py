@@ -27,7 +27,8 @@ from ..nn import EIConv2d, EILinear
 from ..nn import functional as EF
 
 __all__ = ["NEUROBENCH_HINT", "EIInterneurons", "NeuroBenchEILinear", "neurobench_network",
-           "neurobench_evaluate", "neurobench_model_metrics", "neurobench_line"]
+           "neurobench_evaluate", "neurobench_model_metrics", "neurobench_line",
+           "neurobench_entry"]
 
 NEUROBENCH_HINT = "NeuroBench metrics need neurobench: pip install 'eideploy[neurobench]'"
 
@@ -189,3 +190,14 @@ def neurobench_line(metrics: dict[str, Any]) -> str:
     if "total_synaptic_events" in own:
         line += f"; eideploy's float-graph count {own['total_synaptic_events']:.0f}"
     return line
+
+
+def neurobench_entry(model_path: str | Path, x: Any, y: Any) -> dict[str, Any]:
+    """:func:`neurobench_evaluate` for a report: the metrics, or ``{"skipped": why}`` when
+    neurobench is not installed or the model has layers it does not cover."""
+    try:
+        return neurobench_evaluate(model_path, x, y)
+    except ImportError:
+        return {"skipped": NEUROBENCH_HINT}
+    except ValueError as exc:
+        return {"skipped": str(exc)}

@@ -45,6 +45,7 @@ from ..train import load_model
 from ..train.checkpoint import check_model_file
 from .cost import cost_markdown, cost_report
 from .export import export_model, read_export
+from .neurobench_metrics import neurobench_entry
 from .plots import pearson, plot_divisors, plot_raster, plot_rates
 from .simulate import calibration_inputs
 from .variants import (
@@ -339,6 +340,7 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
     say("counting spikes, synaptic events and energy per inference")
     report["cost"] = cost_report(quantized, x_all, float_graph=loaded.graph,
                                  export_dir=export_dir)
+    report["cost"]["neurobench"] = neurobench_entry(model_path, x_all, labels)
     if analog_mismatch is not None:
         draws = [v for v in variants if v.draw and isinstance(v, AnalogVariant)]
         report["analog"] = {"mismatch": _mismatch_summary(draws, tallies, labels)} if draws \
