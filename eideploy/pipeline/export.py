@@ -169,8 +169,11 @@ def _check_destination(out_dir: Path, overwrite: bool, protect: tuple[Path, ...]
 
 
 def _absolute(path: Path) -> Path:
-    """``path`` made absolute without resolving links (``-o .`` then has a name and a parent)."""
-    return Path(os.path.abspath(path))
+    """``path`` made absolute without resolving links (``-o .`` then has a name and a parent),
+    except a link that names the output directory itself: the export goes where it points (the
+    link stays a link, and no ``.NAME.old-*`` of it is left behind)."""
+    absolute = Path(os.path.abspath(path))
+    return absolute.resolve() if absolute.is_symlink() else absolute
 
 
 # --------------------------------------------------------------------------- export

@@ -394,8 +394,15 @@ def _parse(doc: dict[str, Any], source: str) -> Target:
 
 
 def resolve_target(target: str | Path | Target = "dynapse2", chips: int | None = None) -> Target:
-    """A ``Target`` from a name, a path or a ``Target``; ``chips`` limits the board to N chips."""
+    """A ``Target`` from a name, a path or a ``Target``; ``chips`` limits the board to N chips
+    (at most the board's own: an export's loaders check it against the shipped target)."""
     resolved = target if isinstance(target, Target) else load_target(target)
     if chips is not None:
+        if not isinstance(chips, bool) and isinstance(chips, int) and \
+                chips > resolved.chips_per_board:
+            raise TargetError(f"target {resolved.name}: the board carries "
+                              f"{resolved.chips_per_board} chip(s); --chips {chips} asks for more "
+                              "(--chips may only narrow it; a larger board needs its own target "
+                              "file)")
         resolved = resolved.with_chips(chips)
     return resolved
