@@ -152,6 +152,10 @@ def _check_destination(out_dir: Path, overwrite: bool, protect: tuple[Path, ...]
     ``simulation/`` or a user's own: the export writes files and ``quantized/`` only)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir}: exists and is not a directory; give -o a directory path")
+    blocking = next((p for p in out_dir.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ExportError(f"{out_dir}: {blocking} is a file, not a directory; give -o a path "
+                          "whose parents are directories")
     if not out_dir.is_dir():
         return ()
     resolved = out_dir.resolve()

@@ -33,3 +33,11 @@ def test_more_chips_than_the_board_carries_is_refused_and_writes_nothing(tmp_pat
     assert "carries 4 chip(s)" in res.output and "--chips 5" in res.output
     assert "Traceback" not in res.output and not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_path_under_a_file_is_refused_naming_the_file(tmp_path):
+    (tmp_path / "afile").write_text("not a directory")
+    res = runner.invoke(app, ["export", str(MODEL), "-o", str(tmp_path / "afile" / "sub")])
+    assert res.exit_code == 2, res.output
+    assert "afile is a file, not a directory" in " ".join(res.output.split())
+    assert "Traceback" not in res.output and "Errno" not in res.output
