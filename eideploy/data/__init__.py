@@ -19,9 +19,18 @@ from .augment import (
     train_augmentation,
 )
 from .batching import batch_indices, iterate_batches
-from .catalog import DATASET_INFO, DatasetInfo, load_dataset
+from .catalog import (
+    DATASET_INFO,
+    DatasetInfo,
+    dataset_identity,
+    input_shape_of,
+    load_dataset,
+    load_model_data,
+    load_recipe_data,
+)
 from .dataset import ArrayDataset, to_float
 from .errors import DataError, MissingExtraError
+from .own import NPZ, describe_identity, load_npz, npz_sources
 
 __all__ = [
     "DATASET_INFO",
@@ -30,14 +39,22 @@ __all__ = [
     "DataError",
     "DatasetInfo",
     "MissingExtraError",
+    "NPZ",
     "batch_indices",
     "color_jitter",
     "cutout",
+    "dataset_identity",
+    "describe_identity",
     "eval_transform",
     "horizontal_flip",
+    "input_shape_of",
     "iterate_batches",
     "load_dataset",
+    "load_model_data",
+    "load_npz",
+    "load_recipe_data",
     "nda_one_of",
+    "npz_sources",
     "random_crop",
     "random_resized_crop",
     "random_roll",

@@ -453,6 +453,7 @@ class Compose:
 _CIFAR_TRAIN = Compose((partial(random_crop, pad=4), cutout, horizontal_flip))
 
 _TRAIN: dict[str, Augmentation | None] = {
+    "npz": None,  # a user's own arrays: no augmentation is assumed to suit them
     "digits": None,
     "fashion-mnist": None,
     # RandomCrop(32, 4) -> Cutout -> RandomHorizontalFlip (spec §7)
@@ -486,6 +487,7 @@ _TRAIN: dict[str, Augmentation | None] = {
 }
 
 _EVAL: dict[str, Augmentation | None] = {
+    "npz": None,
     "digits": None,
     "fashion-mnist": None,
     "cifar10": None,

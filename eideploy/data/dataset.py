@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -23,12 +24,14 @@ class ArrayDataset:
             E[x] > 0 (spec §10.1-2).
         labels: (N,) int64 class indices.
         num_classes: number of classes of the data set (not just those present in this split).
+        source: where a user's own data came from (file, sha256, samples), else None.
     """
 
     name: str
     inputs: torch.Tensor
     labels: torch.Tensor
     num_classes: int
+    source: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.inputs.shape[0] != self.labels.shape[0]:

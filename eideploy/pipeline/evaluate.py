@@ -3,9 +3,10 @@ evaluate`` prints."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from ..data import eval_transform, load_dataset
+from ..data import eval_transform, load_model_data
 from ..graph import EIGraph
 from ..graph.execute import accuracy as graph_accuracy
 from ..train import load_model
@@ -24,13 +25,17 @@ def evaluate_model(model_path: str | Path, *, data: str | None = None,
     dev = resolve_device(device)
     net, checkpoint = load_model(model_path, dev)
     recipe = checkpoint.get("recipe") or {}
-    name = data or (recipe.get("data") or {}).get("dataset")
-    if not name:
-        raise ValueError(f"{model_path}: the checkpoint names no data set; pass --data NAME")
-    root = data_dir or (recipe.get("data") or {}).get("data_dir")
-    dataset = load_dataset(name, split, root, T=getattr(net, "T", 4))
+    dataset = load_model_data(checkpoint.get("data"), recipe.get("data"), split, data=data,
+                              data_dir=data_dir, T=getattr(net, "T", 4), source=str(model_path),
+                              log=_say)
+    name = dataset.name
     return name, evaluate(net, dataset, batch_size=batch_size, device=dev,
                           transform=eval_transform(name))
+
+
+def _say(line: str) -> None:
+    """Which data a command read: on stderr, so that --json output stays one document."""
+    print(line, file=sys.stderr)
 
 
 def evaluate_export(out: str | Path, *, data: str | None = None, data_dir: str | None = None,

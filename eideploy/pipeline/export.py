@@ -207,7 +207,8 @@ def export_model(model_path: str | Path, out_dir: str | Path, *,
     digest = sha256_file(model_path)
     try:
         dataset = ((checkpoint.get("recipe") or {}).get("data") or {}).get("dataset")
-        meta = {"source_model_sha256": digest, **({"dataset": dataset} if dataset else {})}
+        meta = {"source_model_sha256": digest, **({"dataset": dataset} if dataset else {}),
+                **({"data": checkpoint["data"]} if checkpoint.get("data") else {})}
         graph = lower(model, meta=meta)
     except ValueError as exc:
         raise ValueError(f"{model_path}: the model cannot be exported: {exc}") from None

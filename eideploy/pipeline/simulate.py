@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import FILE_MODE, atomic_write_bytes, json_plain
-from ..data import load_dataset, to_float
+from ..data import load_model_data, to_float
 from ..graph import EIGraph
 from ..sim.integer import IntegerSimulator
 from ..sim.integer import accuracy as integer_accuracy
@@ -61,17 +62,23 @@ def export_data(out: str | Path, data: str | None, data_dir: str | None, split: 
 
     out = Path(out)
     graph = export_graph_of(out, quantized)
-    name = data or graph.meta.get("dataset")
-    if not name:
-        raise ValueError(f"{out}: the export names no data set; pass --data NAME")
-    dataset = load_dataset(name, split, data_dir, T=graph.T)
-    return ExportData(graph, to_float(dataset.inputs).numpy(), dataset.labels.numpy(), name)
+    recorded = graph.meta.get("data")
+    dataset = load_model_data(recorded if isinstance(recorded, dict) else None,
+                              {"dataset": graph.meta.get("dataset")}, split, data=data,
+                              data_dir=data_dir, T=graph.T, source=str(out), log=_say)
+    return ExportData(graph, to_float(dataset.inputs).numpy(), dataset.labels.numpy(),
+                      dataset.name)
+
+
+def _say(line: str) -> None:
+    """Which data a command read: on stderr, so that --json output stays one document."""
+    print(line, file=sys.stderr)
 
 
 def calibration_inputs(dataset: str, data_dir: str | None, T: int, samples: int) -> np.ndarray:
     """The first ``samples`` inputs of the training split, for the analog readout calibration
     (labels unused: the host has no labels on a deployed chip)."""
-    train = load_dataset(dataset, "train", data_dir, T=T)
+    train = load_model_data(None, {"dataset": dataset}, "train", data_dir=data_dir, T=T)
     return to_float(train.inputs[:samples]).numpy()
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from ..atomic import atomic_write_bytes
-from ..data import eval_transform, iterate_batches, load_dataset
+from ..data import eval_transform, iterate_batches, load_recipe_data
 from ..graph.execute import FloatExecutor
 from ..graph.lowering import lower
 from ..targets.dynapse2.compile import compile_graph
@@ -42,7 +42,7 @@ def train_and_summarise(recipe: Recipe, *, data_dir: str | None = None,
             or (dist.is_initialized() and dist.get_rank() != 0)):
         return result
     cfg = ran.data
-    test_set = load_dataset(cfg.dataset, "test", data_dir or cfg.data_dir, T=ran.model.T)
+    test_set = load_recipe_data(cfg.model_dump(), "test", data_dir, T=ran.model.T)
     hardware = hardware_summary(result.run_dir, test_set, target, batch_size=cfg.eval_batch_size,
                                 transform=eval_transform(cfg.dataset))
     metrics_path = result.run_dir / "metrics.json"

@@ -213,11 +213,15 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, recipe: dict | None = None,
-                    metrics: dict | None = None, extra: dict | None = None) -> None:
-    """Save ``model`` with its recipe and metrics (and, for resuming, ``extra`` trainer state)."""
+                    metrics: dict | None = None, extra: dict | None = None,
+                    data: dict | None = None) -> None:
+    """Save ``model`` with its recipe and metrics (and, for resuming, ``extra`` trainer state);
+    ``data`` is the identity of the data it was trained on (``eideploy.data.dataset_identity``)."""
     record = model_record(model)
     record["recipe"] = json_plain(recipe) if recipe is not None else None
     record["metrics"] = json_plain(metrics or {})
+    if data is not None:
+        record["data"] = json_plain(data)
     if extra:
         record["trainer"] = extra
     atomic_torch_save(record, path)

@@ -52,6 +52,29 @@ class DataSection(_Strict):
                             "processes")
     eval_batch_size: int = Field(256, ge=1, le=1 << 20)
     augment: bool = Field(True, description="apply the data set's training augmentations")
+    path: str | None = Field(None, description="dataset npz: one .npz holding x_train, y_train, "
+                             "x_test, y_test (docs/own-data.md)")
+    train: str | None = Field(None, description="dataset npz: the training .npz (x, y)")
+    test: str | None = Field(None, description="dataset npz: the test .npz (x, y)")
+    num_classes: int | None = Field(None, ge=2, le=100_000, description="dataset npz: classes "
+                                    "(default: the largest training label + 1)")
+
+    @model_validator(mode="after")
+    def _npz_files(self) -> DataSection:
+        own = {k: getattr(self, k) for k in ("path", "train", "test", "num_classes")
+               if getattr(self, k) is not None}
+        if self.dataset != "npz":
+            if own:
+                raise ValueError(f"data.{', data.'.join(own)} only apply to dataset: npz "
+                                 f"(your own arrays), not {self.dataset!r}")
+            return self
+        if self.path is not None and (self.train is not None or self.test is not None):
+            raise ValueError("dataset npz: give data.path (one file) or data.train and "
+                             "data.test (one file each), not both")
+        if self.path is None and (self.train is None or self.test is None):
+            raise ValueError("dataset npz needs data.path (one .npz with x_train, y_train, "
+                             "x_test, y_test) or both data.train and data.test (x and y each)")
+        return self
 
 
 class OptionsSection(_Strict):

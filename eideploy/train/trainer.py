@@ -48,7 +48,13 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from ..data import DATASET_INFO, iterate_batches, load_dataset, train_augmentation
+from ..data import (
+    dataset_identity,
+    input_shape_of,
+    iterate_batches,
+    load_recipe_data,
+    train_augmentation,
+)
 from ..data import eval_transform as data_eval_transform
 from ..networks import build_network
 from ..nn import EIOptions, constraint_violations, ei_init, is_initialised, project_nonnegative_
@@ -265,6 +271,7 @@ class TrainSetup:
     hw_target: Any  # the recipe's target board, or None
     qat_epochs: int
     qat_lr: float
+    data_identity: dict[str, Any] | None = None  # name, location, per split sha256 and size
 
     @property
     def total_iters(self) -> int:
@@ -448,13 +455,14 @@ def setup_run(recipe: Recipe, run_dir: Path, dev: torch.device, ctx: DistContext
     cfg, tcfg = recipe.data, recipe.train
     torch.manual_seed(recipe.seed)
     random.seed(recipe.seed)
-    data_root = data_dir or cfg.data_dir
-    train_set = load_dataset(cfg.dataset, "train", data_root, T=recipe.model.T)
-    test_set = load_dataset(cfg.dataset, "test", data_root, T=recipe.model.T)
+    data_cfg = cfg.model_dump()
+    train_set = load_recipe_data(data_cfg, "train", data_dir, T=recipe.model.T)
+    test_set = load_recipe_data(data_cfg, "test", data_dir, T=recipe.model.T)
     augment = train_augmentation(cfg.dataset) if cfg.augment else None
     eval_tf = data_eval_transform(cfg.dataset)
-    in_shape = DATASET_INFO[cfg.dataset].input_shape  # one time step, after the eval transform
-    model = build_from_recipe(recipe, in_shape, train_set.num_classes).to(dev)
+    in_shape = input_shape_of(cfg.dataset, train_set)  # one time step, after the eval transform
+    num_classes = max(train_set.num_classes, test_set.num_classes)
+    model = build_from_recipe(recipe, in_shape, num_classes).to(dev)
 
     if cfg.batch_size % ctx.world_size:
         raise ValueError(f"data.batch_size {cfg.batch_size} is not divisible by the "
@@ -471,7 +479,9 @@ def setup_run(recipe: Recipe, run_dir: Path, dev: torch.device, ctx: DistContext
         iters_per_epoch=math.ceil(len(train_set) / cfg.batch_size),
         hw_target=hardware_target(recipe),
         qat_epochs=target.qat_epochs if target is not None else 0,
-        qat_lr=(target.qat_lr or tcfg.lr / 10) if target is not None else 0.0)
+        qat_lr=(target.qat_lr or tcfg.lr / 10) if target is not None else 0.0,
+        data_identity=dataset_identity(data_cfg, {"train": train_set, "test": test_set},
+                                       data_dir))
 
 
 def init_or_resume(run: TrainSetup, resume_state: dict[str, Any] | None,
@@ -697,7 +707,7 @@ def save_epoch(run: TrainSetup, state: TrainState, improved: bool) -> None:
     recipe, summary = run.recipe.to_dict(), state.summary()
     if improved:
         save_checkpoint(run.run_dir / "model.pt", run.model, recipe=recipe,
-                        metrics={**summary, "epoch": state.next_epoch})
+                        metrics={**summary, "epoch": state.next_epoch}, data=run.data_identity)
     save_checkpoint(run.run_dir / "latest.pt", run.model, recipe=recipe, metrics=summary, extra={
         "next_epoch": state.next_epoch, "iteration": state.iteration,
         "best_accuracy": state.best, "history": state.history,
