@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from ..atomic import sha256_file, staged_directory
-from ..data import eval_transform, load_dataset, to_float
+from ..data import eval_transform, load_model_data, to_float
 from ..graph import EIGraph
 from ..sim.division import parse_division
 from ..sim.integer import IntegerSimulator
@@ -120,11 +121,12 @@ def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | 
     quantized = EIGraph.load(export_dir / "quantized")
     config = read_config(export_dir / "dynapse2.json")
     recipe = checkpoint.get("recipe") or {}
-    name = data or graph.meta.get("dataset") or (recipe.get("data") or {}).get("dataset")
-    if not name:
-        raise ValidationError(f"{model_path}: the model names no data set; pass --data NAME")
-    root = data_dir or (recipe.get("data") or {}).get("data_dir")
-    dataset = load_dataset(name, split, root, T=graph.T)
+    recipe_data = {"dataset": graph.meta.get("dataset"), **(recipe.get("data") or {})}
+    dataset = load_model_data(checkpoint.get("data"), recipe_data, split, data=data,
+                              data_dir=data_dir, T=graph.T, source=str(model_path),
+                              log=lambda line: print(line, file=sys.stderr))
+    name = dataset.name
+    root = data_dir or recipe_data.get("data_dir") or recipe_data.get("path")
     if limit is not None:
         dataset = dataclasses.replace(dataset, inputs=dataset.inputs[:limit],
                                       labels=dataset.labels[:limit])
