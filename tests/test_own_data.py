@@ -202,3 +202,49 @@ def test_recipe_data_section_checks_the_npz_keys(data, message):
 
 def test_shipped_recipes_still_load():
     assert load_recipe("digits-mlp").data.path is None
+
+
+def test_validation_split_chooses_the_checkpoint_and_the_test_split_is_read_once(tmp_path):
+    import json
+
+    from eideploy.train import train
+
+    data = write_npz(tmp_path / "blobs.npz")
+    recipe = load_recipe(write_recipe(tmp_path, f"dataset: npz\n  path: {data}\n"
+                                                "  validation_split: 0.1"))
+    result = train(recipe, out_dir=tmp_path / "run", progress=False, log=lambda _: None)
+    assert result.selected_on == "validation"
+    assert all("validation_accuracy" in row and "test_accuracy" not in row
+               for row in result.history)
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["test_accuracy"] == result.best_accuracy >= 80.0
+    assert "best_validation_accuracy" in summary
+    # the identity keeps the file's whole training split, not the part left after carving
+    record = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["data"]
+    assert record["splits"]["train"]["samples"] == 480
+
+
+def test_validation_split_is_seeded_and_disjoint():
+    from eideploy.data import ArrayDataset, carve_validation
+
+    whole = ArrayDataset("npz", torch.arange(100.0)[:, None, None, None],
+                         torch.arange(100) % 3, 3)
+    train_a, val_a = carve_validation(whole, 0.1, seed=3)
+    train_b, val_b = carve_validation(whole, 0.1, seed=3)
+    assert len(train_a) == 90 and len(val_a) == 10
+    assert torch.equal(val_a.inputs, val_b.inputs)
+    kept = set(train_a.inputs.flatten().tolist()) | set(val_a.inputs.flatten().tolist())
+    assert len(kept) == 100
+
+
+def test_any_torch_dataset_is_saved_in_the_layout_training_reads(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from eideploy.data import save_npz
+
+    x, y = blobs(40, 2)
+    train = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    path = save_npz(tmp_path / "mine.npz", train, (x[:8], y[:8]))
+    loaded = load_recipe_data({"dataset": "npz", "path": str(path)}, "train")
+    assert torch.equal(loaded.inputs[:, 0], torch.from_numpy(x))
+    assert torch.equal(loaded.labels, torch.from_numpy(y))

@@ -30,7 +30,15 @@ from .catalog import (
 )
 from .dataset import ArrayDataset, to_float
 from .errors import DataError, MissingExtraError
-from .own import NPZ, describe_identity, load_npz, npz_sources
+from .own import (
+    NPZ,
+    carve_validation,
+    dataset_arrays,
+    describe_identity,
+    load_npz,
+    npz_sources,
+    save_npz,
+)
 
 __all__ = [
     "DATASET_INFO",
@@ -41,8 +49,10 @@ __all__ = [
     "MissingExtraError",
     "NPZ",
     "batch_indices",
+    "carve_validation",
     "color_jitter",
     "cutout",
+    "dataset_arrays",
     "dataset_identity",
     "describe_identity",
     "eval_transform",
@@ -60,6 +70,7 @@ __all__ = [
     "random_roll",
     "random_rotate",
     "resize",
+    "save_npz",
     "square_cutout",
     "to_float",
     "train_augmentation",

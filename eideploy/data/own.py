@@ -34,8 +34,8 @@ import torch
 from .dataset import ArrayDataset
 from .errors import DataError
 
-__all__ = ["MAX_NPZ_BYTES", "NPZ", "NpzSplit", "check_identity", "describe_identity",
-           "load_npz", "npz_sources"]
+__all__ = ["MAX_NPZ_BYTES", "NPZ", "NpzSplit", "carve_validation", "check_identity",
+           "dataset_arrays", "describe_identity", "load_npz", "npz_sources", "save_npz"]
 
 NPZ = "npz"
 MAX_NPZ_BYTES = 4 << 30  # 4 GiB: CIFAR-10's train split is 150 MiB as uint8
@@ -216,3 +216,62 @@ def check_identity(recorded: Mapping[str, Any] | None, dataset: ArrayDataset, sp
                         "other data on purpose")
     print(f"WARNING: {message}. Evaluating on it because --data/--data-dir was given.",
           file=sys.stderr)
+
+
+def carve_validation(dataset: ArrayDataset, fraction: float, seed: int
+                     ) -> tuple[ArrayDataset, ArrayDataset | None]:
+    """(training part, validation part): a seeded ``fraction`` of ``dataset`` held out for
+    choosing the best checkpoint, so that the test split is looked at once, at the end.
+    ``fraction`` 0 returns the data set whole and None. A generator of its own draws the split,
+    so the global random stream (and with it every shipped model's training) is unchanged."""
+    if fraction <= 0:
+        return dataset, None
+    n = len(dataset)
+    held = min(n - 1, max(1, round(fraction * n)))
+    if held < 1:
+        raise DataError(f"{dataset.name}: {n} training samples cannot give a validation split")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    keep, val = order[held:].sort().values, order[:held].sort().values
+
+    def part(index: torch.Tensor) -> ArrayDataset:
+        return ArrayDataset(dataset.name, dataset.inputs[index], dataset.labels[index],
+                            dataset.num_classes, dataset.source)
+
+    return part(keep), part(val)
+
+
+def dataset_arrays(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) numpy arrays of any map-style ``torch.utils.data.Dataset`` whose items are
+    ``(input, label)`` pairs (tensors, arrays or numbers), stacked in index order."""
+    try:
+        n = len(dataset)
+    except TypeError:
+        raise DataError("a data set to save needs a length (a map-style torch Dataset)") from None
+    if n < 1:
+        raise DataError("the data set is empty")
+    xs, ys = [], []
+    for i in range(n):
+        item = dataset[i]
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise DataError(f"item {i} is not an (input, label) pair")
+        x, y = item
+        xs.append(x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
+        ys.append(int(y))
+    return np.stack(xs), np.asarray(ys, dtype=np.int64)
+
+
+def save_npz(path: str | Path, train: Any, test: Any) -> Path:
+    """Write two torch Datasets (or ``(x, y)`` array pairs) as one ``.npz`` in the layout
+    ``dataset: npz`` reads (``x_train``, ``y_train``, ``x_test``, ``y_test``), checked as
+    training will read it; returns the path. Training from a file rather than the objects
+    gives the model a data identity (sha256) that later commands can check."""
+    arrays = {}
+    for split, part in (("train", train), ("test", test)):
+        x, y = part if isinstance(part, tuple) else dataset_arrays(part)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = np.asarray(x), np.asarray(y)
+    path = Path(path)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    for split in ("train", "test"):
+        load_npz(split, npz_sources(path))
+    return path

@@ -58,6 +58,10 @@ class DataSection(_Strict):
     test: str | None = Field(None, description="dataset npz: the test .npz (x, y)")
     num_classes: int | None = Field(None, ge=2, le=100_000, description="dataset npz: classes "
                                     "(default: the largest training label + 1)")
+    validation_split: float = Field(0.0, ge=0, le=0.5, description="fraction of the training "
+                                    "data held out (seeded) to choose the best checkpoint; the "
+                                    "test split is then evaluated once, at the end. 0: choose "
+                                    "on the test split (the shipped models' behaviour)")
 
     @model_validator(mode="after")
     def _npz_files(self) -> DataSection:

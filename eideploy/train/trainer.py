@@ -49,6 +49,7 @@ import yaml
 from torch import nn
 
 from ..data import (
+    carve_validation,
     dataset_identity,
     input_shape_of,
     iterate_batches,
@@ -64,6 +65,7 @@ from ..nn.init import ei_layers
 from .checkpoint import (
     CheckpointError,
     check_state_dict,
+    load_model,
     printable,
     read_resume_state,
     save_checkpoint,
@@ -103,6 +105,9 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     model: nn.Module | None = None  # the network after the last epoch (unwrapped from DDP)
     recipe: Recipe | None = None  # the recipe that ran (a resumed run's own, epochs applied)
+    #: "validation" (data.validation_split): best_accuracy is then the test accuracy of the
+    #: checkpoint chosen on the validation split, final_accuracy the last validation accuracy
+    selected_on: str = "test"
 
     @property
     def completed(self) -> bool:
@@ -272,6 +277,7 @@ class TrainSetup:
     qat_epochs: int
     qat_lr: float
     data_identity: dict[str, Any] | None = None  # name, location, per split sha256 and size
+    val_set: Any = None  # held out of train_set to choose the best checkpoint (or None)
 
     @property
     def total_iters(self) -> int:
@@ -302,13 +308,15 @@ class TrainState:
     iteration: int = 0
     best: float = -1.0
     history: list[dict[str, float]] = field(default_factory=list)
+    selected_on: str = "test"  # the split that chooses model.pt: test, or validation
 
     @property
     def final_accuracy(self) -> float:
-        return self.history[-1]["test_accuracy"] if self.history else float("nan")
+        return self.history[-1][f"{self.selected_on}_accuracy"] if self.history else float("nan")
 
     def summary(self) -> dict[str, float]:
-        return {"best_test_accuracy": self.best, "final_test_accuracy": self.final_accuracy,
+        return {f"best_{self.selected_on}_accuracy": self.best,
+                f"final_{self.selected_on}_accuracy": self.final_accuracy,
                 "epochs": self.next_epoch}
 
 
@@ -342,6 +350,7 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
     try:
         run = setup_run(recipe, run_dir, dev, ctx, data_dir=data_dir)
         state = init_or_resume(run, resume_state, resume, log)
+        state.selected_on = "validation" if run.val_set is not None else "test"
         choice = choose_run_threads(run, threads)
         torch.set_num_threads(choice.threads)
         net = _wrap_for_training(run)
@@ -360,10 +369,10 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
                 totals = train_epoch(run, state, net, epoch, bar, task)
                 improved = evaluate_epoch(run, state, epoch, totals, extra)
                 if bar is not None:
-                    bar.update(task, info=f"test acc {state.final_accuracy:.2f}% "
+                    bar.update(task, info=f"{state.selected_on} acc {state.final_accuracy:.2f}% "
                                           f"(best {state.best:.2f}%)")
                 elif ctx.is_main:  # no bar (a log, a pipe): one line per epoch instead
-                    log(f"epoch {epoch + 1}/{run.all_epochs}: test accuracy "
+                    log(f"epoch {epoch + 1}/{run.all_epochs}: {state.selected_on} accuracy "
                         f"{state.final_accuracy:.2f}% (best {state.best:.2f}%), "
                         f"{state.history[-1]['epoch_seconds']:.1f} s")
                 if ctx.is_main:
@@ -380,12 +389,30 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, device: str | No
                           run_dir, qat_epochs=run.qat_epochs, log=log)
     finally:
         torch.set_num_threads(threads_before)
+    if ctx.is_main and state.selected_on == "validation":
+        return _test_once(run, state, seconds, log)
     if ctx.is_main:
         log(f"{recipe.name}: best test accuracy {state.best:.2f}%, final "
             f"{state.final_accuracy:.2f}% after {run.all_epochs} epochs ({seconds:.1f} s); "
             f"model written to {run_dir / 'model.pt'}")
     return TrainResult(run_dir, state.best, state.final_accuracy, run.all_epochs, seconds,
                        state.history, run.model, recipe)
+
+
+def _test_once(run: TrainSetup, state: TrainState, seconds: float,
+               log: Callable[[str], None]) -> TrainResult:
+    """The test split's one look: the accuracy of model.pt, the checkpoint the validation split
+    chose, logged and added to metrics.json as ``test_accuracy``."""
+    chosen, _ = load_model(run.run_dir / "model.pt", run.device)
+    test = evaluate(chosen, run.test_set, batch_size=run.recipe.data.eval_batch_size,
+                    device=run.device, transform=run.eval_tf)["accuracy"]
+    _write_metrics(run.run_dir, state.history, {**state.summary(), "test_accuracy": test})
+    log(f"{run.recipe.name}: test accuracy {test:.2f}% of the checkpoint chosen on the "
+        f"validation split (best validation {state.best:.2f}%, final "
+        f"{state.final_accuracy:.2f}%) after {run.all_epochs} epochs ({seconds:.1f} s); model "
+        f"written to {run.run_dir / 'model.pt'}")
+    return TrainResult(run.run_dir, test, state.final_accuracy, run.all_epochs, seconds,
+                       state.history, run.model, run.recipe, selected_on="validation")
 
 
 def _device_and_processes(device: str | None) -> tuple[torch.device, DistContext]:
@@ -458,6 +485,8 @@ def setup_run(recipe: Recipe, run_dir: Path, dev: torch.device, ctx: DistContext
     data_cfg = cfg.model_dump()
     train_set = load_recipe_data(data_cfg, "train", data_dir, T=recipe.model.T)
     test_set = load_recipe_data(data_cfg, "test", data_dir, T=recipe.model.T)
+    identity = dataset_identity(data_cfg, {"train": train_set, "test": test_set}, data_dir)
+    train_set, val_set = carve_validation(train_set, cfg.validation_split, recipe.seed)
     augment = train_augmentation(cfg.dataset) if cfg.augment else None
     eval_tf = data_eval_transform(cfg.dataset)
     in_shape = input_shape_of(cfg.dataset, train_set)  # one time step, after the eval transform
@@ -480,8 +509,7 @@ def setup_run(recipe: Recipe, run_dir: Path, dev: torch.device, ctx: DistContext
         hw_target=hardware_target(recipe),
         qat_epochs=target.qat_epochs if target is not None else 0,
         qat_lr=(target.qat_lr or tcfg.lr / 10) if target is not None else 0.0,
-        data_identity=dataset_identity(data_cfg, {"train": train_set, "test": test_set},
-                                       data_dir))
+        data_identity=identity, val_set=val_set)
 
 
 def init_or_resume(run: TrainSetup, resume_state: dict[str, Any] | None,
@@ -686,12 +714,14 @@ def evaluate_epoch(run: TrainSetup, state: TrainState, epoch: int, totals: Epoch
     """Test the model, append the epoch's metrics row and update the best accuracy; returns
     whether this epoch is the best so far."""
     tcfg = run.recipe.train
-    metrics = evaluate(run.model, run.test_set, batch_size=run.recipe.data.eval_batch_size,
+    held_out = run.val_set if state.selected_on == "validation" else run.test_set
+    metrics = evaluate(run.model, held_out, batch_size=run.recipe.data.eval_batch_size,
                        device=run.device, transform=run.eval_tf, amp=tcfg.amp, ctx=run.ctx)
+    split = state.selected_on
     state.history.append({
         "epoch": epoch + 1, "train_loss": totals.loss_sum / totals.seen,
-        "train_accuracy": 100.0 * totals.correct / totals.seen, "test_loss": metrics["loss"],
-        "test_accuracy": metrics["accuracy"], "lr": run.lr_at(state.iteration - 1),
+        "train_accuracy": 100.0 * totals.correct / totals.seen, f"{split}_loss": metrics["loss"],
+        f"{split}_accuracy": metrics["accuracy"], "lr": run.lr_at(state.iteration - 1),
         "epoch_seconds": totals.seconds, "samples_per_second": totals.seen / totals.seconds,
         **({"qat": float(epoch >= tcfg.epochs), **extra} if run.recipe.target is not None
            else {})})
