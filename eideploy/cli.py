@@ -240,7 +240,11 @@ def train(
                         log=output.say, threads=threads, overwrite=overwrite)
 
     result = _run(go)
-    if result is not None:
+    if result is not None and result.selected_on == "validation":
+        output.line(f"test accuracy: {result.best_accuracy:.2f}% (the checkpoint chosen on the "
+                    f"validation split); {result.seconds:.1f} s; model: "
+                    f"{result.run_dir / 'model.pt'}")
+    elif result is not None:
         output.line(f"test accuracy: {result.best_accuracy:.2f}% (best), "
                     f"{result.final_accuracy:.2f}% (final); {result.seconds:.1f} s; model: "
                     f"{result.run_dir / 'model.pt'}")
