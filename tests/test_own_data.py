@@ -248,3 +248,11 @@ def test_any_torch_dataset_is_saved_in_the_layout_training_reads(tmp_path):
     loaded = load_recipe_data({"dataset": "npz", "path": str(path)}, "train")
     assert torch.equal(loaded.inputs[:, 0], torch.from_numpy(x))
     assert torch.equal(loaded.labels, torch.from_numpy(y))
+
+
+def test_train_and_test_of_different_shapes_are_refused(tmp_path):
+    x, y = blobs(30, 0)
+    np.savez(tmp_path / "mixed.npz", x_train=x, y_train=y, x_test=x[:6, :8, :8], y_test=y[:6])
+    recipe = write_recipe(tmp_path, f"dataset: npz\n  path: {tmp_path / 'mixed.npz'}")
+    res = runner.invoke(app, ["train", str(recipe), "-o", str(tmp_path / "run"), "--quiet"])
+    assert res.exit_code == 2 and "do not belong together" in res.output, res.output

@@ -124,7 +124,14 @@ def input_shape_of(name: str, dataset: ArrayDataset) -> tuple[int, int, int]:
 def dataset_identity(data: Mapping[str, Any], splits: Mapping[str, ArrayDataset],
                      data_dir: str | Path | None = None) -> dict[str, Any]:
     """What a checkpoint records about its data: the name, where it was read (absolute), and
-    per split its size (and, for a user's files, the file and its sha256)."""
+    per split its size (and, for a user's files, the file and its sha256). The splits must
+    belong together: one sample shape (DataError naming both files otherwise)."""
+    shapes = {split: d.input_shape() for split, d in splits.items()}
+    if len(set(shapes.values())) > 1:
+        where = ", ".join(f"{split} {(d.source or {}).get('file', d.name)} {shapes[split]}"
+                          for split, d in splits.items())
+        raise DataError(f"the splits do not belong together: samples of shape {where}; give "
+                        "train and test inputs of one shape")
     location = data_dir or data.get("data_dir") or data.get("path")
     return {"name": data.get("dataset"),
             "location": str(Path(location).expanduser().absolute()) if location else None,
