@@ -789,6 +789,39 @@ def _print_export(output: _Output, path: Path, manifest: dict, report: dict | No
                       f"{escape(', '.join(bad))}", highlight=False)
 
 
+@app.command("import")
+def import_command(
+    source: Annotated[Path, typer.Argument(help="a checkpoint of another implementation")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="model.pt to write")],
+    arch: Annotated[str, typer.Option(help="the eideploy architecture it matches (ei-vgg8)")],
+    from_: Annotated[str, typer.Option("--from", help="its implementation: deepeisnn")]
+    = "deepeisnn",
+    in_shape: Annotated[str | None, typer.Option(
+        help="input C,H,W (default: the checkpoint's data set's)")] = None,
+    steps: Annotated[int | None, typer.Option("--T", min=1, help="time steps (default: the "
+                                                                 "checkpoint's, else 4)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing model file")] = False,
+) -> None:
+    """Turn a reference DeepEISNN checkpoint into an eideploy model.pt (same outputs)."""
+    from .train import reference
+
+    def go():
+        shape = None
+        if in_shape is not None:
+            parts = in_shape.split(",")
+            if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+                raise ValueError(f"--in-shape {in_shape!r}: give C,H,W as three positive "
+                                 "integers, e.g. 3,32,32")
+            shape = tuple(int(p) for p in parts)
+        return reference.import_reference(source, out, arch=arch, fmt=from_, in_shape=shape,
+                                          T=steps, overwrite=overwrite)
+
+    result = _run(go)
+    print(f"imported {2 * len(result.layers)} reference modules into {result.arch} "
+          f"({len(result.layers)} E-I layers, {result.num_classes} classes, input "
+          f"{result.in_shape}, T={result.T}): wrote {out}")
+
+
 @app.command("models")
 def models_command() -> None:
     """List the shipped trained models, recipes and targets (usable by name from anywhere)."""
