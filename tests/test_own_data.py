@@ -256,3 +256,29 @@ def test_train_and_test_of_different_shapes_are_refused(tmp_path):
     recipe = write_recipe(tmp_path, f"dataset: npz\n  path: {tmp_path / 'mixed.npz'}")
     res = runner.invoke(app, ["train", str(recipe), "-o", str(tmp_path / "run"), "--quiet"])
     assert res.exit_code == 2 and "do not belong together" in res.output, res.output
+
+
+def test_a_fifo_in_place_of_the_file_is_refused_without_blocking(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.npz")
+    with pytest.raises(DataError, match="not a regular file"):
+        load_recipe_data({"dataset": "npz", "path": str(tmp_path / "pipe.npz")}, "train")
+
+
+def test_separate_files_train_export_and_calibrate_the_analog_readout(tmp_path):
+    x, y = blobs(300, 3)
+    np.savez(tmp_path / "tr.npz", x=x[:240], y=y[:240])
+    np.savez(tmp_path / "te.npz", x=x[240:], y=y[240:])
+    recipe = write_recipe(tmp_path, f"dataset: npz\n  train: {tmp_path / 'tr.npz'}\n"
+                                    f"  test: {tmp_path / 'te.npz'}")
+    res = runner.invoke(app, ["train", str(recipe), "-o", str(tmp_path / "run"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "exp"
+    res = runner.invoke(app, ["export", str(tmp_path / "run" / "model.pt"), "--target",
+                              "dynapse2", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["simulate", str(out), "--backend", "analog", "--trials", "1",
+                              "--mismatch", "0.1", "--calibrate", "16"])
+    assert res.exit_code == 0, res.output
+    assert str(tmp_path / "te.npz") in res.output

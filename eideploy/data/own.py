@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import stat
 import sys
 import zipfile
@@ -70,17 +71,20 @@ def npz_sources(path: str | Path | None = None, train: str | Path | None = None,
 
 def _read_bounded(path: Path) -> bytes:
     try:
-        st = path.stat()
+        # O_NONBLOCK: a FIFO put in the file's place opens without waiting for a writer, and
+        # the fstat of what was opened (not of the name) refuses it
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         raise DataError(f"{path}: no such data file; give data.path (or data.train/data.test) "
                         "as an existing .npz file, or --data-dir") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"{path}: not a regular file (a directory, FIFO or device); give a .npz "
-                        "file")
-    if st.st_size > MAX_NPZ_BYTES:
-        raise DataError(f"{path}: {st.st_size} bytes, over the {MAX_NPZ_BYTES >> 30} GiB limit "
-                        "of a data file")
-    with open(path, "rb") as fh:
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise DataError(f"{path}: not a regular file (a directory, FIFO or device); give a "
+                            ".npz file")
+        if st.st_size > MAX_NPZ_BYTES:
+            raise DataError(f"{path}: {st.st_size} bytes, over the {MAX_NPZ_BYTES >> 30} GiB "
+                            "limit of a data file")
         raw = fh.read(MAX_NPZ_BYTES + 1)
     if len(raw) > MAX_NPZ_BYTES:
         raise DataError(f"{path}: grew over the {MAX_NPZ_BYTES >> 30} GiB limit while read")

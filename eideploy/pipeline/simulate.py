@@ -75,10 +75,13 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def calibration_inputs(dataset: str, data_dir: str | None, T: int, samples: int) -> np.ndarray:
+def calibration_inputs(dataset: str, data_dir: str | None, T: int, samples: int,
+                       recorded: Mapping | None = None) -> np.ndarray:
     """The first ``samples`` inputs of the training split, for the analog readout calibration
-    (labels unused: the host has no labels on a deployed chip)."""
-    train = load_model_data(None, {"dataset": dataset}, "train", data_dir=data_dir, T=T)
+    (labels unused: the host has no labels on a deployed chip); ``recorded`` is the identity of
+    the data the model was trained on (graph meta ``data``), which locates a user's files."""
+    train = load_model_data(recorded if isinstance(recorded, dict) else None,
+                            {"dataset": dataset}, "train", data_dir=data_dir, T=T)
     return to_float(train.inputs[:samples]).numpy()
 
 
@@ -187,8 +190,8 @@ def simulate_analog(out: str | Path, *, data: str | None = None, data_dir: str |
     out = Path(out)
     loaded = export_data(out, data, data_dir, split, quantized=True)
     config = read_config(out / "dynapse2.json")
-    x_cal = (calibration_inputs(loaded.dataset, data_dir, loaded.graph.T, calibrate)
-             if calibrate else None)
+    x_cal = (calibration_inputs(loaded.dataset, data_dir, loaded.graph.T, calibrate,
+                                loaded.graph.meta.get("data")) if calibrate else None)
     result = accuracy_trials(config, loaded.x, loaded.y, mismatch=mismatch, trials=trials,
                              seed=seed, batch_size=batch_size, progress=progress,
                              calibration=x_cal)
