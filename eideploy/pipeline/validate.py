@@ -150,7 +150,8 @@ def build_variants(loaded: _Loaded, modes: Sequence[str], *, analog_mismatch: fl
         calibration = None
         if analog_calibration:
             calibration = Calibration(calibration_inputs(loaded.name, loaded.root,
-                                                          loaded.graph.T, analog_calibration),
+                                                          loaded.graph.T, analog_calibration,
+                                                          loaded.graph.meta.get("data")),
                                        loaded.config, batch_size)
         variants += [AnalogVariant(f"analog draw {i}", loaded.config, analog_mismatch,
                                    analog_seed + i, batch_size, calibration, draw=True)
