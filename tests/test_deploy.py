@@ -4,6 +4,7 @@ run by every backend on the digits test split, saved as an export the command li
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,14 @@ def test_an_unknown_backend_or_input_is_refused_with_the_choices(deployed):
         deployed.predict(np.zeros((1, 1, 8, 8), np.float32), backend="gpu")
     with pytest.raises(TypeError, match="model.pt"):
         deploy(42)
+
+
+def test_saving_refuses_a_model_file_changed_since_it_was_deployed(tmp_path):
+    model = tmp_path / "model.pt"
+    shutil.copyfile(MODEL, model)
+    d = deploy(model)
+    with model.open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ValueError, match="changed since it was deployed"):
+        d.save(tmp_path / "export")
+    assert not (tmp_path / "export").exists()

@@ -110,8 +110,12 @@ class Deployment:
     def save(self, out_dir: str | Path, *, overwrite: bool = False) -> Path:
         """Write the export directory (``eideploy export``'s, byte for byte for a model file)
         to ``out_dir``, atomically; returns its path. Raises ``ExportError`` for a destination
-        that exists (unless ``overwrite``) or cannot be written."""
+        that exists (unless ``overwrite``) or cannot be written, ``ValueError`` for a model file
+        changed since :func:`deploy` read it."""
         if self.model_path is not None:
+            if sha256_file(self.model_path) != self.graph.meta.get("source_model_sha256"):
+                raise ValueError(f"{self.model_path}: changed since it was deployed; deploy it "
+                                 "again before saving")
             result = export_model(self.model_path, out_dir, target=self.target, seed=self.seed,
                                   overwrite=overwrite, readout_copies=self.readout_copies)
         else:  # the graph has its copies already: export it as it is
