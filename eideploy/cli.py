@@ -442,7 +442,7 @@ def validate(
     _print_validation(output, report, f"{export_dir}: {report['data']['dataset']} {split.value}",
                       val.headline(report))
     output.line(f"report: {directory / 'report.md'} (and report.json, rates.png, raster.png, "
-                "divisors.png)")
+                "divisors.png, cost.png)")
     failed = []
     if max_accuracy_drop is not None:
         failed += [("--max-accuracy-drop", max_accuracy_drop, reason)
@@ -569,6 +569,9 @@ def run_command(
                     f"no CAM entry {r['unmatched']}), tag collisions {r['tag_collisions']}, "
                     f"spikes without a destination {r['no_destination']}, late host events "
                     f"{r['late_host_events']}")
+    if result.energy is not None:
+        from .targets.dynapse2.energy import BoardEnergy
+        output.line(f"  {BoardEnergy(**result.energy).line()}")
     for note in result.notes:
         output.line(f"  note: {note}")
     output.document({**doc, "dataset": name, "split": split.value,
@@ -576,7 +579,8 @@ def run_command(
                      "predictions": result.predictions, "events_sent": result.events_sent,
                      "events_received": result.events_received,
                      "ignored_events": result.ignored_events, "seconds": result.seconds,
-                     "rates": result.rates, "routing": result.routing, "notes": result.notes})
+                     "rates": result.rates, "routing": result.routing, "energy": result.energy,
+                     "notes": result.notes})
 
 
 def _choice(option: str, value: str, choices: type[Enum]) -> Any:

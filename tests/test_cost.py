@@ -215,3 +215,97 @@ def test_inspect_shows_one_cost_line_from_the_validation_report(quantized_digits
     (out / "validation" / "report.json").write_text('{"cost": {"integer": 3}}')
     res = runner.invoke(app, ["inspect", str(out)])
     assert res.exit_code == 0 and "holds no readable cost" in res.output
+
+
+# --------------------------------------------------------------------------- the report's plot
+@pytest.fixture(scope="module")
+def validated_cost(quantized_digits, tmp_path_factory) -> Path:
+    """``eideploy validate`` on 32 samples, two division modes and the nominal analog chip,
+    its report written apart from the shared export: the report directory."""
+    from typer.testing import CliRunner
+
+    from eideploy.cli import app
+
+    model = Path(__file__).resolve().parents[1] / "models" / "digits-dynapse2.pt"
+    out = tmp_path_factory.mktemp("cost-validation") / "v"
+    res = CliRunner().invoke(app, ["validate", str(model), quantized_digits.meta["export_dir"],
+                                   "--limit", "32", "--division", "exact", "--division", "shift",
+                                   "--trials", "0", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_validate_draws_the_cost_plot_as_a_deterministic_png(validated_cost, tmp_path):
+    from eideploy.pipeline.plots import plot_cost
+
+    png = (validated_cost / "cost.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert b"tEXt" not in png  # no metadata: the bytes depend on the numbers only
+    assert "(cost.png)" in (validated_cost / "report.md").read_text()
+    cost = json.loads((validated_cost / "report.json").read_text())["cost"]
+    again = plot_cost(cost, tmp_path / "again.png").read_bytes()
+    assert again == plot_cost(cost, tmp_path / "twice.png").read_bytes()
+
+
+def test_every_variant_is_priced_from_its_own_spikes(validated_cost):
+    """integer exact's rates give back the count the report makes from its states; the analog
+    chip is priced from its own spikes (all but the host's input), not from the integer count."""
+    cost = json.loads((validated_cost / "report.json").read_text())["cost"]
+    variants = cost["variants"]
+    assert set(variants) == {"integer exact", "integer shift", "analog"}
+    exact = variants["integer exact"]
+    assert exact["total_synaptic_events"] == pytest.approx(
+        cost["integer"]["total_synaptic_events"], rel=1e-9)
+    assert exact["nj"] == pytest.approx(cost["energy"]["nj"], rel=1e-9)
+    assert variants["analog"]["from_reference"] == ["input"]
+    assert variants["analog"]["total_spikes"] != pytest.approx(exact["total_spikes"])
+    for entry in variants.values():
+        assert 0 < entry["low_nj"] <= entry["nj"] <= entry["high_nj"]
+        assert 0 <= entry["accuracy"] <= 100
+
+
+# --------------------------------------------------------------------------- run's report
+def test_run_on_the_virtual_board_reports_energy_and_latency_per_inference(
+        digits_one_chip_export):
+    from typer.testing import CliRunner
+
+    from eideploy.cli import app
+
+    runner = CliRunner()
+    args = ["run", str(digits_one_chip_export), "--board", "virtual", "--data", "digits",
+            "--limit", "3"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    line = next(s.strip() for s in res.output.splitlines()
+                if s.strip().startswith("energy per inference"))
+    assert float(line.split("~")[1].split(" uJ")[0]) > 0
+    assert "unverified" in line and "latency 9.2 ms" in line
+    res = runner.invoke(app, [*args, "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    energy, routing = doc["energy"], doc["routing"]
+    assert energy["samples"] == 3 and energy["nj"] > 0
+    assert energy["events"]["spike"] == pytest.approx(routing["spikes"] / 3)
+    assert energy["events"]["routed_event"] == pytest.approx(routing["deliveries"] / 3)
+    assert energy["low_nj"] <= energy["nj"] <= energy["high_nj"]
+
+
+def test_a_real_boards_energy_is_a_lower_bound_from_the_host_events(quantized_digits):
+    from eideploy.targets.dynapse2.energy import board_energy, cam_entries_per_delivery
+
+    config = json.loads((Path(quantized_digits.meta["export_dir"]) / "dynapse2.json")
+                        .read_text())
+    table = load_energy()
+    energy = board_energy(config, samples=2, events_sent=300, events_received=100,
+                          routing=None, latency_us=9200, table=table)
+    per_delivery = cam_entries_per_delivery(config)
+    assert per_delivery > 1
+    assert energy.events == {"spike": 50.0, "synaptic_event": 150.0 * per_delivery,
+                             "routed_event": 150.0, "chip_crossing": 0.0}
+    expected = (50 * table["spike"].pj + 150 * per_delivery * table["synaptic_event"].pj
+                + 150 * table["routed_event"].pj) * 1e-3
+    assert energy.nj == pytest.approx(expected)
+    assert "lower bound" in energy.note
+    with pytest.raises(EnergyError, match="0 samples"):
+        board_energy(config, samples=0, events_sent=0, events_received=0, routing=None,
+                     latency_us=0)

@@ -22,6 +22,7 @@ sample over: ``T`` steps of ``DT_US`` and the chip's synaptic delays (``latency_
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ from ..targets.dynapse2.energy import EVENT_KINDS, EnergyTable, load_energy
 from ..targets.dynapse2.target import Target, resolve_target
 
 __all__ = ["CostError", "ProjectionCost", "NetworkCost", "EnergyEstimate", "integer_cost",
-           "float_cost", "energy_estimate", "cost_report", "cost_markdown", "cost_line", "BATCH"]
+           "float_cost", "energy_estimate", "cost_report", "variant_costs", "cost_markdown",
+           "cost_line", "BATCH"]
 
 #: Samples simulated at once while counting.
 BATCH = 128
@@ -76,6 +78,8 @@ class NetworkCost:
     projections: list[ProjectionCost] = field(default_factory=list)
     routed_events: float | None = None
     chip_crossings: float | None = None
+    #: per population: (routed events, chip crossings) of its spikes
+    routed_by_population: dict[str, tuple[float, float]] | None = None
 
     @property
     def total_spikes(self) -> float:
@@ -179,7 +183,7 @@ def integer_cost(graph: EIGraph, x: Any, *, target: str | Path | Target = "dynap
     routes = _routes(graph, Path(export_dir)) if export_dir is not None else None
     spikes: dict[str, float] = {}
     events: dict[str, float] = {}
-    routed = crossings = 0.0
+    routed: dict[str, np.ndarray] = {}
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size]
         result = sim.run(batch, return_states=True)
@@ -199,12 +203,15 @@ def integer_cost(graph: EIGraph, x: Any, *, target: str | Path | Target = "dynap
             events[name] = events.get(name, 0.0) + value
         if routes is not None:
             for name, (destinations, crossing) in routes.items():
-                routed += float((activity[name] @ destinations).sum())
-                crossings += float((activity[name] @ crossing).sum())
+                routed[name] = routed.get(name, np.zeros(2)) + [
+                    float((activity[name] @ destinations).sum()),
+                    float((activity[name] @ crossing).sum())]
     cost = _finish(graph, "integer", len(x), spikes, events, dendrites)
     if routes is not None:
-        cost.routed_events = routed / len(x)
-        cost.chip_crossings = crossings / len(x)
+        cost.routed_by_population = {name: (float(r[0]) / len(x), float(r[1]) / len(x))
+                                     for name, r in routed.items()}
+        cost.routed_events = sum(r[0] for r in cost.routed_by_population.values())
+        cost.chip_crossings = sum(r[1] for r in cost.routed_by_population.values())
     return cost
 
 
@@ -272,9 +279,7 @@ def energy_estimate(cost: NetworkCost, *, table: EnergyTable | None = None,
     counts = {"spike": cost.total_spikes, "synaptic_event": cost.total_synaptic_events,
               "routed_event": cost.routed_events or 0.0,
               "chip_crossing": cost.chip_crossings or 0.0}
-    per_kind = {k: counts[k] * table[k].pj * 1e-3 for k in EVENT_KINDS}
-    low = sum(counts[k] * table[k].low_pj for k in EVENT_KINDS) * 1e-3
-    high = sum(counts[k] * table[k].high_pj for k in EVENT_KINDS) * 1e-3
+    priced = table.price(counts)
     delay = 0
     if export_dir is not None:
         try:
@@ -285,9 +290,57 @@ def energy_estimate(cost: NetworkCost, *, table: EnergyTable | None = None,
     note = table.note
     if cost.routed_events is None:
         note += "; routed events not counted (no export directory): a lower bound"
-    return EnergyEstimate(sum(per_kind.values()), low, high, per_kind,
+    return EnergyEstimate(priced.nj, priced.low_nj, priced.high_nj, priced.per_kind_nj,
                           cost.T * DT_US + delay, table.verified,
                           {k: table[k].source for k in EVENT_KINDS}, note)
+
+
+def variant_costs(quantized: EIGraph, rates: Mapping[str, Mapping[str, np.ndarray]],
+                  accuracy: Mapping[str, float], reference: Mapping[str, Any], *,
+                  export_dir: str | Path | None = None, table: EnergyTable | None = None
+                  ) -> dict[str, dict[str, Any]]:
+    """Per variant, its accuracy and the energy of its own activity: ``rates`` are each
+    neuron's spikes per model step (interneurons: counts per step), as validation measures them
+    for the integer and the analog simulators; times ``T`` they are spikes per sample, times the
+    quantized fan-outs synaptic events (and, with ``export_dir``, routed events and crossings).
+
+    A population a variant does not report (the host's input; the integer simulators' readout)
+    keeps ``reference``'s count (:func:`cost_report`'s ``integer`` entry), and so do the events
+    it sends; ``from_reference`` names those populations."""
+    table = table or load_energy()
+    sim = IntegerSimulator(quantized, "exact")
+    levels = {s.projection: s.levels for syns in sim.synapses.values() for s in syns}
+    fan_out = {p.name: _fan_out(p, quantized.population(p.source).size, levels.get(p.name))
+               for p in quantized.projections}
+    routes = _routes(quantized, Path(export_dir)) if export_dir is not None else None
+    ref_events = {p["name"]: float(p["events"]) for p in reference["projections"]}
+    out: dict[str, dict[str, Any]] = {}
+    for variant, pops in rates.items():
+        per_neuron = {p: np.asarray(r, dtype=np.float64).ravel() * quantized.T
+                      for p, r in pops.items()}
+        spikes = {p: float(per_neuron[p].sum()) if p in per_neuron else float(n)
+                  for p, n in reference["spikes"].items()}
+        events = sum(float(per_neuron[p.source] @ fan_out[p.name]) if p.source in per_neuron
+                     else ref_events[p.name] for p in quantized.projections)
+        counts = {"spike": sum(spikes.values()), "synaptic_event": events}
+        if routes is not None:
+            for name, (destinations, crossing) in routes.items():
+                if name in per_neuron:
+                    counts["routed_event"] = counts.get("routed_event", 0.0) + \
+                        float(per_neuron[name] @ destinations)
+                    counts["chip_crossing"] = counts.get("chip_crossing", 0.0) + \
+                        float(per_neuron[name] @ crossing)
+                else:
+                    routed, crossed = reference["routed_by_population"][name]
+                    counts["routed_event"] = counts.get("routed_event", 0.0) + float(routed)
+                    counts["chip_crossing"] = counts.get("chip_crossing", 0.0) + float(crossed)
+        priced = table.price(counts)
+        out[variant] = {"accuracy": float(accuracy[variant]), "nj": priced.nj,
+                        "low_nj": priced.low_nj, "high_nj": priced.high_nj,
+                        "total_spikes": counts["spike"], "total_synaptic_events": events,
+                        "from_reference": [p for p in reference["spikes"]
+                                           if p not in per_neuron]}
+    return out
 
 
 def cost_report(quantized: EIGraph, x: Any, *, float_graph: EIGraph | None = None,

@@ -4,7 +4,9 @@
   quantized graph (the diagonal is agreement), with the Pearson r in the legend;
 * ``raster.png``: one sample's spikes, one panel per population and variant (time step x neuron;
   interneuron spike counts as marker size);
-* ``divisors.png``: the histogram of ``D = I_div + eps`` per population, with the floor ``eps``.
+* ``divisors.png``: the histogram of ``D = I_div + eps`` per population, with the floor ``eps``;
+* ``cost.png``: synaptic events per sample by target layer and dendrite (integer simulator), and
+  accuracy against energy per inference for every simulator variant measured.
 
 Each figure is drawn on its own ``Figure`` with the Agg canvas (no pyplot state) and saved without
 metadata, so the bytes depend only on the numbers.
@@ -18,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_rates", "plot_raster", "plot_divisors", "pearson", "REFERENCE"]
+__all__ = ["plot_rates", "plot_raster", "plot_divisors", "plot_cost", "pearson", "REFERENCE"]
 
 REFERENCE = "quantized graph"
 DPI = 100
+_DENDRITE_COLOURS = {"ampa": "#1b9e77", "gaba": "#d95f02", "shunt": "#7570b3",
+                     "nmda": "#e7298a"}
 _COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
 
 
@@ -136,5 +140,65 @@ def plot_divisors(divisors: Mapping[str, np.ndarray], summary: Mapping[str, Mapp
         ax.set_ylabel("count (samples x steps x neurons)", fontsize=7)
         ax.tick_params(labelsize=7)
     fig.suptitle("Divisors of Eq. 14 in the integer simulator (exact)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _layer(population: str) -> str:
+    """A population's layer: its name without the role suffix (``layers.1.exc`` -> ``layers.1``)."""
+    head, _, tail = population.rpartition(".")
+    return head if head and tail in ("exc", "inh", "readout") else population
+
+
+def plot_cost(cost: Mapping[str, Any], path: str | Path) -> Path:
+    """Left: synaptic events per sample onto each layer, stacked by dendrite (the integer
+    simulator's count, ``cost["integer"]["projections"]``). Right: accuracy against energy per
+    inference (nominal figures) of each variant in ``cost["variants"]``; mismatch draws
+    as small points around their mean."""
+    fig = _figure(10.0, 4.0)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    stacks: dict[str, dict[str, float]] = {}
+    for proj in cost["integer"]["projections"]:
+        layer = stacks.setdefault(_layer(proj["target"]), {})
+        layer[proj["dendrite"]] = layer.get(proj["dendrite"], 0.0) + float(proj["events"])
+    layers = list(stacks)
+    dendrites = sorted({d for layer in stacks.values() for d in layer},
+                       key=lambda d: list(_DENDRITE_COLOURS).index(d)
+                       if d in _DENDRITE_COLOURS else len(_DENDRITE_COLOURS))
+    bottom = np.zeros(len(layers))
+    for dendrite in dendrites:
+        heights = np.array([stacks[layer].get(dendrite, 0.0) for layer in layers])
+        left.bar(range(len(layers)), heights, bottom=bottom, label=dendrite.upper(),
+                 color=_DENDRITE_COLOURS.get(dendrite, "#888888"))
+        bottom += heights
+    left.set_xticks(range(len(layers)), layers, fontsize=7)
+    left.set_ylabel("synaptic events per sample", fontsize=8)
+    left.set_title("Synaptic events onto each layer (integer simulator)", fontsize=9)
+    left.tick_params(labelsize=7)
+    left.legend(fontsize=7, frameon=False)
+    variants = cost.get("variants") or {}
+    draws = {k: v for k, v in variants.items() if k.startswith("analog draw")}
+    colours = iter(_COLOURS)
+    for name, v in variants.items():
+        if name in draws:
+            continue
+        right.scatter([v["nj"] / 1000], [v["accuracy"]], s=30, color=next(colours, "#222222"),
+                      label=name)
+    if draws:
+        energy = np.array([v["nj"] / 1000 for v in draws.values()])
+        accuracy = np.array([v["accuracy"] for v in draws.values()])
+        colour = next(colours, "#222222")
+        right.scatter(energy, accuracy, s=10, color=colour, alpha=0.5)
+        right.errorbar([energy.mean()], [accuracy.mean()], xerr=[energy.std()],
+                       yerr=[accuracy.std(ddof=1) if len(draws) > 1 else 0.0], fmt="s",
+                       color=colour, markersize=5, label=f"analog, mismatch ({len(draws)} draws)")
+    if not variants:
+        right.text(0.5, 0.5, "no variant measured", ha="center", transform=right.transAxes)
+    else:
+        right.legend(fontsize=6, frameon=False, loc="best")
+    right.set_xlabel("energy per inference (uJ, nominal unverified figures)", fontsize=8)
+    right.set_ylabel("accuracy %", fontsize=8)
+    right.set_title("Accuracy against energy, each from its own spikes", fontsize=9)
+    right.tick_params(labelsize=7)
     fig.tight_layout()
     return _save(fig, path)

@@ -44,10 +44,10 @@ from ..sim.integer import IntegerSimulator
 from ..targets.dynapse2.config import read_config
 from ..train import load_model
 from ..train.checkpoint import check_model_file
-from .cost import cost_markdown, cost_report
+from .cost import cost_markdown, cost_report, variant_costs
 from .export import export_model, read_export
 from .neurobench_metrics import neurobench_entry
-from .plots import pearson, plot_divisors, plot_raster, plot_rates
+from .plots import pearson, plot_cost, plot_divisors, plot_raster, plot_rates
 from .simulate import calibration_inputs
 from .variants import (
     SPIKING_ROLES,
@@ -344,6 +344,11 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
     report["cost"] = cost_report(quantized, x_all, float_graph=loaded.graph,
                                  export_dir=export_dir)
     report["cost"]["neurobench"] = neurobench_entry(model_path, x_all, labels)
+    measured = [v for v in variants if isinstance(v, (IntegerVariant, AnalogVariant))]
+    report["cost"]["variants"] = variant_costs(
+        quantized, {v.name: tallies[v.name].rates() for v in measured},
+        {v.name: _percent(np.concatenate(tallies[v.name].predictions) == labels)
+         for v in measured}, report["cost"]["integer"], export_dir=export_dir)
     if analog_mismatch is not None:
         draws = [v for v in variants if v.draw and isinstance(v, AnalogVariant)]
         report["analog"] = {"mismatch": _mismatch_summary(draws, tallies, labels)} if draws \
@@ -461,6 +466,10 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines += cost_markdown(report["cost"])
     lines += ["", "![firing rates](rates.png)", "", "![raster of one sample](raster.png)", "",
               "![divisors](divisors.png)", ""]
+    if "cost" in report:
+        lines += ["![synaptic events per layer; accuracy against energy](cost.png)", "",
+                  "Each variant's energy is priced from its own spikes; the host's input (and "
+                  "the integer simulators' readout) from integer exact's count.", ""]
     return "\n".join(lines)
 
 
@@ -557,6 +566,7 @@ def write_report(report: dict[str, Any], data: ValidationData, directory: str | 
         raise ValidationError(f"{directory}: exists and is not a directory; choose another "
                               "--report-dir")
     names = ["report.json", "report.md", "rates.png", "raster.png", "divisors.png"]
+    names += ["cost.png"] if "cost" in report else []
     with staged_directory(directory) as stage:
         (stage / "report.json").write_text(json.dumps(report, indent=2, sort_keys=False,
                                                       allow_nan=False) + "\n", encoding="utf-8")
@@ -564,5 +574,7 @@ def write_report(report: dict[str, Any], data: ValidationData, directory: str | 
         plot_rates(data.rates, stage / "rates.png")
         plot_raster(data.raster, stage / "raster.png")
         plot_divisors(data.divisors, report.get("divisors", {}), stage / "divisors.png")
+        if "cost" in report:
+            plot_cost(report["cost"], stage / "cost.png")
     return [directory / n for n in names]
 

@@ -3,15 +3,18 @@
 Each figure is the energy of one event of a kind (a spike generated, a synaptic event at a CAM
 match, an event routed to a core, an event crossing chips) with a nominal value, a range where
 sources disagree, its source and whether it was checked against that source. The cost estimate
-(``eideploy.pipeline.cost``) multiplies them by the events a mapped network makes.
+(``eideploy.pipeline.cost``) multiplies them by the events a mapped network makes;
+:func:`board_energy` by the events a run on the board saw (``eideploy run``).
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,7 +23,8 @@ else:  # pragma: no cover - Python 3.10
 
 from ...resources import hardware_dir
 
-__all__ = ["EnergyFigure", "EnergyTable", "EVENT_KINDS", "load_energy", "EnergyError"]
+__all__ = ["EnergyFigure", "EnergyTable", "EVENT_KINDS", "load_energy", "EnergyError",
+           "Priced", "BoardEnergy", "board_energy", "cam_entries_per_delivery"]
 
 #: The events the table prices, in the order reports list them.
 EVENT_KINDS = ("spike", "synaptic_event", "routed_event", "chip_crossing")
@@ -57,6 +61,28 @@ class EnergyTable:
     @property
     def verified(self) -> bool:
         return all(f.verified for f in self.figures.values())
+
+    def price(self, counts: Mapping[str, float]) -> Priced:
+        """The energy of ``counts`` (events per kind; a kind left out counts 0) in nanojoules."""
+        unknown = set(counts) - set(EVENT_KINDS)
+        if unknown:
+            raise EnergyError(f"no energy figure for {sorted(unknown)} (kinds: {EVENT_KINDS})")
+        n = {k: float(counts.get(k, 0.0)) for k in EVENT_KINDS}
+        per_kind = {k: n[k] * self[k].pj * 1e-3 for k in EVENT_KINDS}
+        # summed the same way, so that a figure at the end of its range gives equal numbers
+        return Priced(sum(per_kind.values()),
+                      sum(n[k] * self[k].low_pj * 1e-3 for k in EVENT_KINDS),
+                      sum(n[k] * self[k].high_pj * 1e-3 for k in EVENT_KINDS), per_kind)
+
+
+@dataclass(frozen=True)
+class Priced:
+    """Energy in nanojoules: nominal, both ends of the figures' ranges, and per event kind."""
+
+    nj: float
+    low_nj: float
+    high_nj: float
+    per_kind_nj: dict[str, float]
 
 
 def _figure(table: dict, kind: str, where: str) -> EnergyFigure:
@@ -104,3 +130,82 @@ def load_energy(path: str | Path | None = None) -> EnergyTable:
     note = table.get("note", "")
     return EnergyTable({k: _figure(table, k, str(path)) for k in EVENT_KINDS},
                        str(note), str(path))
+
+
+# --------------------------------------------------------------------------- a board's run
+@dataclass(frozen=True)
+class BoardEnergy:
+    """Energy and latency per inference of a run on the board, from the events it saw:
+    ``events`` per kind and sample (as priced), ``nj`` .. ``high_nj`` as :class:`Priced`,
+    ``latency_us`` the window a sample is counted over, ``counted`` how each count was made."""
+
+    samples: int
+    events: dict[str, float]
+    nj: float
+    low_nj: float
+    high_nj: float
+    per_kind_nj: dict[str, float]
+    latency_us: int
+    verified: bool
+    counted: str
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        """One line for ``eideploy run``'s output."""
+        e = self.events
+        return (f"energy per inference: ~{self.nj / 1000:.2f} uJ on DYNAP-SE2 (range "
+                f"{self.low_nj / 1000:.2f}-{self.high_nj / 1000:.2f} uJ, "
+                f"{'' if self.verified else 'unverified '}per-event figures), latency "
+                f"{self.latency_us / 1000:.1f} ms; per sample {e['spike']:.0f} spikes, "
+                f"{e['routed_event']:.0f} core deliveries, ~{e['synaptic_event']:.0f} synaptic "
+                f"events ({self.counted})")
+
+
+def cam_entries_per_delivery(config: Mapping[str, Any]) -> float:
+    """CAM entries per (chip, core, tag) that any entry listens to: the synaptic events one
+    event delivered to a core makes on average (every entry of that core holding its tag
+    matches; unweighted by traffic)."""
+    keys: dict[tuple[int, int, int], int] = {}
+    for chip in config["chips"]:
+        for core in chip["cores"]:
+            for neuron in core["neurons"]:
+                for entry in neuron["cam"]:
+                    key = (int(chip["id"]), int(core["id"]), int(entry["tag"]))
+                    keys[key] = keys.get(key, 0) + 1
+    return sum(keys.values()) / len(keys) if keys else 0.0
+
+
+def board_energy(config: Mapping[str, Any], *, samples: int, events_sent: int,
+                 events_received: int, routing: Mapping[str, Any] | None, latency_us: int,
+                 table: EnergyTable | None = None) -> BoardEnergy:
+    """Energy per inference of ``samples`` run on the board, from the events seen.
+
+    The virtual board (``routing``: its routing report) counts every neuron's ``spikes`` and
+    every event delivered to a core (``deliveries``, the host's and the neurons'): a routed
+    event each. A real board shows only the host's side: the input events sent (each a routed
+    event) and the output events received (spikes; hidden neurons' unseen): a lower bound.
+    Neither sees CAM matches: synaptic events are the deliveries times
+    :func:`cam_entries_per_delivery`, an estimate. Chip crossings are not counted here."""
+    if samples < 1:
+        raise EnergyError(f"board_energy: {samples} samples")
+    table = table or load_energy()
+    per = 1.0 / samples
+    synapses = cam_entries_per_delivery(config)
+    if routing is not None:
+        spikes, delivered = float(routing["spikes"]), float(routing["deliveries"])
+        counted = ("virtual board: its spikes and core deliveries; synaptic events = "
+                   f"deliveries x {synapses:.1f} CAM entries per (core, tag)")
+        note = table.note
+    else:
+        spikes, delivered = float(events_received), float(events_sent)
+        counted = ("board: input events sent and output events received only; synaptic events "
+                   f"= input events x {synapses:.1f} CAM entries per (core, tag)")
+        note = table.note + "; hidden neurons' spikes and events unseen: a lower bound"
+    events = {"spike": spikes * per, "synaptic_event": delivered * synapses * per,
+              "routed_event": delivered * per, "chip_crossing": 0.0}
+    priced = table.price(events)
+    return BoardEnergy(samples, events, priced.nj, priced.low_nj, priced.high_nj,
+                       priced.per_kind_nj, int(latency_us), table.verified, counted, note)

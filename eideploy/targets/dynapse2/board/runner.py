@@ -37,6 +37,7 @@ import numpy as np
 
 from ....graph.host import Host
 from ..biases import DT_SECONDS
+from ..energy import board_energy
 from ..samna import MASK_BITS, monitor_tags
 from .configuration import (
     config_to_samna_configuration,
@@ -86,7 +87,8 @@ class BoardResult:
     ``predictions`` and readout ``counts`` per sample, mean ``rates`` in Hz per population the
     host observes (the input it sends, over the stimulus; the readout and monitored populations,
     over the counting window), the events sent and received and the wall-clock ``seconds``.
-    ``routing``: the virtual board's routing report (None on a real board)."""
+    ``routing``: the virtual board's routing report (None on a real board); ``energy``: energy
+    and latency per inference from the events seen (``energy.board_energy``, as a dict)."""
 
     accuracy: float
     predictions: np.ndarray
@@ -99,6 +101,7 @@ class BoardResult:
     ignored_events: int = 0
     notes: list[str] = field(default_factory=list)
     routing: dict[str, Any] | None = None
+    energy: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- the session
@@ -406,9 +409,13 @@ def run_on_board(out_dir: Path, x: np.ndarray, y: np.ndarray, *, samna: Any = No
         notes.append(f"{ignored_total} output event(s) had no readout tag or fell outside every "
                      "sample's window")
     report = getattr(session.board, "routing_report", None)
+    routing = report() if callable(report) else None
+    energy = board_energy(config, samples=n_samples, events_sent=sent_total,
+                          events_received=received_total, routing=routing,
+                          latency_us=graph.T * DT_US + latency)
     return BoardResult(accuracy, predictions, counts, rates, sent_total, received_total,
-                       time.perf_counter() - started, device, ignored_total, notes,
-                       report() if callable(report) else None)
+                       time.perf_counter() - started, device, ignored_total, notes, routing,
+                       energy.to_dict())
 
 
 # --------------------------------------------------------------------------- echo test
