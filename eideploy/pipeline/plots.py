@@ -189,8 +189,9 @@ def plot_cost(cost: Mapping[str, Any], path: str | Path) -> Path:
         accuracy = np.array([v["accuracy"] for v in draws.values()])
         colour = next(colours, "#222222")
         right.scatter(energy, accuracy, s=10, color=colour, alpha=0.5)
-        right.errorbar([energy.mean()], [accuracy.mean()], xerr=[energy.std()],
-                       yerr=[accuracy.std(ddof=1) if len(draws) > 1 else 0.0], fmt="s",
+        ddof = 1 if len(draws) > 1 else 0  # the sample std, as the report's mismatch summary
+        right.errorbar([energy.mean()], [accuracy.mean()], xerr=[energy.std(ddof=ddof)],
+                       yerr=[accuracy.std(ddof=ddof)], fmt="s",
                        color=colour, markersize=5, label=f"analog, mismatch ({len(draws)} draws)")
     if not variants:
         right.text(0.5, 0.5, "no variant measured", ha="center", transform=right.transAxes)
