@@ -99,6 +99,9 @@ class _Output:
 
     def __init__(self, as_json: bool = False, quiet: bool = False) -> None:
         self.as_json, self.quiet = as_json, quiet
+        from .pipeline.notes import set_quiet
+
+        set_quiet(quiet)  # the pipeline's side notes (which data was read) follow --quiet
 
     def line(self, text: str) -> None:
         """A result line (plain text, printed as it is)."""

@@ -3,7 +3,6 @@ evaluate`` prints."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ..data import eval_transform, load_model_data
@@ -11,6 +10,7 @@ from ..graph import EIGraph
 from ..graph.execute import accuracy as graph_accuracy
 from ..train import load_model
 from ..train.trainer import evaluate, resolve_device
+from .notes import note
 from .simulate import DEFAULT_BATCH_SIZE, export_data
 
 __all__ = ["evaluate_model", "evaluate_export"]
@@ -27,15 +27,10 @@ def evaluate_model(model_path: str | Path, *, data: str | None = None,
     recipe = checkpoint.get("recipe") or {}
     dataset = load_model_data(checkpoint.get("data"), recipe.get("data"), split, data=data,
                               data_dir=data_dir, T=getattr(net, "T", 4), source=str(model_path),
-                              log=_say)
+                              log=note)
     name = dataset.name
     return name, evaluate(net, dataset, batch_size=batch_size, device=dev,
                           transform=eval_transform(name))
-
-
-def _say(line: str) -> None:
-    """Which data a command read: on stderr, so that --json output stays one document."""
-    print(line, file=sys.stderr)
 
 
 def evaluate_export(out: str | Path, *, data: str | None = None, data_dir: str | None = None,

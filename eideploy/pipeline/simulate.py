@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from ..sim.onnx_export import check_against_simulator, save_onnx
 from ..targets.dynapse2.analog import AnalogAccuracy, AnalogSimulator, accuracy_trials
 from ..targets.dynapse2.biases import DT_SECONDS
 from ..targets.dynapse2.config import read_config
+from .notes import note
 from .plots import plot_raster
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_DIVISIONS", "ExportData", "export_data",
@@ -65,14 +65,9 @@ def export_data(out: str | Path, data: str | None, data_dir: str | None, split: 
     recorded = graph.meta.get("data")
     dataset = load_model_data(recorded if isinstance(recorded, dict) else None,
                               {"dataset": graph.meta.get("dataset")}, split, data=data,
-                              data_dir=data_dir, T=graph.T, source=str(out), log=_say)
+                              data_dir=data_dir, T=graph.T, source=str(out), log=note)
     return ExportData(graph, to_float(dataset.inputs).numpy(), dataset.labels.numpy(),
                       dataset.name)
-
-
-def _say(line: str) -> None:
-    """Which data a command read: on stderr, so that --json output stays one document."""
-    print(line, file=sys.stderr)
 
 
 def calibration_inputs(dataset: str, data_dir: str | None, T: int, samples: int,

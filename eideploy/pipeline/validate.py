@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from ..train.checkpoint import check_model_file
 from .cost import cost_markdown, cost_report, variant_costs
 from .export import export_model, read_export
 from .neurobench_metrics import neurobench_entry
+from .notes import note
 from .plots import pearson, plot_cost, plot_divisors, plot_raster, plot_rates
 from .simulate import calibration_inputs
 from .variants import (
@@ -124,7 +124,7 @@ def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | 
     recipe_data = {"dataset": graph.meta.get("dataset"), **(recipe.get("data") or {})}
     dataset = load_model_data(checkpoint.get("data"), recipe_data, split, data=data,
                               data_dir=data_dir, T=graph.T, source=str(model_path),
-                              log=lambda line: print(line, file=sys.stderr))
+                              log=note)
     name = dataset.name
     root = data_dir or recipe_data.get("data_dir") or recipe_data.get("path")
     if limit is not None:
