@@ -52,10 +52,12 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_regular(path: str | Path, limit: int, *, within: str | Path | None = None) -> int:
+def check_regular(path: str | Path, limit: int, *, within: str | Path | None = None,
+                  limit_text: str | None = None) -> int:
     """The size of ``path``, a regular file of at most ``limit`` bytes; with ``within``, a file
     (after following links) inside that directory. Raises :class:`UnsafeFileError` otherwise,
-    and ``FileNotFoundError`` where nothing is there. Nothing is opened."""
+    and ``FileNotFoundError`` where nothing is there. Nothing is opened. ``limit_text`` names
+    the limit in the message (e.g. "256 kB limit of a recipe")."""
     path = Path(path)
     if within is not None:
         root = os.path.realpath(within)
@@ -72,14 +74,15 @@ def check_regular(path: str | Path, limit: int, *, within: str | Path | None = N
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeFileError(f"{printable(path)}: {_kind(st.st_mode)}, not a regular file")
     if st.st_size > limit:
-        raise UnsafeFileError(f"{printable(path)}: {st.st_size} bytes, over the limit of "
-                              f"{limit} bytes for this file")
+        raise UnsafeFileError(f"{printable(path)}: {st.st_size} bytes, over the "
+                              + (limit_text or f"limit of {limit} bytes for this file"))
     return st.st_size
 
 
-def _open_regular(path: Path, limit: int, within: str | Path | None) -> int:
+def _open_regular(path: Path, limit: int, within: str | Path | None,
+                  limit_text: str | None = None) -> int:
     """A descriptor of the regular file ``path`` (checked before and after opening)."""
-    check_regular(path, limit, within=within)
+    check_regular(path, limit, within=within, limit_text=limit_text)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
@@ -92,11 +95,12 @@ def _open_regular(path: Path, limit: int, within: str | Path | None) -> int:
     return fd
 
 
-def read_bounded(path: str | Path, limit: int, *, within: str | Path | None = None) -> bytes:
+def read_bounded(path: str | Path, limit: int, *, within: str | Path | None = None,
+                 limit_text: str | None = None) -> bytes:
     """The bytes of the regular file ``path`` (:func:`check_regular`), never more than
     ``limit``."""
     path = Path(path)
-    fd = _open_regular(path, limit, within)
+    fd = _open_regular(path, limit, within, limit_text)
     with os.fdopen(fd, "rb") as fh:
         data = fh.read(limit + 1)
     if len(data) > limit:

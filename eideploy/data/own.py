@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import stat
 import sys
 import zipfile
 import zlib
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..safefile import UnsafeFileError, read_bounded
 from .dataset import ArrayDataset
 from .errors import DataError
 
@@ -70,25 +69,16 @@ def npz_sources(path: str | Path | None = None, train: str | Path | None = None,
 
 
 def _read_bounded(path: Path) -> bytes:
+    """The file's bytes through the one bounded reader (:func:`eideploy.safefile.read_bounded`:
+    a regular file, stat-ed before and after opening, read to at most the limit)."""
     try:
-        # O_NONBLOCK: a FIFO put in the file's place opens without waiting for a writer, and
-        # the fstat of what was opened (not of the name) refuses it
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
+        return read_bounded(path, MAX_NPZ_BYTES,
+                            limit_text=f"{MAX_NPZ_BYTES >> 30} GiB limit of a data file")
+    except FileNotFoundError:
         raise DataError(f"{path}: no such data file; give data.path (or data.train/data.test) "
                         "as an existing .npz file, or --data-dir") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise DataError(f"{path}: not a regular file (a directory, FIFO or device); give a "
-                            ".npz file")
-        if st.st_size > MAX_NPZ_BYTES:
-            raise DataError(f"{path}: {st.st_size} bytes, over the {MAX_NPZ_BYTES >> 30} GiB "
-                            "limit of a data file")
-        raw = fh.read(MAX_NPZ_BYTES + 1)
-    if len(raw) > MAX_NPZ_BYTES:
-        raise DataError(f"{path}: grew over the {MAX_NPZ_BYTES >> 30} GiB limit while read")
-    return raw
+    except UnsafeFileError as exc:
+        raise DataError(f"{exc}; give a .npz file") from None
 
 
 def _open_npz(path: Path, raw: bytes) -> zipfile.ZipFile:

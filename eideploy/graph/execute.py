@@ -36,7 +36,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import scipy.sparse
 
-from .host import ENCODINGS, READOUT_MODES, Host, class_totals, if_encode, readout_decision
+from .host import ENCODINGS, READOUT_MODES, Host, if_encode, readout_decision
 from .ir import EIGraph, GraphError, Population, Projection
 
 __all__ = ["FloatExecutor", "run", "accuracy", "predict", "lif_multistep", "inhibitory_response",
@@ -479,7 +479,7 @@ class FloatExecutor:
         else the largest time-averaged current."""
         if self.readout_mode == "spiking":
             return self.host.decide(*self.readout_spikes(x))
-        return class_totals(self.run(x), self.host.classes, np.mean).argmax(axis=1)
+        return self.host.decide_current(self.run(x))
 
 
 @overload

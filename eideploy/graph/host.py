@@ -99,6 +99,11 @@ class Host:
         """:func:`readout_decision` with this graph's classes."""
         return readout_decision(counts, membrane, self.classes, tiebreak)
 
+    def decide_current(self, logits: np.ndarray) -> np.ndarray:
+        """The class of a ``current`` readout: the largest time-averaged current (a class's
+        readout neurons averaged, so one neuron per class gives its own value)."""
+        return class_totals(logits, self.classes, np.mean).argmax(axis=-1)
+
     def fold(self, x: Any) -> np.ndarray:
         arr = np.asarray(x, dtype=self.dtype)
         shape, steps = tuple(self.input.shape), self.graph.T

@@ -41,12 +41,11 @@ import numpy as np
 from ..atomic import sha256_file
 from ..graph.execute import FloatExecutor
 from ..graph.ir import EIGraph
-from ..graph.readout import replicate_readout
 from ..sim.integer import IntegerSimulator
 from ..targets.dynapse2.analog import AnalogSimulator
 from ..targets.dynapse2.compile import CompiledNetwork, compile_graph
 from ..targets.dynapse2.target import Target, resolve_target
-from .export import default_readout_copies, export_graph, export_model
+from .export import chip_graph, export_graph, export_model, lower_model_file
 from .report import build_report
 
 __all__ = ["BACKENDS", "Deployment", "deploy"]
@@ -205,21 +204,13 @@ def _load(model_or_graph: Any) -> tuple[EIGraph, Any, Path | None]:
     """The float graph of a ``model.pt`` path, a loaded SpikingNetwork or an EIGraph."""
     if isinstance(model_or_graph, EIGraph):
         return model_or_graph, None, None
-    from ..graph.lowering import lower  # torch loads here: a graph never needs it
-
     if isinstance(model_or_graph, (str, Path)):
-        from ..train.checkpoint import load_model
-
         path = Path(model_or_graph)
-        model, checkpoint = load_model(path)
-        dataset = ((checkpoint.get("recipe") or {}).get("data") or {}).get("dataset")
-        meta = {"source_model_sha256": sha256_file(path),
-                **({"dataset": dataset} if dataset else {})}
-        try:
-            return lower(model, meta=meta), model, path
-        except ValueError as exc:
-            raise ValueError(f"{path}: the model cannot be deployed: {exc}") from None
+        graph, model, _, _ = lower_model_file(path, "deployed")
+        return graph, model, path
     import torch
+
+    from ..graph.lowering import lower  # torch loads here: a graph never needs it
 
     if isinstance(model_or_graph, torch.nn.Module):
         model = model_or_graph.eval()
@@ -239,9 +230,6 @@ def deploy(model_or_graph: Any, target: str | Path | Target = "dynapse2", *, see
     ``MappingError``."""
     graph, model, path = _load(model_or_graph)
     resolved = resolve_target(target, chips)
-    graph.validate()
-    copies = (default_readout_copies(graph, resolved) if readout_copies is None
-              else readout_copies)
-    graph = replicate_readout(graph, copies)
+    graph, copies = chip_graph(graph, resolved, readout_copies)
     compiled = compile_graph(graph, resolved, seed=seed)
     return Deployment(graph, compiled, resolved, seed, model, path, copies)

@@ -72,6 +72,7 @@ from .report import REPORT_SCHEMA_VERSION, build_report, report_markdown
 __all__ = ["EXPORT_FORMAT", "EXPORT_FORMAT_VERSION", "REPORT_SCHEMA_VERSION", "EXPORT_FILES",
            "ExportError", "ExportResult", "DoesNotFit", "MappingError", "export_model",
            "export_graph", "resolve_target", "DEFAULT_READOUT_COPIES", "default_readout_copies",
+           "lower_model_file", "chip_graph",
            "read_export", "load_export", "ExportDirectory", "export_graph_of", "build_report",
            "report_markdown", "model_overview", "dumps_json",
            "sha256_file"]
@@ -194,15 +195,31 @@ def export_model(model_path: str | Path, out_dir: str | Path, *,
     ``ValueError`` (a model that has no E-I graph form), ``DoesNotFit`` (design rules, with the
     full report) or ``MappingError`` (placement or routing). Nothing is written on any error.
     """
-    # torch loads here, not at import: exporting, reading or validating a graph never needs it
-    from ..graph.lowering import lower
-    from ..train.checkpoint import load_model
-
     model_path, out_dir = Path(model_path), Path(out_dir)
     resolved = resolve_target(target, chips)
     _check_destination(_absolute(out_dir), overwrite, (model_path.resolve(),))
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    graph, _, checkpoint, digest = lower_model_file(model_path, "exported")
+    timings["load+lower"] = time.perf_counter() - start
+    source = {"kind": "model", "file": model_path.name, "sha256": digest,
+              "architecture": checkpoint["architecture"]["name"],
+              "recipe": (checkpoint.get("recipe") or {}).get("name")}
+    return export_graph(graph, out_dir, target=resolved, seed=seed, overwrite=overwrite,
+                        source=source, readout_copies=readout_copies, log=log,
+                        timings=timings)
+
+
+def lower_model_file(model_path: Path, purpose: str = "exported"
+                     ) -> tuple[EIGraph, Any, dict[str, Any], str]:
+    """``(graph, model, checkpoint, sha256)`` of a ``model.pt``: loaded by the checkpoint
+    loader and lowered, the graph's meta naming its source (the file's hash, the data set and
+    the data's identity). A model with no E-I graph form raises ``ValueError`` saying it cannot
+    be ``purpose``."""
+    # torch loads here, not at import: exporting, reading or validating a graph never needs it
+    from ..graph.lowering import lower
+    from ..train.checkpoint import load_model
+
     model, checkpoint = load_model(model_path)
     digest = sha256_file(model_path)
     try:
@@ -211,14 +228,17 @@ def export_model(model_path: str | Path, out_dir: str | Path, *,
                 **({"data": checkpoint["data"]} if checkpoint.get("data") else {})}
         graph = lower(model, meta=meta)
     except ValueError as exc:
-        raise ValueError(f"{model_path}: the model cannot be exported: {exc}") from None
-    timings["load+lower"] = time.perf_counter() - start
-    source = {"kind": "model", "file": model_path.name, "sha256": digest,
-              "architecture": checkpoint["architecture"]["name"],
-              "recipe": (checkpoint.get("recipe") or {}).get("name")}
-    return export_graph(graph, out_dir, target=resolved, seed=seed, overwrite=overwrite,
-                        source=source, readout_copies=readout_copies, log=log,
-                        timings=timings)
+        raise ValueError(f"{model_path}: the model cannot be {purpose}: {exc}") from None
+    return graph, model, checkpoint, digest
+
+
+def chip_graph(graph: EIGraph, target: Target, readout_copies: int | None = None
+               ) -> tuple[EIGraph, int]:
+    """The graph the chip runs, and its readout neurons per class: ``graph`` checked, with
+    ``readout_copies`` readout neurons per class (None: :func:`default_readout_copies`)."""
+    graph.validate()
+    copies = default_readout_copies(graph, target) if readout_copies is None else readout_copies
+    return replicate_readout(graph, copies), copies
 
 
 def export_graph(graph: EIGraph, out_dir: str | Path, *,
@@ -239,10 +259,7 @@ def export_graph(graph: EIGraph, out_dir: str | Path, *,
     out_dir = Path(out_dir)
     resolved = resolve_target(target, chips)
     _check_destination(_absolute(out_dir), overwrite)
-    graph.validate()
-    copies = (default_readout_copies(graph, resolved) if readout_copies is None
-              else readout_copies)
-    graph = replicate_readout(graph, copies)
+    graph, copies = chip_graph(graph, resolved, readout_copies)
     if log is not None and copies > 1:
         log(f"readout: {copies} neurons per class (decided by their summed spikes)")
     timings = dict(timings or {})

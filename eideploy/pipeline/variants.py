@@ -19,7 +19,7 @@ import torch
 
 from ..graph import EIGraph
 from ..graph.execute import FloatExecutor
-from ..graph.host import class_totals, readout_decision
+from ..graph.host import readout_decision
 from ..sim.integer import IntegerSimulator
 from ..targets.dynapse2.analog import AnalogSimulator, readout_calibration
 from ..train.trainer import predict_batch
@@ -106,7 +106,7 @@ class GraphVariant:
             predictions = ex.host.decide(states[ex.readout]["counts"],
                                          states[ex.readout]["membrane"])
         else:
-            predictions = class_totals(logits, ex.host.classes, np.mean).argmax(axis=1)
+            predictions = ex.host.decide_current(logits)
         return VariantRun(predictions, states, spike_rate_sums(states, self.roles))
 
 

@@ -10,7 +10,6 @@ bounded nesting depth; numbers finite and within :data:`MAX_LR` etc.
 from __future__ import annotations
 
 import re
-import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +20,7 @@ from ..nn.connectivity import CONNECTIVITIES
 from ..nn.encoding import ENCODINGS
 from ..nn.options import BIAS_MODES, INHIBITORY_MODES, INIT_MODES, STABILISATIONS, WEI_GRAD_SCALES
 from ..resources import recipe_path, shipped_recipes
+from ..safefile import UnsafeFileError, read_bounded
 
 __all__ = ["Recipe", "RecipeError", "TargetSection", "load_recipe", "recipe_from_dict",
            "HARDWARE_ARCHS"]
@@ -365,22 +365,15 @@ def load_recipe(path: str | Path) -> Recipe:
     path = recipe_path(path)
     where = _printable(path)
     try:
-        st = path.stat()
-    except OSError:
+        raw = read_bounded(path, MAX_RECIPE_BYTES,  # a regular file, within the limit
+                           limit_text=f"{MAX_RECIPE_BYTES >> 10} kB limit of a recipe")
+    except FileNotFoundError:
         raise RecipeError(f"{where}: no such recipe file; shipped recipes (by name): "
                           f"{', '.join(shipped_recipes())}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise RecipeError(f"{where}: not a regular file (a directory, FIFO or device); give a "
-                          "recipe YAML file")
-    if st.st_size > MAX_RECIPE_BYTES:
-        raise RecipeError(f"{where}: {st.st_size} bytes, over the {MAX_RECIPE_BYTES >> 10} kB "
-                          "limit of a recipe")
+    except UnsafeFileError as exc:
+        raise RecipeError(f"{exc}; give a recipe YAML file") from None
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_RECIPE_BYTES + 1)
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RecipeError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise RecipeError(f"{where}: cannot be read ({exc.strerror})") from None
     return recipe_from_dict(parse_recipe_text(text, str(path)), str(path))

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ...graph.readout import readout_copies
 from .place import MappingError, Placement
 from .quantize import QuantizedGraph
 from .target import Target
@@ -190,9 +191,7 @@ def route(qgraph: QuantizedGraph, placement: Placement, target: Target) -> Routi
     readouts = []
     if readout_pop is not None:
         loc = placement.location[readout].tolist()
-        # several readout neurons per class (graph.readout["classes"]) are class-major
-        classes = graph.readout_settings.classes or readout_pop.size
-        copies = max(readout_pop.size // classes, 1)
+        copies = readout_copies(graph)  # several readout neurons per class, class-major
         for k, ((chip, core, neuron), tag) in enumerate(
                 zip(loc, pop_tags[readout].tolist(), strict=True)):
             readouts.append({"class": k // copies, "chip": chip, "core": core,
