@@ -309,3 +309,92 @@ def test_a_real_boards_energy_is_a_lower_bound_from_the_host_events(quantized_di
     with pytest.raises(EnergyError, match="0 samples"):
         board_energy(config, samples=0, events_sent=0, events_received=0, routing=None,
                      latency_us=0)
+
+
+# --------------------------------------------------------------------------- the board's counts
+def _expected_board_events(config: dict, fired: dict, host_tags: list[int]) -> tuple[dict, int]:
+    """Synaptic events per dendrite and chip crossings that the spikes ``fired`` (per (chip,
+    core, neuron)) and the host events (their tags) make, read from ``dynapse2.json``: every
+    SRAM destination's cores, every CAM entry there holding the event's tag."""
+    cam: dict[tuple[int, int, int], dict[str, int]] = {}
+    for chip in config["chips"]:
+        for core in chip["cores"]:
+            for neuron in core["neurons"]:
+                for entry in neuron["cam"]:
+                    per = cam.setdefault((chip["id"], core["id"], entry["tag"]), {})
+                    per[entry["dendrite"]] = per.get(entry["dendrite"], 0) + 1
+    events: dict[str, int] = {}
+    crossings = 0
+
+    def deliver(chip: int, mask: int, tag: int, times: int) -> None:
+        for core in range(4):
+            if mask >> core & 1:
+                for dendrite, n in cam.get((chip, core, tag), {}).items():
+                    events[dendrite] = events.get(dendrite, 0) + times * n
+
+    for chip in config["chips"]:
+        for core in chip["cores"]:
+            for neuron in core["neurons"]:
+                spikes = fired.get((chip["id"], core["id"], neuron["id"]), 0)
+                for entry in neuron["sram"]:
+                    deliver(entry["chip"], entry["core_mask"], entry["tag"], spikes)
+                    crossings += spikes * (entry["chip"] != chip["id"])
+    channels = {c["tag"]: c for c in config["input_channels"] if c["tag"] is not None}
+    for tag in host_tags:
+        for d in channels[tag]["destinations"]:
+            deliver(d["chip"], d["core_mask"], tag, 1)
+    return events, crossings
+
+
+def test_the_virtual_board_counts_synaptic_events_from_the_events_it_delivered(
+        tmp_path_factory, quantized_digits):
+    """The board's synaptic events (CAM matches per dendrite) and chip crossings are the
+    spikes it fired and the host events it handled, each times its fan-out in
+    ``dynapse2.json``: counted from what was delivered, on a model spread over two chips."""
+    from eideploy.pipeline.export import export_model
+    from eideploy.targets.dynapse2.board import VirtualBoard, run_on_board, virtual_samna
+    from eideploy.targets.dynapse2.board.virtual import CONTROL_TAG
+
+    tmp = tmp_path_factory.mktemp("board-count")
+    repo = Path(__file__).resolve().parents[1]
+    target = tmp / "dynapse2-64.toml"
+    target.write_text((repo / "hardware" / "dynapse2.toml").read_text()
+                      .replace("neurons = 256", "neurons = 64"))
+    out = tmp / "out"
+    export_model(repo / "models" / "digits-dynapse2.pt", out, target=str(target))
+    config = json.loads((out / "dynapse2.json").read_text())
+    assert len(config["chips"]) >= 2
+
+    board = VirtualBoard(chips=4)
+    host_tags: list[int] = []
+    write = board.grid_bus_write_events
+
+    def record(events):
+        events = list(events)
+        host_tags.extend(int(e.event.tag) for e in events if int(e.event.tag) != CONTROL_TAG)
+        write(events)
+
+    board.grid_bus_write_events = record
+    d = load_digits()
+    x = (d.data[-2:] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    result = run_on_board(out, x, d.target[-2:], samna=virtual_samna(board), progress=False)
+    routing = result.routing
+    assert routing["unrouted"] == 0 and routing["host_events"] == len(host_tags) > 0
+    # the spikes fired under the export's configuration (the drain's routes deliver nothing)
+    networks = sorted(board._networks.values(), key=lambda net: int(net.fired.sum()))
+    main = networks[-1]
+    for net in networks[:-1]:
+        assert int((net.stats[5:] @ net.fired).sum()) == 0
+    fired = {key: int(n) for key, n in zip(main.keys, main.fired, strict=True) if n}
+    expected, crossings = _expected_board_events(config, fired, host_tags)
+    counted = {k: v for k, v in routing["synaptic_events"].items() if v}
+    assert counted == expected
+    assert set(expected) == {"ampa", "gaba", "shunt"}
+    assert routing["chip_crossings"] == crossings > 0
+    # the energy prices these counts, per sample
+    energy = result.energy
+    assert energy["synaptic_by_dendrite"] == {k: v / 2 for k, v in
+                                              routing["synaptic_events"].items()}
+    assert energy["events"]["synaptic_event"] == pytest.approx(sum(expected.values()) / 2)
+    assert energy["events"]["chip_crossing"] == pytest.approx(crossings / 2)
+    assert "counted" in energy["counted"]

@@ -137,7 +137,9 @@ def load_energy(path: str | Path | None = None) -> EnergyTable:
 class BoardEnergy:
     """Energy and latency per inference of a run on the board, from the events it saw:
     ``events`` per kind and sample (as priced), ``nj`` .. ``high_nj`` as :class:`Priced`,
-    ``latency_us`` the window a sample is counted over, ``counted`` how each count was made."""
+    ``latency_us`` the window a sample is counted over, ``counted`` how each count was made,
+    ``synaptic_by_dendrite`` the synaptic events per sample on each dendrite where the board
+    counted them (the virtual board), else ``None``."""
 
     samples: int
     events: dict[str, float]
@@ -149,6 +151,7 @@ class BoardEnergy:
     verified: bool
     counted: str
     note: str
+    synaptic_by_dendrite: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,12 +159,14 @@ class BoardEnergy:
     def line(self) -> str:
         """One line for ``eideploy run``'s output."""
         e = self.events
+        exact = self.synaptic_by_dendrite is not None
         return (f"energy per inference: ~{self.nj / 1000:.2f} uJ on DYNAP-SE2 (range "
                 f"{self.low_nj / 1000:.2f}-{self.high_nj / 1000:.2f} uJ, "
                 f"{'' if self.verified else 'unverified '}per-event figures), latency "
                 f"{self.latency_us / 1000:.1f} ms; per sample {e['spike']:.0f} spikes, "
-                f"{e['routed_event']:.0f} core deliveries, ~{e['synaptic_event']:.0f} synaptic "
-                f"events ({self.counted})")
+                f"{e['routed_event']:.0f} core deliveries, {'' if exact else '~'}"
+                f"{e['synaptic_event']:.0f} synaptic events, {e['chip_crossing']:.0f} chip "
+                f"crossings ({self.counted})")
 
 
 def cam_entries_per_delivery(config: Mapping[str, Any]) -> float:
@@ -183,18 +188,29 @@ def board_energy(config: Mapping[str, Any], *, samples: int, events_sent: int,
                  table: EnergyTable | None = None) -> BoardEnergy:
     """Energy per inference of ``samples`` run on the board, from the events seen.
 
-    The virtual board (``routing``: its routing report) counts every neuron's ``spikes`` and
-    every event delivered to a core (``deliveries``, the host's and the neurons'): a routed
-    event each. A real board shows only the host's side: the input events sent (each a routed
-    event) and the output events received (spikes; hidden neurons' unseen): a lower bound.
-    Neither sees CAM matches: synaptic events are the deliveries times
-    :func:`cam_entries_per_delivery`, an estimate. Chip crossings are not counted here."""
+    The virtual board (``routing``: its routing report) counts every neuron's ``spikes``, every
+    event delivered to a core (``deliveries``, the host's and the neurons'; a routed event
+    each), every CAM match of those deliveries per dendrite (``synaptic_events``: the synaptic
+    events, exactly) and every event sent to another chip (``chip_crossings``). A real board
+    shows only the host's side: the input events sent (each a routed event) and the output
+    events received (spikes; hidden neurons' unseen): a lower bound, with synaptic events
+    estimated as the deliveries times :func:`cam_entries_per_delivery` and no chip crossings
+    counted. A routing report without ``synaptic_events`` is estimated the same way."""
     if samples < 1:
         raise EnergyError(f"board_energy: {samples} samples")
     table = table or load_energy()
     per = 1.0 / samples
     synapses = cam_entries_per_delivery(config)
-    if routing is not None:
+    by_dendrite: dict[str, float] | None = None
+    crossings = 0.0
+    if routing is not None and routing.get("synaptic_events") is not None:
+        spikes, delivered = float(routing["spikes"]), float(routing["deliveries"])
+        by_dendrite = {d: float(n) * per for d, n in routing["synaptic_events"].items()}
+        crossings = float(routing.get("chip_crossings", 0))
+        counted = ("virtual board: its spikes, core deliveries, CAM matches and chip crossings, "
+                   "all counted")
+        note = table.note
+    elif routing is not None:
         spikes, delivered = float(routing["spikes"]), float(routing["deliveries"])
         counted = ("virtual board: its spikes and core deliveries; synaptic events = "
                    f"deliveries x {synapses:.1f} CAM entries per (core, tag)")
@@ -204,8 +220,11 @@ def board_energy(config: Mapping[str, Any], *, samples: int, events_sent: int,
         counted = ("board: input events sent and output events received only; synaptic events "
                    f"= input events x {synapses:.1f} CAM entries per (core, tag)")
         note = table.note + "; hidden neurons' spikes and events unseen: a lower bound"
-    events = {"spike": spikes * per, "synaptic_event": delivered * synapses * per,
-              "routed_event": delivered * per, "chip_crossing": 0.0}
+    synaptic = (sum(by_dendrite.values()) if by_dendrite is not None
+                else delivered * synapses * per)
+    events = {"spike": spikes * per, "synaptic_event": synaptic,
+              "routed_event": delivered * per, "chip_crossing": crossings * per}
     priced = table.price(events)
     return BoardEnergy(samples, events, priced.nj, priced.low_nj, priced.high_nj,
-                       priced.per_kind_nj, int(latency_us), table.verified, counted, note)
+                       priced.per_kind_nj, int(latency_us), table.verified, counted, note,
+                       by_dendrite)

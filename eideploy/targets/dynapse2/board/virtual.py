@@ -41,14 +41,16 @@ neuron can reach threshold and no pulse is open, the board jumps ahead in one st
 Every spike and event is accounted for in :meth:`VirtualBoard.routing_report`: spikes, host
 events, deliveries, events to the host, spikes of neurons without a destination, events off the
 board, unmatched tags, tag collisions and late host events; ``unrouted`` = off the board +
-unmatched.
+unmatched. It also counts the synaptic events, every CAM match of a delivered event per dendrite,
+and the chip crossings, every event a neuron sends to another chip than its own (the energy
+estimate of ``eideploy run`` prices both: ``energy.board_energy``).
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -104,6 +106,10 @@ class RoutingReport:
     off_board: int = 0
     unmatched: int = 0
     tag_collisions: int = 0
+    #: CAM matches of the delivered events, per dendrite (``DENDRITES``): synaptic events,
+    #: counted, not estimated; and the events sent from one chip to another.
+    synaptic_events: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DENDRITES, 0))
+    chip_crossings: int = 0
     #: The largest membrane charge left, ``(I_mem - I_0) / (I_thr - I_0)``, found when the
     #: host's input resumed after a pause (a new sample): 0 for a chip at rest, up to 1 where
     #: a sample inherits the last one's state.
@@ -130,6 +136,8 @@ class _Route:
     collisions: int
     off_board: int
     to_host: bool
+    synaptic: np.ndarray  # CAM matches per dendrite (DENDRITES order)
+    crossing: int  # 1 where a neuron's event goes to another chip than its own
 
 
 class _Network:
@@ -237,8 +245,10 @@ class _Network:
         rows: dict[int, list[np.ndarray]] = {}
         cols: dict[int, list[np.ndarray]] = {}
         vals: dict[int, list[np.ndarray]] = {}
-        self.stats = np.zeros((5, n), dtype=np.int64)  # deliveries, unmatched, collisions,
-        self.no_destination = np.zeros(n, dtype=bool)  # off board, to host
+        # deliveries, unmatched, collisions, off board, to host, synaptic events per dendrite,
+        # chip crossings
+        self.stats = np.zeros((6 + len(DENDRITES), n), dtype=np.int64)
+        self.no_destination = np.zeros(n, dtype=bool)
         self.host_tags: dict[int, list[tuple[int, int, int]]] = {}
         for j, (c, _k, _slot) in enumerate(keys):
             if not entries[j]:
@@ -251,7 +261,8 @@ class _Network:
                     cols.setdefault(int(delay), []).append(route.columns[pick])
                     vals.setdefault(int(delay), []).append(route.values[pick])
                 self.stats[:, j] += (route.deliveries, route.unmatched, route.collisions,
-                                     route.off_board, int(route.to_host))
+                                     route.off_board, int(route.to_host), *route.synaptic,
+                                     route.crossing)
                 if route.to_host:
                     self.host_tags.setdefault(j, []).append((x_hop, y_hop, tag))
         # per delay, transposed: one step's spikes route as sparse matrix-vector products
@@ -280,8 +291,10 @@ class _Network:
         empty = np.zeros(0, dtype=np.int64)
         if target is None:
             west = board.leaves_west(chip, x_hop)
-            return _Route(empty, np.zeros(0), empty, 0, 0, 0, 0 if west else 1, west)
+            return _Route(empty, np.zeros(0), empty, 0, 0, 0, 0 if west else 1, west,
+                          np.zeros(len(DENDRITES), dtype=np.int64), 0)
         cols, vals, delays = [], [], []
+        synaptic = np.zeros(len(DENDRITES), dtype=np.int64)
         deliveries = unmatched = collisions = 0
         for core_id, on in enumerate(core_bits):
             if not on:
@@ -294,12 +307,13 @@ class _Network:
             others = self.senders.get((target, core_id, tag), set()) - {sender}
             collisions += bool(others)
             for j, d, weight, delay in listeners:
+                synaptic[d] += 1
                 cols.append(d * self.n + j)
                 vals.append(self.ratio[d, j] * weight)
                 delays.append(delay)
         return _Route(np.asarray(cols, dtype=np.int64), np.asarray(vals, dtype=np.float64),
                       np.asarray(delays, dtype=np.int64), deliveries, unmatched, collisions, 0,
-                      False)
+                      False, synaptic, int(chip >= 0 and target != chip))
 
     def input_route(self, board: VirtualBoard, event: Any) -> _Route:
         key = (int(event.x_hop), int(event.y_hop), tuple(bool(b) for b in event.core),
@@ -444,9 +458,14 @@ class VirtualBoard:
         report = RoutingReport(**{f: getattr(self.report, f) for f in
                                   ("host_events", "late_host_events", "deliveries",
                                    "unmatched", "tag_collisions", "off_board",
-                                   "residual_state")})
+                                   "residual_state", "chip_crossings")})
+        report.synaptic_events = dict(self.report.synaptic_events)
         for net in self._networks.values():
-            deliveries, unmatched, collisions, off_board, to_host = net.stats @ net.fired
+            totals = net.stats @ net.fired
+            deliveries, unmatched, collisions, off_board, to_host = totals[:5]
+            for d, name in enumerate(DENDRITES):
+                report.synaptic_events[name] += int(totals[5 + d])
+            report.chip_crossings += int(totals[-1])
             report.spikes += int(net.fired.sum())
             report.deliveries += int(deliveries)
             report.unmatched += int(unmatched)
@@ -563,6 +582,8 @@ class VirtualBoard:
             self.report.unmatched += route.unmatched
             self.report.tag_collisions += route.collisions
             self.report.off_board += route.off_board
+            for d, name in enumerate(DENDRITES):
+                self.report.synaptic_events[name] += int(route.synaptic[d])
             if route.to_host:  # the FPGA bounces what it is sent
                 self._emit(int(inner.x_hop), int(inner.y_hop), int(inner.tag), stamp)
             for delay in np.unique(route.delays):
