@@ -280,6 +280,7 @@ def test_run_on_the_virtual_board_reports_energy_and_latency_per_inference(
                 if s.strip().startswith("energy per inference"))
     assert float(line.split("~")[1].split(" uJ")[0]) > 0
     assert "unverified" in line and "latency 9.2 ms" in line
+    assert " GABA" in line and "all counted" in line and "~" not in line.split("uJ")[-1]
     res = runner.invoke(app, [*args, "--json", "--quiet"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)

@@ -160,12 +160,15 @@ class BoardEnergy:
         """One line for ``eideploy run``'s output."""
         e = self.events
         exact = self.synaptic_by_dendrite is not None
+        split = ", ".join(f"{n:.0f} {d.upper()}" for d, n in
+                          (self.synaptic_by_dendrite or {}).items() if n)
         return (f"energy per inference: ~{self.nj / 1000:.2f} uJ on DYNAP-SE2 (range "
                 f"{self.low_nj / 1000:.2f}-{self.high_nj / 1000:.2f} uJ, "
                 f"{'' if self.verified else 'unverified '}per-event figures), latency "
                 f"{self.latency_us / 1000:.1f} ms; per sample {e['spike']:.0f} spikes, "
                 f"{e['routed_event']:.0f} core deliveries, {'' if exact else '~'}"
-                f"{e['synaptic_event']:.0f} synaptic events, {e['chip_crossing']:.0f} chip "
+                f"{e['synaptic_event']:.0f} synaptic events{f' ({split})' if split else ''}, "
+                f"{e['chip_crossing']:.0f} chip "
                 f"crossings ({self.counted})")
 
 
