@@ -56,7 +56,7 @@ import scipy.sparse
 from ...graph.host import Host, readout_decision
 from ...graph.ir import DivisionSettings, EIGraph
 from ...quant import subset_sums
-from . import biases
+from . import analog_fast, biases
 from .compile import (
     DC_BIAS,
     DENDRITE_GAIN_BIAS,
@@ -77,7 +77,7 @@ __all__ = ["AnalogSimulator", "AnalogResult", "AnalogAccuracy", "CoreBiases", "a
            "membrane_step", "synapse_step", "dpi_synapse_step", "delay_seconds", "MismatchDraws",
            "cam_delay_classes", "DEFAULT_DT", "SYNAPSE_MODELS", "DELAY_BIASES", "I_0", "GAIN_BIAS",
            "REFRACTORY_BIAS", "PULSE_BIAS", "SYNAPSE_TAU_BIAS", "UNSET_POLICIES", "MISMATCH_FLOOR",
-           "TAIL_STEPS"]
+           "TAIL_STEPS", "INTEGRATORS"]
 
 #: Integration step (s). The fastest things the circuits do: the 100 us pulses of the derived
 #: biases (10 us with rockpool's defaults, still resolved), a counting neuron's inter-spike
@@ -95,6 +95,9 @@ SYNAPSE_MODELS = ("dpi", "linear")
 #: The core-shared bias of delay class 1, 2, 3 (CAM entry flags: bit 0 ``precise_delay``, bit 1
 #: ``mismatched_delay``): the target's ``[biases] delays`` order.
 DELAY_BIASES = ("SYPD_DLY0_P", "SYPD_DLY1_P", "SYPD_DLY2_P")
+#: The integrators of the same equations: ``"fast"`` (``analog_fast.simulate``, the default)
+#: and ``"reference"`` (``_simulate``); ``benchmarks/analog.py`` compares them.
+INTEGRATORS = ("fast", "reference")
 #: Smallest mismatch factor: a current stays positive even at a 5-sigma draw of 20% mismatch.
 MISMATCH_FLOOR = 0.05
 #: The host counts readout spikes for ``T + TAIL_STEPS`` model steps: the analog chain needs
@@ -720,7 +723,9 @@ class AnalogSimulator:
     hold (``"derived"`` or ``"dynapsim"``); ``batch_size`` bounds the samples simulated at once.
     What-if knobs: ``overrides`` (``{role: {BIAS: current}}``, see :func:`core_biases`) and
     ``mismatch_populations`` (mismatch only the neurons of these populations and the synapses
-    onto them; the same draws as a full mismatch).
+    onto them; the same draws as a full mismatch). ``integrator``: ``"fast"`` (default,
+    ``analog_fast``: the state in the log domain) or ``"reference"`` (``_simulate``, the
+    equations as written in the module doc); the same steps and spikes.
     """
 
     def __init__(self, config: Mapping[str, Any], *, mismatch: float = 0.0, seed: int = 0,
@@ -728,11 +733,13 @@ class AnalogSimulator:
                  source: str = "<config>",
                  overrides: Mapping[str, Mapping[str, float]] | None = None,
                  mismatch_populations: Collection[str] | None = None,
-                 synapse: str = "dpi") -> None:
+                 synapse: str = "dpi", integrator: str = "fast") -> None:
         self.dt = DEFAULT_DT if dt is None else float(dt)
         if synapse not in SYNAPSE_MODELS:
             raise ValueError(f"synapse must be one of {SYNAPSE_MODELS}, got {synapse!r}")
-        self.synapse = synapse
+        if integrator not in INTEGRATORS:
+            raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
+        self.synapse, self.integrator = synapse, integrator
         if not 0 < self.dt <= biases.DT_SECONDS / 10:
             raise ValueError(f"dt must be in (0, {biases.DT_SECONDS / 10}] s (a tenth of a model "
                              f"step at least), got {dt}")
@@ -769,8 +776,10 @@ class AnalogSimulator:
         recorded = None
         for start in range(0, batch, self.batch_size):
             part = spikes_in[:, start:start + self.batch_size]
-            c, m, r = _simulate(net, part, self.dt, self.window, raster and start == 0,
-                                synapse=self.synapse)
+            simulate = (analog_fast.simulate if self.integrator == "fast"
+                        and analog_fast.available() else _simulate)
+            c, m, r = simulate(net, part, self.dt, self.window, raster and start == 0,
+                               synapse=self.synapse)
             totals += c.sum(axis=0)
             counts.append(c[:, net.populations[self.readout]])
             membranes.append(m[:, net.populations[self.readout]])
