@@ -32,7 +32,15 @@ import scipy.sparse
 
 from ..graph.host import Host, readout_decision
 from ..graph.ir import EIGraph, GraphError, Population, Projection
-from .division import DIVISOR_BITS, divide, parse_division
+from .division import (
+    _SQRT2_FRACTION,
+    DIVISOR_BITS,
+    RECIPROCAL_BITS,
+    divide,
+    lut_reciprocal,
+    parse_division,
+    reciprocal_lut,
+)
 
 __all__ = ["IntegerSimulator", "IntegerResult", "Synapses", "Tally", "Constants", "accuracy",
            "lif_multistep", "inhibitory_response", "stabilise", "ei_integrate", "ei_readout",
@@ -135,6 +143,28 @@ class Tally:
 
     def clamp(self, x: np.ndarray, bits: int, signed: bool, name: str) -> np.ndarray:
         return saturate(x, bits, signed, name, self.saturations, self.peaks)
+
+    def observe(self, lo: float, hi: float, bits: int, signed: bool, name: str) -> None:
+        """What :meth:`clamp` records for a quantity of smallest / largest value ``lo`` / ``hi``
+        that needs no clamp; raises :class:`_Clamped` where it would need one (the fused pass
+        then hands the slice to the reference functions)."""
+        high = (1 << (bits - 1 if signed else bits)) - 1
+        low = -high - 1 if signed else 0
+        lo, hi = int(lo), int(hi)
+        if lo < low or hi > high:
+            raise _Clamped(name)
+        self.saturations[name] = self.saturations.get(name, 0)
+        self.peaks[name] = max(self.peaks.get(name, 0), abs(lo), abs(hi))
+
+    def merge(self, other: Tally) -> None:
+        for name, count in other.saturations.items():
+            self.saturations[name] = self.saturations.get(name, 0) + count
+        for name, peak in other.peaks.items():
+            self.peaks[name] = max(self.peaks.get(name, 0), peak)
+
+
+class _Clamped(Exception):
+    """A fused pass met a value its width would clamp (:meth:`Tally.observe`)."""
 
 
 @dataclass(frozen=True)
@@ -266,22 +296,41 @@ class Synapses:
         sums = np.asarray(abs(self.matrix).sum(axis=1)).ravel()
         self.row_bound = int(sums.max()) if sums.size else 0
 
-    def _weights(self, dtype: type) -> Any:
+    def _weights(self, dtype: type) -> tuple[np.ndarray | None, Any]:
+        """``(sources, weights)``: the float weights (source x target) of the sources that have
+        a synapse, and those sources' indices (None: all of them, or most). A projection from a
+        few sources of a wide population (a divisive one, often) multiplies only their
+        columns."""
         if dtype not in self._float:
             rows, cols = self.matrix.shape
-            matrix = self.matrix.astype(dtype)
-            self._float[dtype] = (matrix.T.toarray() if rows * cols <= DENSE_LIMIT
-                                  else matrix.T.tocsr())
+            used = np.unique(self.matrix.indices)
+            sources = used if len(used) <= cols // 2 else None
+            matrix = self.matrix.astype(dtype).T.tocsr()
+            if sources is not None:
+                matrix = matrix[sources]
+            self._float[dtype] = (sources, matrix.toarray() if rows * cols <= DENSE_LIMIT
+                                  else matrix)
         return self._float[dtype]
 
     def apply(self, src: SourceOutput) -> np.ndarray:
         """A source's ``(N, n_source)`` outputs -> ``(N, n_target)`` int64 summed currents."""
+        product = self.product(src)
+        if product is None:
+            return np.asarray((self.matrix @ src.values.T).T)
+        return product.astype(np.int64)
+
+    def product(self, src: SourceOutput) -> np.ndarray | None:
+        """The summed currents as exact integers in a float32 / float64 array (class doc), or
+        None where a partial sum may reach ``2**53`` (then only int64 is exact)."""
         bound = src.top * self.row_bound
         if bound >= 1 << 53:
-            return np.asarray((self.matrix @ src.values.T).T)
+            return None
         dtype = np.float32 if bound < 1 << 24 else np.float64
-        product = src.as_float(dtype) @ self._weights(dtype)
-        return np.asarray(product).astype(np.int64)
+        sources, weights = self._weights(dtype)
+        values = src.as_float(dtype)
+        if sources is not None:
+            values = values[:, sources]
+        return np.asarray(values @ weights)
 
 
 class SourceOutput:
@@ -291,11 +340,13 @@ class SourceOutput:
     ``values`` may hold the integers in any numeric dtype (the host's spikes come as floats);
     the int64 copy and each float copy are made only when a product asks for them."""
 
-    def __init__(self, values: np.ndarray) -> None:
-        if values.dtype.kind not in "iu" and not np.array_equal(values, np.trunc(values)):
-            values = values.astype(np.int64)  # fractions truncate, as the int64 cast always did
+    def __init__(self, values: np.ndarray, top: int | None = None) -> None:
+        if top is None:  # given: the caller knows its integers and their largest magnitude
+            if values.dtype.kind not in "iu" and not np.array_equal(values, np.trunc(values)):
+                values = values.astype(np.int64)  # fractions truncate, as the int64 cast did
+            top = max(int(values.max()), -int(values.min())) if values.size else 0
         self.raw = values
-        self.top = max(int(values.max()), -int(values.min())) if values.size else 0
+        self.top = top
         self._float: dict[type, np.ndarray] = {}
         self._int: np.ndarray | None = None
 
@@ -448,7 +499,7 @@ class IntegerSimulator:
         spikes_in = np.broadcast_to(spikes_in, (steps, *spikes_in.shape[1:]))
         batch = spikes_in.shape[1]
         size = self.chunk()
-        parts = [self._run_slice(spikes_in[:, start:start + size], tally, return_states)
+        parts = [self._slice(spikes_in[:, start:start + size], tally, return_states)
                  for start in range(0, batch, size)] or [
                      self._run_slice(spikes_in, tally, return_states)]
         counts = np.concatenate([p[0] for p in parts])
@@ -470,6 +521,31 @@ class IntegerSimulator:
         population's ``T x neurons``, at least one."""
         widest = max((p.size for p in self.graph.populations), default=1)
         return max(1, self.SLICE_ELEMENTS // (self.graph.T * max(widest, 1)))
+
+    #: Run slices by the fused pass (:meth:`_run_slice_fused`); False: the reference functions.
+    FUSED = True
+
+    def _slice(self, spikes_in: np.ndarray, tally: Tally, return_states: bool
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        """One slice by the fused pass where it applies and no value of the slice needs a clamp,
+        else by the reference functions (:meth:`_run_slice`): the same integers either way."""
+        if self.FUSED and self.fusable:
+            local = Tally()
+            try:
+                result = self._run_slice_fused(spikes_in, local, return_states)
+            except _Clamped:
+                pass
+            else:
+                tally.merge(local)
+                return result
+        return self._run_slice(spikes_in, tally, return_states)
+
+    @property
+    def fusable(self) -> bool:
+        """Whether the fused pass covers this graph: every g_E 1 (quantized graphs fold it into
+        the weights), positive thresholds, non-empty populations."""
+        return all(c.gain is None and c.theta >= 1 for c in self.constants.values()) and all(
+            p.size > 0 for p in self.graph.populations)
 
     def _run_slice(self, spikes_in: np.ndarray, tally: Tally, return_states: bool
                    ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, np.ndarray]]]:
@@ -510,6 +586,52 @@ class IntegerSimulator:
                 states[pop.name] = state
         return counts, membrane, states
 
+    def _run_slice_fused(self, spikes_in: np.ndarray, tally: Tally, return_states: bool
+                         ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        """:meth:`_run_slice` for a slice in which no quantity reaches its width: the same
+        integers, in fewer passes over memory (docs/integer-semantics.md §8).
+
+        Every quantity is held as exact integers in the narrowest array type that represents
+        all of its values (float32 below ``2**24``, float64 below ``2**53``, int32 for the
+        membranes), the synaptic sums come from one float product each
+        (:meth:`Synapses.product`), and each width is checked on the smallest and largest value
+        (:meth:`Tally.observe`, which also records the peaks; a monotone step's extremes are
+        those of its input's). A value its width would clamp raises :class:`_Clamped` before
+        anything inexact is computed, and the slice runs by the reference functions instead."""
+        graph, steps = self.graph, self.graph.T
+        batch = spikes_in.shape[1]
+        sources = {self.host.input.name: SourceOutput(spikes_in.reshape(steps * batch, -1))}
+        states: dict[str, dict[str, np.ndarray]] = {}
+        counts = membrane = np.zeros((batch, 0), dtype=np.int64)
+        for pop in graph.populations:
+            if pop.role == "input":
+                continue
+            c = self.constants[pop.name]
+            parts = _fused_currents(pop, self.synapses[pop.name], sources, tally)
+            if pop.role == "inh":
+                current, output, top = _fused_inhibitory(parts, pop, c, tally)
+                state = {"current": current, "output": output}
+            elif pop.role == "readout":
+                current, counts, membrane = _fused_readout(
+                    parts, pop, c, steps, self.host.readout_mode, tally)
+                state = {"current": current, "counts": counts, "membrane": membrane}
+                output = None
+            else:
+                current, divisor, output, top = _fused_excitatory(
+                    parts, pop, c, steps, self.division, tally)
+                state = {"current": current, "output": output}
+                if divisor is not None:
+                    state["divisor"] = divisor
+            if output is not None:
+                sources[pop.name] = SourceOutput(output, top)
+            if return_states:  # as the reference returns them: int64, (T, B, n)
+                states[pop.name] = {
+                    key: (value.astype(np.int64) if value.ndim == 1 or key in ("counts",
+                                                                               "membrane")
+                          else value.reshape(steps, batch, -1).astype(np.int64))
+                    for key, value in state.items()}
+        return counts, membrane, states
+
     def predict(self, x: Any) -> np.ndarray:
         """Predicted classes: most readout spikes, ties by membrane (as the float executor)."""
         return self.run(x).predictions()
@@ -538,6 +660,269 @@ def _synapses(proj: Projection, source: Population, target: Population, frac: in
         (levels, (indices[:, 0], indices[:, 1])), shape=(target.size, source.size),
         dtype=np.int64)
     return Synapses(proj.name, proj.kind, proj.source, levels, np.asarray(indices), frac, matrix)
+
+
+# --------------------------------------------------------------------------- the fused pass
+# The circuit above for slices with no clamp (IntegerSimulator._run_slice_fused). Arrays are
+# (T*B, n), time-major; every value is an exact integer held in a float or int32 array.
+def _extremes(x: np.ndarray) -> tuple[float, float]:
+    return float(x.min()), float(x.max())
+
+
+def _fused_currents(pop: Population, synapses: list[Synapses],
+                    sources: dict[str, SourceOutput], tally: Tally
+                    ) -> dict[str, tuple[np.ndarray, float, float]]:
+    """``{kind: (summed currents, smallest, largest)}`` of ``pop``'s projections, each
+    projection checked against ``ACCUMULATOR_BITS`` as :meth:`IntegerSimulator._currents`
+    clamps it; two of one kind add up in float64 (exact: each is below ``2**31``)."""
+    totals: dict[str, tuple[np.ndarray, float, float]] = {}
+    for syn in synapses:
+        part = syn.product(sources[syn.source])
+        if part is None:
+            raise _Clamped(f"{pop.name}/I_{syn.kind}")  # a sum of 2**53 or more
+        lo, hi = _extremes(part)
+        tally.observe(lo, hi, ACCUMULATOR_BITS, True, f"{pop.name}/I_{syn.kind}")
+        if syn.kind in totals:
+            part = np.add(totals[syn.kind][0], part, dtype=np.float64)
+            lo, hi = _extremes(part)
+        totals[syn.kind] = (part, lo, hi)
+    return totals
+
+
+def _exact_floor_divide(x: np.ndarray, theta: int) -> np.ndarray:
+    """``floor(x / theta)`` of non-negative integers ``x`` in place, for an integer ``theta >=
+    1``: a power of two scales exactly, else the float quotient's floor is exact where ``x +
+    theta`` stays below the float's ``2**(mantissa + 1)`` (its correctly rounded value then
+    cannot reach the next integer: the gap is at least ``1 / theta``)."""
+    if theta & (theta - 1) == 0:
+        np.multiply(x, 1.0 / theta, out=x)
+    else:
+        np.divide(x, theta, out=x)
+    return np.floor(x, out=x)
+
+
+def _fused_inhibitory(parts: dict[str, tuple[np.ndarray, float, float]], pop: Population,
+                      c: Constants, tally: Tally) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`inhibitory_response`: ``(I_IE, r_I as float32, largest r_I)``."""
+    i_ie, lo, hi = parts.get("exc", (None, 0.0, 0.0))
+    if i_ie is None:
+        raise _Clamped(f"{pop.name}: no input")  # a corner the reference handles
+    r_lo, r_hi = max(int(lo), 0) // c.theta, max(int(hi), 0) // c.theta  # monotone
+    tally.observe(r_lo, r_hi, COUNT_BITS, False, f"{pop.name}/r_I")
+    exact = 1 << (24 if i_ie.dtype == np.float32 else 53)
+    r = np.maximum(i_ie, 0, dtype=np.float32 if max(hi, 0) + c.theta < exact else np.float64)
+    r = _exact_floor_divide(r, c.theta)
+    return i_ie, r.astype(np.float32, copy=False), r_hi
+
+
+def _aligned(x: np.ndarray, shift: int, dtype: type = np.float64) -> np.ndarray:
+    """:func:`round_shift` of the integers ``x`` as a new float array of ``dtype``: exact
+    where the result lies below the float's ``2**(mantissa + 1)``, since powers of two scale
+    exactly and the rounding adds 1/2 to a value far below it (``trunc(x + sign(x) / 2)`` is
+    round half away from zero)."""
+    scaled = x.astype(dtype)
+    np.multiply(scaled, 2.0 ** -shift, out=scaled)
+    return scaled if shift <= 0 else _round_half_away(scaled)
+
+
+def _round_half_away(x: np.ndarray) -> np.ndarray:
+    """``trunc(x + copysign(1/2, x))`` in place: ``sign(x) floor(|x| + 1/2)``."""
+    half = np.copysign(0.5, x).astype(x.dtype, copy=False)
+    np.add(x, half, out=x)
+    return np.trunc(x, out=x)
+
+
+def _align_int(x: int, shift: int, bits: int) -> int:
+    """:func:`align` of one Python integer (the extremes of a quantity: align is monotone)."""
+    if shift > 0:
+        magnitude = (abs(x) + (1 << (shift - 1))) >> shift
+        return magnitude if x >= 0 else -magnitude
+    left = -shift
+    high = (1 << (bits - 1)) - 1
+    if left >= bits - 1:
+        return 0 if x == 0 else (1 << bits) * (1 if x > 0 else -1)
+    return min(max(x, -(((high + 1) >> left) + 1)), (high >> left) + 1) << left
+
+
+#: IEEE formats as (float, int of its width, fraction bits, exponent bias): a positive float's
+#: bits read as that int are ``(exponent + bias) << fraction | fraction field``.
+_FORMATS = {np.dtype(np.float32): (np.float32, np.int32, 23, 127),
+            np.dtype(np.float64): (np.float64, np.int64, 52, 1023)}
+
+
+def _divisor_scale(d: np.ndarray, method: str, bits: int, left: int) -> np.ndarray:
+    """``recip * 2**(left - s)`` per divisor, as the floats ``d`` are (exact): ``shift``'s
+    nearest power of two ``2**-k`` or ``lut:N``'s table entry over ``2**(P + k)``
+    (``eideploy.sim.division``), read from the float's own exponent and fraction fields, which
+    hold ``d = 2**k (1 + f)`` exactly (the leading-zero count of :func:`~eideploy.sim.division.
+    normalise`). ``d`` is float32 only where it lies below ``2**24``."""
+    real, integer, fraction_bits, bias = _FORMATS[d.dtype]
+    field = d.view(integer)
+    exponent = field >> fraction_bits  # k + bias
+    mask = (1 << fraction_bits) - 1
+    if method == "shift":
+        # m >= sqrt 2 (never equal) where the fraction field exceeds floor((sqrt 2 - 1) 2**F)
+        sqrt2 = _SQRT2_FRACTION >> (52 - fraction_bits)
+        up = np.bitwise_and(field, mask, out=field.copy()) > sqrt2
+        power = np.subtract(2 * bias + left, exponent, out=exponent)
+        np.subtract(power, up, out=power)  # the exponent field of 2**(left - k)
+        return (power << fraction_bits).view(real)
+    index = np.right_shift(field, fraction_bits - bits, out=field.copy())
+    np.bitwise_and(index, (1 << bits) - 1, out=index)
+    recip = np.take(reciprocal_lut(bits).astype(real), index)
+    power = np.subtract(2 * bias + left - RECIPROCAL_BITS, exponent, out=exponent)
+    return np.multiply(recip, (power << fraction_bits).view(real), out=recip)
+
+
+def _fused_divide(i_num: np.ndarray, d: np.ndarray, shift: int, division: str) -> np.ndarray:
+    """``divide(align(I_num, shift), D)`` in float64, where ``|N| < 2**45`` and ``1 <= D <
+    2**31`` (checked by the caller); float32 ``d`` lies below ``2**24``. ``exact``:
+    ``trunc((N + sign(N) D/2) / D)``, whose float quotient is ``sign(N)`` times that of ``(2|N|
+    + D) / (2D)`` and is exactly truncated because ``2|N| + 3D < 2**53``
+    (:func:`_exact_floor_divide`). ``shift`` / ``lut``: ``N recip 2**-s`` rounded half away
+    from zero, with ``N recip`` formed from ``|I_num| < 2**31`` times a reciprocal below
+    ``2**18`` (exact below ``2**53``) and the alignment folded into the power of two
+    (:func:`_divisor_scale`)."""
+    method, bits, newton = parse_division(division)
+    if method == "exact":
+        n = _aligned(i_num, shift)
+        d = d.astype(np.float64, copy=False)
+        half = np.multiply(d, 0.5)
+        np.copysign(half, n, out=half)
+        np.add(n, half, out=n)
+        np.divide(n, d, out=n)
+        return np.trunc(n, out=n)
+    n, left = (i_num.astype(np.float64), -shift) if shift <= 0 else (_aligned(i_num, shift), 0)
+    if newton:  # the Newton step's products: in int64, as the division module runs them
+        recip, power = lut_reciprocal(d.astype(np.int64), bits, newton)
+        np.multiply(n, recip, out=n)
+        np.ldexp(n, (left - power).astype(np.int32), out=n)
+    else:
+        np.multiply(n, _divisor_scale(d, method, bits, left).astype(np.float64), out=n)
+    return _round_half_away(n)
+
+
+def _aligned_extremes(lo: float, hi: float, shift: int, bits: int) -> tuple[int, int]:
+    """:func:`align` of a quantity's extremes: its aligned extremes (align is monotone)."""
+    return _align_int(int(lo), shift, bits), _align_int(int(hi), shift, bits)
+
+
+def _fused_numerator(parts: dict[str, tuple[np.ndarray, float, float]], pop: Population,
+                     tally: Tally) -> tuple[np.ndarray, float, float]:
+    """``I_num = I_EE - I_sub`` (float32 where both magnitudes sum below ``2**24``)."""
+    if "exc" not in parts:
+        raise _Clamped(f"{pop.name}: no excitatory input")  # a corner the reference handles
+    i_ee, ee_lo, ee_hi = parts["exc"]
+    if "sub" in parts:
+        i_sub, sub_lo, sub_hi = parts["sub"]
+        wide = max(abs(ee_lo), abs(ee_hi)) + max(abs(sub_lo), abs(sub_hi)) >= 1 << 24
+        i_num = np.subtract(i_ee, i_sub, dtype=np.float64 if wide or i_ee.dtype != i_sub.dtype
+                            else i_ee.dtype)
+        lo, hi = _extremes(i_num)
+    else:
+        i_num, lo, hi = i_ee, ee_lo, ee_hi
+    tally.observe(lo, hi, ACCUMULATOR_BITS, True, f"{pop.name}/I_num")
+    return i_num, lo, hi
+
+
+def _fused_excitatory(parts: dict[str, tuple[np.ndarray, float, float]], pop: Population,
+                      c: Constants, steps: int, division: str, tally: Tally
+                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, int]:
+    """:func:`ei_integrate` and :func:`lif_multistep`: ``(I_int, D or None, spikes as float32,
+    largest spike)``."""
+    name = pop.name
+    i_num, lo, hi = _fused_numerator(parts, pop, tally)
+    d = None
+    if "div" in parts and c.frac_div is not None:
+        i_div, div_lo, div_hi = parts["div"]
+        tally.observe(div_lo + c.eps, div_hi + c.eps, DIVISOR_BITS, False, f"{name}/D")
+        if div_lo + c.eps < 1:
+            raise _Clamped(f"{name}/D")  # a divisor of 0: the reference's corner
+        # D as float32 where all its values are below 2**24 (exact), for fewer bytes to read
+        d = np.add(i_div, c.eps, dtype=np.float32 if div_hi + c.eps < 1 << 24 else np.float64)
+        shift = c.frac_num - MEMBRANE_FRAC - c.frac_div
+        tally.observe(*_aligned_extremes(lo, hi, shift, DIVIDEND_BITS), DIVIDEND_BITS, True,
+                      f"{name}/N")
+        q = _fused_divide(i_num, d, shift, division)
+        q_lo, q_hi = _extremes(q)
+    else:
+        shift = c.frac_num - MEMBRANE_FRAC
+        q_lo, q_hi = _aligned_extremes(lo, hi, shift, ACCUMULATOR_BITS)
+        q = _aligned(i_num, shift)
+    tally.observe(q_lo, q_hi, ACCUMULATOR_BITS, True, f"{name}/q")
+    if c.bias is not None:
+        q = np.add(q, c.bias, out=q)
+        q_lo, q_hi = _extremes(q)
+    tally.observe(q_lo, q_hi, ACCUMULATOR_BITS, True, f"{name}/I_int")
+    spikes, top = _fused_lif(q, q_lo, q_hi, steps, c, tally, name)
+    return q, d, spikes, top
+
+
+def _fused_lif(current: np.ndarray, lo: float, hi: float, steps: int, c: Constants,
+               tally: Tally, name: str) -> tuple[np.ndarray, int]:
+    """:func:`lif_multistep` in int32. With ``|I| <= M`` and soft reset by ``theta >= 1``,
+    ``|u| <= |h|`` and ``|decay(u)| <= (1 - 2**-j) |u| + 1``, so ``|h| < 2**j (M + 1)``: where
+    that is below ``2**31`` no membrane is clamped and int32 holds every step."""
+    j, theta = c.log2_tau, c.theta
+    if (int(max(abs(lo), abs(hi))) + 1) << j >= 1 << (MEMBRANE_BITS - 1) or theta >= 1 << 31:
+        raise _Clamped(f"{name}/v")
+    seq = current.astype(np.int32).reshape(steps, -1, current.shape[1])
+    h_seq = np.empty_like(seq)
+    spikes = np.empty(seq.shape, dtype=bool)
+    u = np.zeros(seq.shape[1:], dtype=np.int32)
+    decay = np.empty_like(u)
+    for t in range(steps):
+        if j == 1:  # u - ceil(u / 2) = floor(u / 2)
+            np.right_shift(u, 1, out=decay)
+        else:
+            np.negative(u, out=decay)
+            np.right_shift(decay, j, out=decay)
+            np.add(decay, u, out=decay)
+        h = np.add(decay, seq[t], out=h_seq[t])
+        s = np.greater_equal(h, theta, out=spikes[t])
+        np.multiply(s, np.int32(theta), out=u)
+        np.subtract(h, u, out=u)
+    v_lo, v_hi = _extremes(h_seq)
+    tally.observe(v_lo, v_hi, MEMBRANE_BITS, True, f"{name}/v")
+    return spikes.reshape(current.shape).astype(np.float32), int(v_hi >= theta)
+
+
+def _fused_readout(parts: dict[str, tuple[np.ndarray, float, float]], pop: Population,
+                   c: Constants, steps: int, mode: str, tally: Tally
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`ei_readout` and :func:`if_readout` (or the summed current): ``(o, counts,
+    membrane)``. The IF readout in closed form: with ``C[t]`` the running sum of ``o`` and no
+    clamp, the count after step t is ``N[t] = floor(relu(max_{s <= t} C[s]) / theta)`` (a soft
+    reset removes whole thresholds and a count never falls, so ``N[t] = max(N[t-1],
+    floor(C[t] / theta))``), and the membrane before its reset ``C[t] - theta N[t-1]``."""
+    name = pop.name
+    i_num, lo, hi = _fused_numerator(parts, pop, tally)
+    shift = c.frac_num - MEMBRANE_FRAC
+    o_lo, o_hi = _aligned_extremes(lo, hi, shift, ACCUMULATOR_BITS)
+    tally.observe(o_lo, o_hi, ACCUMULATOR_BITS, True, f"{name}/o")
+    # float32 where every running sum and threshold multiple stays below 2**24 (exact)
+    narrow = i_num.dtype == np.float32 and steps * max(-o_lo, o_hi) + c.theta < 1 << 24
+    o = _aligned(i_num, shift, np.float32 if narrow else np.float64)
+    running = o.reshape(steps, -1, o.shape[1]).copy()
+    for t in range(1, steps):  # the running sum, below 2**31 T: exact
+        np.add(running[t], running[t - 1], out=running[t])
+    if mode != "spiking":
+        total = running[-1]
+        tally.observe(*_extremes(total), MEMBRANE_BITS + 8, True, f"{name}/sum")
+        counts = total.astype(np.int64)
+        return o, counts, np.zeros_like(counts)
+    theta = c.theta
+    reached = np.maximum(running, 0)
+    for t in range(1, steps):
+        np.maximum(reached[t], reached[t - 1], out=reached[t])
+    n = _exact_floor_divide(reached, theta)
+    v = running.copy()
+    v[1:] -= theta * n[:-1]
+    tally.observe(*_extremes(v), MEMBRANE_BITS, True, f"{name}/v")
+    tally.observe(0, float(n[-1].max()), COUNT_BITS, False, f"{name}/counts")
+    counts = n[-1].astype(np.int64)
+    membrane = (running[-1] - theta * n[-1]).astype(np.int64)
+    return o, counts, membrane
 
 
 def accuracy(graph: EIGraph, x: Any, y: Any, division: str = "exact",
