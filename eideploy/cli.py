@@ -643,6 +643,8 @@ def export_command(
     from .pipeline import export as exp
 
     output = _Output(as_json, quiet)
+    if target.lower() in ("nir", "onnx"):  # one file of the network, not a chip's export
+        return _export_file(model, out, target.lower(), overwrite, output)
 
     def go(say: Callable[[str], None]):
         try:
@@ -658,6 +660,26 @@ def export_command(
     output.line(f"wrote {len(result.files) + 1} files to {result.out_dir}")
     output.document({"command": "export", "model": model, "out_dir": result.out_dir,
                      "files": ["manifest.json", *result.files], "summary": result.summary()})
+
+
+def _export_file(model: Path, out: Path, kind: str, overwrite: bool, output: _Output) -> None:
+    """``--target nir`` (docs/nir.md) or ``--target onnx`` (the float network, docs/onnx.md)."""
+    if kind == "nir":
+        from .pipeline.nir import export_nir
+
+        path, graph = _run(export_nir, model, out, overwrite=overwrite)
+        output.line(f"wrote {path}: the E-I graph {graph.name} as NIR ({len(graph.populations)} "
+                    f"populations, {len(graph.projections)} projections)")
+        output.document({"command": "export", "target": "nir", "model": model, "out": path})
+        return
+    from .pipeline.onnx_float import export_float_onnx
+
+    result = _run(export_float_onnx, model, out, overwrite=overwrite)
+    output.line(f"wrote {result.path}: the float network as ONNX; onnxruntime vs torch on "
+                f"{result.samples} inputs: max |difference| {result.max_abs_error:.3g}, "
+                f"{100 * result.agreement:.2f}% same class")
+    output.document({"command": "export", "target": "onnx", "model": model,
+                     "out": result.path, "check": result.summary()})
 
 
 def _export_table(s: dict, target: dict, graph: str) -> Table:
@@ -798,19 +820,47 @@ def _print_export(output: _Output, path: Path, manifest: dict, report: dict | No
 
 @app.command("import")
 def import_command(
-    source: Annotated[Path, typer.Argument(help="a checkpoint of another implementation")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="model.pt to write")],
-    arch: Annotated[str, typer.Option(help="the eideploy architecture it matches (ei-vgg8)")],
-    from_: Annotated[str, typer.Option("--from", help="its implementation: deepeisnn")]
+    source: Annotated[Path, typer.Argument(help="a checkpoint of another implementation, or "
+                                                "a .nir file")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="model.pt to write (a graph "
+                                                          "directory for a .nir file)")],
+    arch: Annotated[str | None, typer.Option(
+        help="the eideploy architecture it matches (ei-vgg8)")] = None,
+    from_: Annotated[str, typer.Option("--from", help="its implementation: deepeisnn, or nir "
+                                                      "(the default for a .nir file)")]
     = "deepeisnn",
     in_shape: Annotated[str | None, typer.Option(
         help="input C,H,W (default: the checkpoint's data set's)")] = None,
     steps: Annotated[int | None, typer.Option("--T", min=1, help="time steps (default: the "
                                                                  "checkpoint's, else 4)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing model file")] = False,
+    dt: Annotated[float | None, typer.Option(
+        help="NIR: seconds per time step the writer discretised with (snntorch: 1e-4)")] = None,
+    reset: Annotated[str | None, typer.Option(
+        help="NIR: the writer's reset: subtract, subtract-delayed (snntorch's Leaky) or "
+        "to-v_reset (NIR's own; the default)")] = None,
+    approximate: Annotated[bool, typer.Option(
+        help="NIR: accept neurons that differ from eideploy's (each difference reported)")]
+    = False,
 ) -> None:
-    """Turn a reference DeepEISNN checkpoint into an eideploy model.pt (same outputs)."""
+    """Turn a reference DeepEISNN checkpoint into an eideploy model.pt (same outputs), or a NIR
+    graph into an E-I graph directory that 'eideploy export DIR' compiles (docs/nir.md)."""
+    if from_ == "nir" or source.suffix.lower() == ".nir":
+        from .pipeline.nir import import_nir
+
+        result = _run(import_nir, source, out, T=steps, dt=dt, reset=reset,
+                      approximate=approximate, overwrite=overwrite)
+        for note in result.notes:
+            console.print(f"note: {escape(_plain(note))}", soft_wrap=True, highlight=False)
+        print(f"imported {source} ({result.writer}, {'exact' if result.exact else 'APPROXIMATE'}"
+              f"): {len(result.graph.populations)} populations; wrote {out} (graph.json, "
+              f"weights.npz, nir-import.json); next: eideploy export {out} -o OUT")
+        return
     from .train import reference
+
+    if arch is None:
+        _fail(ValueError("--arch: name the eideploy architecture the checkpoint matches, e.g. "
+                         "--arch ei-vgg8"), EXIT_BAD_INPUT)
 
     def go():
         shape = None

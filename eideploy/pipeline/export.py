@@ -198,6 +198,12 @@ def export_model(model_path: str | Path, out_dir: str | Path, *,
     model_path, out_dir = Path(model_path), Path(out_dir)
     resolved = resolve_target(target, chips)
     _check_destination(_absolute(out_dir), overwrite, (model_path.resolve(),))
+    if (model_path / "graph.json").is_file():  # a graph directory ('eideploy import FILE.nir')
+        graph = _load_graph(model_path, model_path)
+        return export_graph(graph, out_dir, target=resolved, seed=seed, overwrite=overwrite,
+                            source={"kind": "graph", "file": model_path.name,
+                                    "sha256": graph_sha256(graph)},
+                            readout_copies=readout_copies, log=log)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     graph, _, checkpoint, digest = lower_model_file(model_path, "exported")
