@@ -454,6 +454,7 @@ _CIFAR_TRAIN = Compose((partial(random_crop, pad=4), cutout, horizontal_flip))
 
 _TRAIN: dict[str, Augmentation | None] = {
     "npz": None,  # a user's own arrays: no augmentation is assumed to suit them
+    "images": None,  # a user's own image folders: likewise
     "digits": None,
     "fashion-mnist": None,
     # RandomCrop(32, 4) -> Cutout -> RandomHorizontalFlip (spec §7)
@@ -488,6 +489,7 @@ _TRAIN: dict[str, Augmentation | None] = {
 
 _EVAL: dict[str, Augmentation | None] = {
     "npz": None,
+    "images": None,
     "digits": None,
     "fashion-mnist": None,
     "cifar10": None,

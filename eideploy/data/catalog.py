@@ -13,7 +13,7 @@ from .digits import load_digits
 from .dvs import load_cifar10_dvs, load_dvs_gesture
 from .errors import DataError
 from .fashion_mnist import load_fashion_mnist
-from .own import NPZ, check_identity, describe_identity, load_npz, npz_sources
+from .own import OWN_DATASETS, check_identity, describe_identity, load_own, own_sources
 from .tinyimagenet import load_tinyimagenet
 
 SPLITS = ("train", "test")
@@ -72,14 +72,15 @@ def load_dataset(
         DataError: the files are missing or corrupt (the message says what to get and where).
         MissingExtraError: an optional dependency is missing (the message names the extra).
     """
-    if name == NPZ:  # data_dir: one .npz file, or a directory holding train.npz and test.npz
+    if name in OWN_DATASETS:  # npz: one .npz file, or a directory of train.npz and test.npz;
+        # images: a directory of train/ and test/ class folders
         if data_dir is None:
-            raise ValueError("dataset npz needs the file: give data.path in the recipe or "
-                             "--data-dir FILE.npz")
-        return load_npz(split, npz_sources(data_dir), T=T)
+            raise ValueError(f"dataset {name} needs its data: give data.path in the recipe or "
+                             "--data-dir PATH")
+        return load_own(name, split, own_sources(name, data_dir), T=T)
     if name not in DATASET_INFO:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASET_INFO)}, npz "
-                         "(your own arrays)")
+                         "(your own arrays), images (your own class folders of images)")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} for {name}; use 'train' or 'test'")
     directory = Path(data_dir).expanduser() if data_dir is not None else None
@@ -106,10 +107,10 @@ def load_recipe_data(data: Mapping[str, Any], split: str, data_dir: str | Path |
     ``data_dir`` overrides where it is (for npz: a .npz file or a directory of train.npz and
     test.npz)."""
     name = data.get("dataset")
-    if name != NPZ or data_dir is not None:
+    if name not in OWN_DATASETS or data_dir is not None:
         return load_dataset(str(name), split, data_dir or data.get("data_dir"), T=T)
-    sources = npz_sources(data.get("path"), data.get("train"), data.get("test"))
-    return load_npz(split, sources, T=T, num_classes=data.get("num_classes"))
+    sources = own_sources(name, data.get("path"), data.get("train"), data.get("test"))
+    return load_own(name, split, sources, T=T, num_classes=data.get("num_classes"))
 
 
 def input_shape_of(name: str, dataset: ArrayDataset) -> tuple[int, int, int]:
@@ -168,27 +169,28 @@ def load_model_data(recorded: Mapping[str, Any] | None, recipe_data: Mapping[str
     ``log`` (a callable) receives one line saying which data was read."""
     recipe_data = dict(recipe_data or {})
     recorded = _checked_identity(recorded, source)
-    if recorded and recorded.get("name") != NPZ and not recipe_data.get("data_dir"):
+    if recorded and recorded.get("name") not in OWN_DATASETS and not recipe_data.get("data_dir"):
         # an export carries no recipe: the identity says where the data was read
         recipe_data.setdefault("dataset", recorded.get("name"))
         recipe_data["data_dir"] = recorded.get("location")
     name = data or (recorded or {}).get("name") or recipe_data.get("dataset")
     if not name:
         raise ValueError(f"{source}: names no data set; pass --data NAME")
-    if name == NPZ and data_dir is None and recorded and recorded.get("name") == NPZ:
+    if name in OWN_DATASETS and data_dir is None and recorded and recorded.get("name") == name:
         files = {s: (recorded.get("splits") or {}).get(s, {}).get("file")
                  for s in ("train", "test")}
         if files["train"] and files["test"]:
             if files["train"] == files["test"]:
-                sources = npz_sources(files["train"])
+                sources = own_sources(name, files["train"])
             else:
-                sources = npz_sources(train=files["train"], test=files["test"])
-            dataset = load_npz(split, sources, T=T, num_classes=recorded.get("num_classes"))
+                sources = own_sources(name, train=files["train"], test=files["test"])
+            dataset = load_own(name, split, sources, T=T,
+                               num_classes=recorded.get("num_classes"))
             check_identity(recorded, dataset, split, overridden=False, source=source)
             if log is not None:
                 log(f"data: {describe_identity(recorded, split)}")
             return dataset
-    if name == recipe_data.get("dataset") or (name == NPZ and data_dir is not None):
+    if name == recipe_data.get("dataset") or (name in OWN_DATASETS and data_dir is not None):
         dataset = load_recipe_data({**recipe_data, "dataset": name}, split, data_dir, T=T)
     else:
         dataset = load_dataset(name, split, data_dir, T=T)

@@ -33,9 +33,11 @@ import torch
 from ..safefile import UnsafeFileError, read_bounded
 from .dataset import ArrayDataset
 from .errors import DataError
+from .image_folder import IMAGES, image_sources, load_image_folder
 
-__all__ = ["MAX_NPZ_BYTES", "NPZ", "NpzSplit", "carve_validation", "check_identity",
-           "dataset_arrays", "describe_identity", "load_npz", "npz_sources", "save_npz"]
+__all__ = ["MAX_NPZ_BYTES", "NPZ", "IMAGES", "OWN_DATASETS", "NpzSplit", "carve_validation",
+           "check_identity", "dataset_arrays", "describe_identity", "load_npz", "load_own",
+           "npz_sources", "own_sources", "save_npz"]
 
 NPZ = "npz"
 MAX_NPZ_BYTES = 4 << 30  # 4 GiB: CIFAR-10's train split is 150 MiB as uint8
@@ -169,6 +171,34 @@ def load_npz(split: str, sources: Mapping[str, NpzSplit], *, T: int | None = Non
     return ArrayDataset(NPZ, x, y, max(classes, 2), source={
         "file": str(source.path), "sha256": hashlib.sha256(raw).hexdigest(),
         "samples": int(y.shape[0])})
+
+
+#: A user's own data: arrays (``dataset: npz``) or class folders of images (``dataset: images``,
+#: :mod:`eideploy.data.image_folder`).
+OWN_DATASETS = (NPZ, IMAGES)
+
+
+def own_sources(name: str, path: str | Path | None = None, train: str | Path | None = None,
+                test: str | Path | None = None) -> dict[str, Any]:
+    """Where each split of a user's own data lives (:func:`npz_sources` or
+    :func:`~eideploy.data.image_folder.image_sources`, by ``name``)."""
+    if name == IMAGES:
+        return image_sources(path, train, test)
+    return npz_sources(path, train, test)
+
+
+def load_own(name: str, split: str, sources: Mapping[str, Any], *, T: int | None = None,
+             num_classes: int | None = None) -> ArrayDataset:
+    """One split of a user's own data (``npz`` arrays or ``images`` folders), checked."""
+    if name != IMAGES:
+        return load_npz(split, sources, T=T, num_classes=num_classes)
+    dataset = load_image_folder(split, dict(sources))
+    if num_classes is not None:
+        if num_classes < dataset.num_classes:
+            raise DataError(f"{sources[split].classes_from}: {dataset.num_classes} class "
+                            f"folders, more than data.num_classes = {num_classes}")
+        dataset.num_classes = num_classes
+    return dataset
 
 
 def describe_identity(identity: Mapping[str, Any] | None, split: str) -> str:

@@ -67,10 +67,15 @@ class DataSection(_Strict):
     def _npz_files(self) -> DataSection:
         own = {k: getattr(self, k) for k in ("path", "train", "test", "num_classes")
                if getattr(self, k) is not None}
-        if self.dataset != "npz":
+        if self.dataset not in ("npz", "images"):
             if own:
                 raise ValueError(f"data.{', data.'.join(own)} only apply to dataset: npz "
-                                 f"(your own arrays), not {self.dataset!r}")
+                                 f"(your own arrays) or images, not {self.dataset!r}")
+            return self
+        if self.dataset == "images":  # directories of class folders (data/image_folder.py)
+            if self.path is None and (self.train is None or self.test is None):
+                raise ValueError("dataset images needs data.path (a directory holding train/ "
+                                 "and test/ class folders) or both data.train and data.test")
             return self
         if self.path is not None and (self.train is not None or self.test is not None):
             raise ValueError("dataset npz: give data.path (one file) or data.train and "
