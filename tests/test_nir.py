@@ -288,3 +288,52 @@ def test_missing_nir_package_names_the_extra(tmp_path, monkeypatch):
     res = runner.invoke(app, ["export", str(MODEL), "--target", "nir", "-o",
                               str(tmp_path / "m.nir")])
     assert res.exit_code == 3 and "eideploy[nir]" in res.output
+
+
+def test_conv_and_unrolled_sparse_graphs_round_trip_through_nir(tmp_path):
+    import torch
+
+    from eideploy.graph.execute import run
+    from eideploy.graph.lowering import lower
+    from eideploy.graph.unroll import unroll_conv
+    from eideploy.networks import build_network
+    from eideploy.nn import ei_init
+    from eideploy.targets.nir import read_nir, read_nir_dict, write_nir
+
+    torch.manual_seed(0)
+    net = build_network("ei-cnn", in_shape=(1, 8, 8), num_classes=10, T=2, layers=[8, "P", 16])
+    ei_init(net, torch.rand(32, 1, 8, 8))
+    conv = lower(net.eval())
+    x = np.random.default_rng(0).random((4, 1, 8, 8)).astype(np.float32)
+    for graph, name in ((conv, "conv"), (unroll_conv(conv), "sparse")):
+        path = write_nir(graph, tmp_path / f"{name}.nir")
+        back = read_nir(path).graph
+        _same(graph, back)
+        assert np.array_equal(run(graph, x), run(back, x))
+    nodes = read_nir_dict(tmp_path / "conv.nir")["nodes"]
+    assert nodes["features.0.ee"]["type"] == "Conv2d"
+    assert nodes["features.3.ee.pool"]["type"] == "AvgPool2d"  # the pool folded into 3.ee
+    assert nodes["features.0.sub"]["type"] == "Conv2d"  # point-wise on a map: a 1x1 kernel
+    assert nodes["classifier.ee.flatten"]["type"] == "Flatten"
+
+
+def test_a_graph_without_extension_nodes_is_plain_nir(tmp_path):
+    """An imported snntorch graph written back: identity readout, no SHUNT, no floor
+    interneurons, so any NIR reader reads it (and sees the reset stated in the metadata)."""
+    pytest.importorskip("snntorch")
+    pytest.importorskip("nirtorch")
+    import nir
+
+    from eideploy.pipeline.nir import export_nir, import_nir
+
+    path = _write_snntorch_nir(_snntorch_net(1.0, reset_delay=True), tmp_path / "if.nir")
+    import_nir(path, tmp_path / "graph", T=T, dt=1e-4, reset="subtract-delayed")
+    out, _ = export_nir(tmp_path / "graph", tmp_path / "back.nir")
+    graph = nir.read(out)
+    kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
+    assert kinds["layer1.exc"] == "IF" and kinds["readout"] == "IF"  # beta = 1: no leak
+    assert kinds["layer1.ee"] == "Linear" and kinds["layer1.sub"] == "Linear"
+    assert graph.nodes["layer1.exc"].metadata["reset"] == "subtract"
+    # and the non-leaky graph compiles for DYNAP-SE2 (leak bias at its smallest code)
+    res = runner.invoke(app, ["export", str(tmp_path / "graph"), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output

@@ -59,9 +59,9 @@ from ..graph.ir import (
 )
 from ..safefile import UnsafeFileError, check_regular, printable
 
-__all__ = ["NIRError", "NIRImport", "EXTENSION_TYPES", "RESETS", "DISCRETISATIONS",
-           "DEFAULT_DT", "MAX_NIR_BYTES", "graph_to_nir", "write_nir", "read_nir_dict",
-           "nir_to_graph", "read_nir", "require_nir"]
+__all__ = ["NIRError", "NIRImport", "ImportOptions", "EXTENSION_TYPES", "RESETS",
+           "DISCRETISATIONS", "DEFAULT_DT", "NONLEAKY_TAU", "MAX_NIR_BYTES", "graph_to_nir",
+           "write_nir", "read_nir_dict", "nir_to_graph", "read_nir", "require_nir"]
 
 #: The custom node types eideploy writes for what NIR cannot express (module doc).
 EXTENSION_TYPES = ("EIDivisiveIntegration", "EIInhibitoryCount")
@@ -85,6 +85,10 @@ MAX_DEPTH = 8
 #: Relative distance below which a writer's float32 rounding is taken back to a round value
 #: (``tau / dt = 3.9999998`` -> 4; ``r dt / tau = 0.9999997`` -> 1), each time with a note.
 ROUND_TOLERANCE = 1e-5
+#: ``tau`` (in steps) of a non-leaky neuron in an E-I graph: graph.json is strict JSON (no
+#: infinity), and ``1 - 1/1e300`` is 1.0 exactly in float32 and float64, so the decay is exactly
+#: none; eideploy writes such a population as a NIR ``IF``.
+NONLEAKY_TAU = 1e300
 _SPIKE_TEST = ">="  # eideploy's LIF spikes at h >= threshold (graph/execute.py lif_multistep)
 
 
@@ -234,7 +238,7 @@ def _population_node(w: _Writer, graph: EIGraph, pop: Population, dt: float) -> 
     tau = float(pop.params["tau"])
     gain, bias = _per_neuron(pop, "gain_e", 1.0), _per_neuron(pop, "bias", 0.0)
     theta = ones * float(pop.params["v_threshold"])
-    if math.isinf(tau):
+    if tau >= NONLEAKY_TAU:
         if np.any(bias != 0):
             raise NIRError(f"population {pop.name}: a non-leaky neuron with a bias has no NIR "
                            "form (IF has no v_leak)")
@@ -581,7 +585,7 @@ def _neuron(node: dict[str, Any], where: str, opts: ImportOptions, n: int, notes
     reset = opts.reset or (meta.get("reset") if meta.get("reset") in RESETS else None) \
         or "to-v_reset"
     if kind == "IF":
-        tau_steps, gain, drive = math.inf, r * opts.dt, np.zeros(n)
+        tau_steps, gain, drive = NONLEAKY_TAU, r * opts.dt, np.zeros(n)
     else:
         tau = _uniform(_array(node, "tau", where), "tau", where)
         if not tau > 0:
@@ -598,7 +602,7 @@ def _neuron(node: dict[str, Any], where: str, opts: ImportOptions, n: int, notes
                 raise NIRError(f"{where}: tau = inf with some r infinite: no defined input scale")
             else:
                 r = np.zeros(n)
-            tau_steps, gain, drive = math.inf, r * opts.dt, np.zeros(n)
+            tau_steps, gain, drive = NONLEAKY_TAU, r * opts.dt, np.zeros(n)
         elif opts.discretisation == "euler":
             tau_steps = _rounded(tau / opts.dt, "tau / dt", where, notes)
             if tau_steps < 1:
@@ -623,7 +627,7 @@ def _neuron(node: dict[str, Any], where: str, opts: ImportOptions, n: int, notes
     drive = np.broadcast_to(np.asarray(drive, dtype=np.float64), (n,)).copy()
     if reset == "subtract":
         pass
-    elif reset == "subtract-delayed" and math.isinf(tau_steps):
+    elif reset == "subtract-delayed" and tau_steps >= NONLEAKY_TAU:
         notes.append(f"{where}: reset subtract-delayed equals eideploy's subtract for a "
                      "non-leaky neuron (no leak between the spike and the subtraction)")
     elif reset == "subtract-delayed":
