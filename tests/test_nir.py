@@ -337,3 +337,20 @@ def test_a_graph_without_extension_nodes_is_plain_nir(tmp_path):
     # and the non-leaky graph compiles for DYNAP-SE2 (leak bias at its smallest code)
     res = runner.invoke(app, ["export", str(tmp_path / "graph"), "-o", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
+
+
+def test_links_out_of_a_nir_file_are_refused(tmp_path):
+    import h5py
+
+    (tmp_path / "secret.h5").write_bytes(b"")
+    with h5py.File(tmp_path / "secret.h5", "w") as fh:
+        fh["data"] = np.arange(3.0)
+    path = tmp_path / "link.nir"
+    with h5py.File(path, "w") as fh:
+        fh["version"] = "1.0"
+        node = fh.create_group("node")
+        node["type"] = "NIRGraph"
+        node["nodes"] = h5py.ExternalLink(str(tmp_path / "secret.h5"), "/")
+    res = runner.invoke(app, ["import", str(path), "-o", str(tmp_path / "g"), "--T", "4",
+                              "--dt", "1e-4"])
+    assert res.exit_code == 2 and "is a link, not an object of the file" in res.output

@@ -80,6 +80,7 @@ DEFAULT_DT = 1e-3
 #: The largest NIR file read, the most elements of one dataset, the most nodes.
 MAX_NIR_BYTES = 512 << 20
 MAX_DATASET_ELEMENTS = 1 << 26
+MAX_TOTAL_ELEMENTS = 1 << 27
 MAX_NODES = 10_000
 MAX_DEPTH = 8
 #: Relative distance below which a writer's float32 rounding is taken back to a round value
@@ -330,12 +331,19 @@ def read_nir_dict(path: str | Path) -> dict[str, Any]:
         raise NIRError(f"{source}: no such file") from None
     except UnsafeFileError as exc:
         raise NIRError(str(exc)) from None
-    count = [0]
+    count = [0, 0]  # entries, dataset elements
 
     def dataset(item: Any, where: str) -> Any:
         if item.size > MAX_DATASET_ELEMENTS:
             raise NIRError(f"{source}: {where} holds {item.size} elements (limit "
                            f"{MAX_DATASET_ELEMENTS})")
+        count[1] += item.size
+        if count[1] > MAX_TOTAL_ELEMENTS:  # compressed datasets could otherwise add up
+            raise NIRError(f"{source}: its datasets hold more than {MAX_TOTAL_ELEMENTS} "
+                           "elements in all")
+        if item.is_virtual or item.external:
+            raise NIRError(f"{source}: {where} keeps its data in another file (a virtual or "
+                           "external dataset); a NIR file holds its own data")
         kind = item.dtype.kind
         if kind not in "biufSOT" or (kind == "O" and h5py.check_string_dtype(item.dtype) is None):
             raise NIRError(f"{source}: {where} is not numeric or text (dtype {item.dtype})")
@@ -348,11 +356,16 @@ def read_nir_dict(path: str | Path) -> dict[str, Any]:
         if depth > MAX_DEPTH:
             raise NIRError(f"{source}: {where} nests deeper than {MAX_DEPTH} levels")
         out: dict[str, Any] = {}
-        for key, item in node.items():
+        for key in node:
             count[0] += 1
             if count[0] > MAX_NODES * 64:
                 raise NIRError(f"{source}: more than {MAX_NODES * 64} entries")
             here = f"{where}/{printable(key, 80)}"
+            # a soft or external link could lead anywhere (another file on this machine):
+            # only the file's own objects are read
+            if not isinstance(node.get(key, getlink=True), h5py.HardLink):
+                raise NIRError(f"{source}: {here} is a link, not an object of the file")
+            item = node[key]
             if isinstance(item, h5py.Group):
                 out[key] = group(item, here, depth + 1)
             elif isinstance(item, h5py.Dataset):
