@@ -135,7 +135,10 @@ class SpikingNetwork(nn.Module):
             if not _initialising(modules[:stem]):
                 for module in modules[:stem]:
                     x = module(x)
-                x = self.repeat_time(x)
+                if stem < len(modules):  # the first LIF reads the stem's output at every step
+                    x, stem = modules[stem].forward_repeated(x), stem + 1
+                else:
+                    x = self.repeat_time(x)
                 for module in modules[stem:]:
                     x = module(x)
                 return x.view(self.T, -1, x.shape[-1])

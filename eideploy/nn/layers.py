@@ -289,6 +289,15 @@ class LIF(nn.Module):
         seq = x.reshape(self.T, x.shape[0] // self.T, *x.shape[1:])
         return EF.lif_multistep(seq, self.params).reshape(x.shape)
 
+    def forward_repeated(self, x: torch.Tensor) -> torch.Tensor:
+        """The LIF of ``(B, ...)`` currents that are the same at every step (a static input's
+        stem, ``SpikingNetwork.share_static_stem``): ``(T*B, ...)`` spikes, those of
+        ``forward`` on the T copies, which are never made: the steps read one expanded view, and
+        autograd sums the gradient over them (on VGG-8's first layer the copy alone cost about
+        as much as its LIF)."""
+        seq = x.unsqueeze(0).expand(self.T, *x.shape)
+        return EF.lif_multistep(seq, self.params).reshape(-1, *x.shape[1:])
+
     def extra_repr(self) -> str:
         return f"T={self.T}, tau={self.params.tau}, v_threshold={self.params.v_threshold}"
 
