@@ -354,3 +354,48 @@ def test_links_out_of_a_nir_file_are_refused(tmp_path):
     res = runner.invoke(app, ["import", str(path), "-o", str(tmp_path / "g"), "--T", "4",
                               "--dt", "1e-4"])
     assert res.exit_code == 2 and "is a link, not an object of the file" in res.output
+
+
+def test_snntorch_conv_network_imports_spike_for_spike(tmp_path, digit_spikes):
+    """Conv2d -> Leaky(beta=1) -> AvgPool2d -> Flatten -> Linear -> Leaky(beta=1) from snntorch:
+    the same spikes in the imported graph; DYNAP-SE2's design rules checked on it."""
+    pytest.importorskip("snntorch")
+    pytest.importorskip("nirtorch")
+    import snntorch as snn
+    import torch
+
+    from eideploy.graph.execute import FloatExecutor
+    from eideploy.pipeline.nir import import_nir
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1, bias=False),
+        snn.Leaky(beta=torch.ones(4, 8, 8), threshold=torch.ones(4, 8, 8), init_hidden=True),
+        torch.nn.AvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(64, 10, bias=False),
+        snn.Leaky(beta=torch.ones(10), threshold=torch.ones(10), init_hidden=True))
+    with torch.no_grad():
+        net[0].weight.mul_(3.0)
+        net[4].weight.mul_(3.0)
+    spikes = digit_spikes[0].reshape(-1, T, 1, 8, 8)
+    theirs = _snntorch_counts(net, spikes)
+    import nir
+    from snntorch.export_nir import export_to_nir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nir.write(tmp_path / "conv.nir", export_to_nir(net, torch.zeros(1, 1, 8, 8),
+                                                       ignore_dims=[0]))
+    result = import_nir(tmp_path / "conv.nir", tmp_path / "graph", T=T, dt=1e-4,
+                        reset="subtract-delayed")
+    ops = {p.name: (p.op, p.attrs) for p in result.graph.projections}
+    assert ops["layer1.ee"] == ("conv", {"stride": 1, "padding": 1})
+    assert ops["layer2.ee"] == ("dense", {"pool": 2})
+    counts, _ = FloatExecutor(result.graph).readout_spikes(spikes)
+    same = float((counts == theirs).mean())
+    print(f"snntorch conv IF net, {len(spikes)} digits: {100 * same:.2f}% of spike counts "
+          f"equal, mean {theirs.mean():.3f} spikes per output neuron")
+    assert theirs.mean() > 0.5 and same == 1.0
+    # on the chip the pooled Linear reads 4 x 64 neurons: over the 64 CAM entries of a neuron,
+    # which the design-rule check says (exit 1) rather than dropping synapses
+    res = runner.invoke(app, ["export", str(tmp_path / "graph"), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 1 and "exceed 64 CAM entries" in res.output, res.output

@@ -398,6 +398,7 @@ def _check_arrays(graph: EIGraph, source: str) -> None:
     one value per neuron (or one in all), every dense weight matrix (target, source), every
     sparse index inside its populations."""
     sizes = {p.name: p.size for p in graph.populations}
+    shapes = {p.name: tuple(p.shape) for p in graph.populations}
     for pop in graph.populations:
         for key, value in pop.arrays.items():
             value = np.asarray(value)
@@ -413,6 +414,12 @@ def _check_arrays(graph: EIGraph, source: str) -> None:
             raise ExportError(f"{source}: projection {proj.name}: weights of dtype "
                               f"{weight.dtype}, not real numbers; {_NPZ_FIX}")
         n_target, n_source = sizes[proj.target], sizes[proj.source]
+        shape = shapes[proj.source]
+        pool = proj.attrs.get("pool", 1)
+        if isinstance(pool, int) and pool > 1 and len(shape) == 3:  # pooled before the op
+            n_source = shape[0] * (shape[1] // pool) * (shape[2] // pool)
+        if proj.op == "pointwise":  # channel mixing: (C_target, C_source) at every pixel
+            n_target, n_source = shapes[proj.target][0], shape[0]
         if proj.op == "sparse":
             indices = np.asarray(proj.indices)
             if weight.ndim != 1 or indices.dtype.kind not in "iu" or (indices.size and (

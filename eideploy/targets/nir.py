@@ -578,11 +578,67 @@ def _rounded(value: float, what: str, where: str, notes: list[str]) -> float:
 
 @dataclass
 class _Layer:
-    """A projection node (signed weight, bias) waiting for the neuron node that follows it."""
+    """A projection node waiting for the neuron node that follows it: its signed ``weight``,
+    per-neuron ``bias``, eideploy ``op`` and ``attrs``, and the ``shape`` it outputs."""
 
     name: str
     weight: np.ndarray
     bias: np.ndarray
+    op: str = "dense"
+    attrs: dict[str, Any] = field(default_factory=dict)
+    shape: tuple[int, ...] = ()
+
+
+def _pair(node: dict[str, Any], key: str, default: int, where: str) -> int:
+    """A conv or pooling parameter that eideploy keeps as one integer: the same along H and W."""
+    value = node.get(key, default)
+    flat = np.asarray(value if value is not None else default).reshape(-1)
+    if flat.size not in (1, 2) or flat.dtype.kind not in "iuf" or not np.all(flat == flat[0]) \
+            or flat[0] != int(flat[0]) or flat[0] < 0:
+        raise NIRError(f"{where}: {key} {printable(value)} must be one non-negative integer for "
+                       "both axes (eideploy's convolutions and pools are square)")
+    return int(flat[0])
+
+
+def _projection(node: dict[str, Any], kind: str, where: str, shape: tuple[int, ...],
+                pool: int, name: str) -> _Layer:
+    """An Affine / Linear / Conv2d node reading ``shape`` (after a ``pool`` x ``pool`` average)."""
+    weight = _array(node, "weight", where)
+    assert weight is not None
+    attrs: dict[str, Any] = {"pool": pool} if pool > 1 else {}
+    read = shape if pool == 1 else (shape[0], shape[1] // pool, shape[2] // pool)
+    if kind == "Conv2d":
+        if len(read) != 3 or weight.ndim != 4 or weight.shape[1] != read[0]:
+            raise NIRError(f"{where}: kernel {weight.shape} does not read a {read} map "
+                           "(C, H, W); a convolution needs a map with its input channels")
+        if weight.shape[2] != weight.shape[3]:
+            raise NIRError(f"{where}: kernel {weight.shape[2:]} is not square")
+        if _pair(node, "dilation", 1, where) != 1 or _pair(node, "groups", 1, where) != 1:
+            raise NIRError(f"{where}: dilated or grouped convolutions have no E-I graph form")
+        stride, padding = _pair(node, "stride", 1, where), _pair(node, "padding", 0, where)
+        if stride < 1:
+            raise NIRError(f"{where}: stride must be >= 1")
+        k = weight.shape[2]
+        out = (weight.shape[0], (read[1] + 2 * padding - k) // stride + 1,
+               (read[2] + 2 * padding - k) // stride + 1)
+        if min(out) < 1:
+            raise NIRError(f"{where}: maps {read} to nothing ({out})")
+        bias = _array(node, "bias", where, required=False)
+        bias = np.zeros(out[0]) if bias is None else bias.reshape(-1)
+        if bias.size != out[0]:
+            raise NIRError(f"{where}: bias has {bias.size} values for {out[0]} channels")
+        per_neuron = np.repeat(bias, out[1] * out[2])  # C-major, as the population's neurons
+        return _Layer(name, weight, per_neuron, "conv",
+                      {**attrs, "stride": stride, "padding": padding}, out)
+    size = int(np.prod(read))
+    if weight.ndim != 2 or weight.shape[1] != size:
+        raise NIRError(f"{where}: weight {weight.shape} does not read the {size} values of a "
+                       f"{read} source" + (f" pooled {pool} x {pool}" if pool > 1 else ""))
+    bias = _array(node, "bias", where) if kind == "Affine" else None
+    bias = np.zeros(weight.shape[0]) if bias is None else bias.reshape(-1)
+    if bias.size != weight.shape[0]:
+        raise NIRError(f"{where}: bias has {bias.size} values for {weight.shape[0]} rows")
+    return _Layer(name, weight, bias, "dense", attrs, (weight.shape[0],))
 
 
 def _neuron(node: dict[str, Any], where: str, opts: ImportOptions, n: int, notes: list[str],
@@ -696,34 +752,40 @@ def nir_to_graph(doc: dict[str, Any], opts: ImportOptions | None, source: str = 
     projs: list[Projection] = []
     current: Population = pops[0]
     pending: _Layer | None = None
-    index = 0
+    pool, pool_scale, index = 1, 1.0, 0
     for node_name in order[1:-1]:
         node = nodes[node_name]
         where = f"{source}: node {printable(node_name, 80)!r} ({printable(node.get('type'))})"
         kind = node.get("type")
         if kind == "Flatten":
             continue  # dense projections read a map C-major, as Flatten does
-        if kind in ("Affine", "Linear"):
+        if kind in ("AvgPool2d", "SumPool2d"):
+            k = _pair(node, "kernel_size", 1, where)
+            if pending is not None or len(current.shape) != 3 or pool > 1:
+                raise NIRError(f"{where}: eideploy pools a neuron map once, just before the "
+                               "next projection")
+            if _pair(node, "stride", k, where) != k or _pair(node, "padding", 0, where) != 0:
+                raise NIRError(f"{where}: a pool needs stride = kernel_size and no padding")
+            pool = k
+            if kind == "SumPool2d":  # a sum is the average times k^2: folded into the weights
+                pool_scale = float(k * k)
+                notes.append(f"{where}: the sum pool is an average pool with the next "
+                             f"projection's weights x {k * k}")
+            continue
+        if kind in ("Affine", "Linear", "Conv2d"):
             if pending is not None:
                 raise NIRError(f"{where}: two projections in a row; put a neuron between them")
-            weight = _array(node, "weight", where)
-            assert weight is not None
-            if weight.ndim != 2 or weight.shape[1] != current.size:
-                raise NIRError(f"{where}: weight {weight.shape} does not read the "
-                               f"{current.size} outputs of {current.name}")
-            bias = (_array(node, "bias", where) if kind == "Affine" else None)
-            bias = np.zeros(weight.shape[0]) if bias is None else bias.reshape(-1)
-            if bias.size != weight.shape[0]:
-                raise NIRError(f"{where}: bias has {bias.size} values for {weight.shape[0]} rows")
-            pending = _Layer(node_name, weight, bias)
+            pending = _projection(node, kind, where, tuple(current.shape), pool, node_name)
+            pending.weight = pending.weight * pool_scale
+            pool, pool_scale = 1, 1.0
             continue
         if kind in ("LIF", "IF"):
             if pending is None:
                 raise NIRError(f"{where}: a neuron without a projection in front of it")
-            n = pending.weight.shape[0]
+            n = int(np.prod(pending.shape))
             tau_steps, theta, gain, drive = _neuron(node, where, opts, n, notes, differences)
             index += 1
-            pop = Population(f"layer{index}.exc", "exc", (n,), f"layer{index}",
+            pop = Population(f"layer{index}.exc", "exc", pending.shape, f"layer{index}",
                              {"tau": tau_steps, "v_threshold": theta, "neuron": "lif",
                               "nir_node": node_name},
                              {"gain_e": gain, "bias": gain * pending.bias + drive})
@@ -731,14 +793,17 @@ def nir_to_graph(doc: dict[str, Any], opts: ImportOptions | None, source: str = 
             pops.append(pop)
             current, pending = pop, None
             continue
-        raise NIRError(f"{where}: eideploy imports Affine, Linear, Flatten, LIF and IF nodes; "
-                       f"a {printable(kind)} has no E-I graph form here")
+        raise NIRError(f"{where}: eideploy imports Affine, Linear, Conv2d, AvgPool2d, SumPool2d, "
+                       f"Flatten, LIF and IF nodes; a {printable(kind)} has no E-I graph form "
+                       "here")
+    if pool > 1:
+        raise NIRError(f"{source}: a pool with no projection after it")
     if pending is not None:  # a current readout: o = W x, its time mean decides
         if np.any(pending.bias != 0):
             raise NIRError(f"{source}: node {pending.name!r}: a readout current with a bias has "
                            "no E-I graph form (the readout adds no bias); end the graph with a "
                            "neuron, or drop the bias")
-        readout = Population("readout", "readout", (pending.weight.shape[0],), "readout",
+        readout = Population("readout", "readout", pending.shape, "readout",
                              {"mode": "current"})
         _signed_projections(projs, pending, current, readout, "readout")
         mode = "current"
@@ -778,10 +843,11 @@ def _signed_projections(projs: list[Projection], layer: _Layer, source: Populati
     magnitude of the negative part): the sign becomes the synapse's kind (AMPA / GABA)."""
     positive = np.maximum(layer.weight, 0.0)
     negative = np.maximum(-layer.weight, 0.0)
-    projs.append(Projection(f"{prefix}.ee", source.name, target.name, "exc", "dense", positive))
+    projs.append(Projection(f"{prefix}.ee", source.name, target.name, "exc", layer.op, positive,
+                            attrs=dict(layer.attrs)))
     if np.any(negative > 0):
-        projs.append(Projection(f"{prefix}.sub", source.name, target.name, "sub", "dense",
-                                negative))
+        projs.append(Projection(f"{prefix}.sub", source.name, target.name, "sub", layer.op,
+                                negative, attrs=dict(layer.attrs)))
 
 
 def read_nir(path: str | Path, opts: ImportOptions | None = None) -> NIRImport:
