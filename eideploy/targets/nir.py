@@ -25,7 +25,8 @@ The graph's own record (names, roles, kinds, T, encodings) rides in metadata as 
 eideploy -> NIR -> eideploy gives the same graph.
 
 In (:func:`read_nir`): a foreign file is accepted as a chain ``Input -> (Flatten) -> (Affine |
-Linear) -> (LIF | IF) -> ... -> Output``. Each projection + neuron pair becomes an E population
+Linear | Conv2d) -> (LIF | IF) -> (AvgPool2d | SumPool2d) -> ... -> Output``, a pool becoming the
+next projection's ``pool``. Each projection + neuron pair becomes an E population
 whose signed weights split into an ``exc`` (positive part) and a ``sub`` (magnitude of the
 negative part) projection; ``r``, ``v_leak``, bias and ``dt`` fold into ``g_E`` and ``b_E``;
 ``tau`` becomes ``tau_steps = tau / dt`` (``euler``) or ``1 / (1 - exp(-dt / tau))`` (``exp``).
