@@ -72,6 +72,10 @@ def export_float_onnx(model: str | Path, out: str | Path, *, overwrite: bool = F
     from ..train.checkpoint import load_model
 
     onnx, ort = _require()
+    if Path(model).is_dir():
+        raise ExportError(f"{model}: a directory; --target onnx exports the float network of a "
+                          "model.pt (a graph directory has no torch model; the integer network "
+                          "of an export is written by 'eideploy simulate OUT --onnx')")
     out = Path(out)
     if out.is_dir():
         raise ExportError(f"{out}: is a directory; --target onnx writes one file, e.g. "
