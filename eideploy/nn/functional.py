@@ -446,21 +446,49 @@ class _EIIntegrate(torch.autograd.Function):
         gq = q.mul_(g)
         grad_gain_e = gq.sum(spread) if need_ge else None
         gq.mul_(ge_over_d)
-        ge_over_d.mul_(g)  # the buffer is now G = [a q | a]
-        a = ge_over_d
         # The weight blocks in G's order, negated so the input gradient comes out with its sign.
         w_cat = torch.cat([w_ei * gain_i, w_ei]).neg_()
-        grad_r, grad_w_cat = _mix_backward(mixed, r_i, w_cat, need_both, need_w or need_gi)
-        grad_w_ei = grad_gain_i = grad_both = None
+        need_grad_w = need_w or need_gi
+        if (need_both and r_i.shape[2] >= MATMUL_MIN_POSITIONS and grad.device.type == "cpu"
+                and not _compiling()):
+            # [a | grad_r] written in place, not concatenated after: on CPU the concatenation
+            # is a full-size copy (VGG-8's 16x16 layer: 11.8 -> 9.9 ms for this backward pass)
+            grad_both = _integrate_grad_both(g, ge_over_d, gq, r_i, w_cat, n_e)
+            a = grad_both[:, :n_e]
+            r_t = r_i.transpose(1, 2)
+            grad_w_cat = (torch.cat([torch.matmul(gq, r_t).sum(0), torch.matmul(a, r_t).sum(0)])
+                          if need_grad_w else None)
+        else:
+            a = ge_over_d.mul_(g)  # the buffer is now G = [a q | a]
+            grad_r, grad_w_cat = _mix_backward(mixed, r_i, w_cat, need_both, need_grad_w)
+            grad_both = torch.cat([a, grad_r], 1) if need_both else None
+        grad_w_ei = grad_gain_i = None
         if grad_w_cat is not None:
             dw_div, dw_sub = grad_w_cat[:n_e], grad_w_cat[n_e:]
             if need_w:
                 grad_w_ei = torch.addcmul(dw_sub, dw_div, gain_i).neg_()
             if need_gi:
                 grad_gain_i = (dw_div * w_ei).sum(0).neg_()
-        if need_both:
-            grad_both = torch.cat([a, grad_r], 1).view(grad.shape[0], -1, *grad.shape[2:])
+        if grad_both is not None:
+            grad_both = grad_both.view(grad.shape[0], -1, *grad.shape[2:])
         return grad_both, grad_w_ei, grad_gain_i, grad_gain_e, grad_bias, None, None, None, None
+
+
+def _integrate_grad_both(g: torch.Tensor, ge_over_d: torch.Tensor, aq: torch.Tensor,
+                         r_i: torch.Tensor, w_cat: torch.Tensor, n_e: int) -> torch.Tensor:
+    """``[a | W_cat^T [a q | a]]`` for ``a = g g_E / D``, written into one new ``(N, n_E + n_I,
+    L)`` tensor: ``a`` by the product itself, the input gradient of the point-wise mix by two
+    batched matmuls accumulating into its slice (the :func:`_mix_backward` product, split at
+    the block boundary)."""
+    n, _, positions = g.shape
+    n_i = r_i.shape[1]
+    grad_both = g.new_empty(n, n_e + n_i, positions)
+    a = torch.mul(ge_over_d, g, out=grad_both[:, :n_e])
+    w_t = w_cat.t()
+    grad_r = grad_both[:, n_e:]
+    torch.bmm(w_t[:, :n_e].expand(n, n_i, n_e), aq, out=grad_r)
+    grad_r.baddbmm_(w_t[:, n_e:].expand(n, n_i, n_e), a)
+    return grad_both
 
 
 class _EIReadout(torch.autograd.Function):
