@@ -763,11 +763,11 @@ def _divisor_scale(d: np.ndarray, method: str, bits: int, left: int) -> np.ndarr
     if method == "shift":
         # m >= sqrt 2 (never equal) where the fraction field exceeds floor((sqrt 2 - 1) 2**F)
         sqrt2 = _SQRT2_FRACTION >> (52 - fraction_bits)
-        up = np.bitwise_and(field, mask, out=field.copy()) > sqrt2
+        up = np.bitwise_and(field, mask) > sqrt2
         power = np.subtract(2 * bias + left, exponent, out=exponent)
         np.subtract(power, up, out=power)  # the exponent field of 2**(left - k)
         return (power << fraction_bits).view(real)
-    index = np.right_shift(field, fraction_bits - bits, out=field.copy())
+    index = np.right_shift(field, fraction_bits - bits)
     np.bitwise_and(index, (1 << bits) - 1, out=index)
     recip = np.take(reciprocal_lut(bits).astype(real), index)
     power = np.subtract(2 * bias + left - RECIPROCAL_BITS, exponent, out=exponent)
