@@ -27,7 +27,8 @@ import math
 import numpy as np
 
 __all__ = ["divide", "reciprocal_lut", "lut_reciprocal", "lut_bound", "parse_division",
-           "bit_length", "normalise", "RECIPROCAL_BITS", "DIVISOR_BITS", "SHIFT_BOUNDS", "MODES"]
+           "bit_length", "normalise", "RECIPROCAL_BITS", "DIVISOR_BITS", "SHIFT_BOUNDS", "MODES",
+           "SQRT2_FRACTION"]
 
 #: Fractional bits ``P`` of the table's reciprocals: entries ``round(2**P / m_mid)`` lie in
 #: ``(2**(P-1), 2**P]``, so one entry is ``P + 1`` bits (17 for P = 16).
@@ -60,7 +61,7 @@ _FRACTION_BITS = 52
 _FRACTION_MASK = (1 << _FRACTION_BITS) - 1
 #: ``floor((sqrt 2 - 1) 2**52)``, exactly (integer square root): a fraction field above it means
 #: a mantissa above sqrt 2 (never equal: sqrt 2 is irrational).
-_SQRT2_FRACTION = math.isqrt(2 << (2 * _FRACTION_BITS)) - (1 << _FRACTION_BITS)
+SQRT2_FRACTION = math.isqrt(2 << (2 * _FRACTION_BITS)) - (1 << _FRACTION_BITS)
 
 
 def normalise(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +172,7 @@ def _divide(n: np.ndarray, d: np.ndarray, method_name: str, bits: int, newton: b
         q = _floor_divide(2 * magnitude + d, 2 * d)
     elif method_name == "shift":
         k, fraction = normalise(d)
-        k = k + (fraction > _SQRT2_FRACTION)  # nearest power of two in log2: m >= sqrt 2
+        k = k + (fraction > SQRT2_FRACTION)  # nearest power of two in log2: m >= sqrt 2
         q = _round_shift(magnitude, k)
     else:
         recip, shift = lut_reciprocal(d, bits, newton)

@@ -33,9 +33,9 @@ import scipy.sparse
 from ..graph.host import Host, readout_decision
 from ..graph.ir import EIGraph, GraphError, Population, Projection
 from .division import (
-    _SQRT2_FRACTION,
     DIVISOR_BITS,
     RECIPROCAL_BITS,
+    SQRT2_FRACTION,
     divide,
     lut_reciprocal,
     parse_division,
@@ -762,7 +762,7 @@ def _divisor_scale(d: np.ndarray, method: str, bits: int, left: int) -> np.ndarr
     mask = (1 << fraction_bits) - 1
     if method == "shift":
         # m >= sqrt 2 (never equal) where the fraction field exceeds floor((sqrt 2 - 1) 2**F)
-        sqrt2 = _SQRT2_FRACTION >> (52 - fraction_bits)
+        sqrt2 = SQRT2_FRACTION >> (52 - fraction_bits)
         up = np.bitwise_and(field, mask) > sqrt2
         power = np.subtract(2 * bias + left, exponent, out=exponent)
         np.subtract(power, up, out=power)  # the exponent field of 2**(left - k)
