@@ -409,8 +409,10 @@ class _EIIntegrate(torch.autograd.Function):
 
     Saved: r_I and the buffer ``[q | g_E / D]``, which the backward pass turns into G in place (a
     full-size allocation less per layer; a second backward through the node therefore fails
-    autograd's version check rather than read clobbered values). All in-place writes go through
-    tensor methods, never ``out=`` into a strided view, which torch.compile cannot trace.
+    autograd's version check rather than read clobbered values). Under torch.compile, which
+    cannot trace ``out=`` into a strided view, all in-place writes go through tensor methods; on
+    CPU in eager mode two of them write into buffer slices with ``out=``, each saving a
+    full-size pass (``g_E / D``, and the gradient of ``both`` on the matmul path).
     """
 
     @staticmethod
@@ -424,10 +426,13 @@ class _EIIntegrate(torch.autograd.Function):
         num, div = mixed[:, :n_e], mixed[:, n_e:]
         num.add_(both3[:, :n_e])  # I_EE - I_sub
         _stabilise_(div, stabilisation, eps)
-        div.reciprocal_()  # 1 / D: an all-zero row (D = +inf) gives 0, so I_int = b_E there
-        q = num.mul_(div)
+        # q = (I_EE - I_sub) / D and g_E / D: an all-zero row (D = +inf) gives 0, I_int = b_E
+        q = num.div_(div)
         g_e = channel_view(gain_e, 3)
-        div.mul_(g_e)  # g_E / D
+        if _compiling() or div.device.type != "cpu":
+            div.reciprocal_().mul_(g_e)
+        else:  # one pass instead of two (out= into the buffer's slice: eager only)
+            torch.div(g_e, div, out=div)
         ctx.save_for_backward(r_i, mixed, w_ei, gain_i)
         out = torch.addcmul(channel_view(bias, 3), q, g_e)
         return out.view(both.shape[0], n_e, *both.shape[2:])
