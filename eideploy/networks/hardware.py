@@ -39,7 +39,7 @@ from ..nn.connectivity import (
     random_mask,
     top_k_mask,
 )
-from ..nn.encoding import ENCODINGS, encode, if_readout, readout_decision
+from ..nn.encoding import ENCODINGS, class_sums, encode, if_readout, readout_decision
 from .base import SpikingNetwork, as_options
 from .mlp import _check_widths
 
@@ -67,9 +67,16 @@ class HardwareEIMLP(SpikingNetwork):
                  fan_in: int | Sequence[int] = 48, fan_in_inh: int = 8,
                  connectivity: str | Sequence[str] = "random", encoding: str = "if",
                  theta_out: float | None = None, window: int | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, readout_copies: int = 1) -> None:
         super().__init__(in_shape, num_classes, T)
         owner = type(self).__name__
+        if isinstance(readout_copies, bool) or not isinstance(readout_copies, int) or \
+                not 1 <= readout_copies <= 64:
+            raise ValueError(f"{owner}: readout_copies must be an integer in 1..64, got "
+                             f"{readout_copies!r}")
+        # a population readout, trained: each class has readout_copies neurons of their own
+        # connectivity and weights, decided by their summed spikes (docs/hardware-aware.md §5)
+        self.readout_copies = int(readout_copies)
         self.options = as_options(options)
         widths = _check_widths(owner, widths)
         n_layers = len(widths) + 1
@@ -95,7 +102,7 @@ class HardwareEIMLP(SpikingNetwork):
         d = math.prod(self.in_shape)
         self.budgets: list[tuple[int, int]] = []  # (K_in, K_inh) per E-I layer
         self.connectivity = kinds
-        for index, width in enumerate([*widths, num_classes]):
+        for index, width in enumerate([*widths, num_classes * self.readout_copies]):
             readout = index == len(widths)
             layer = EILinear(d, width, self.options, readout=readout)
             k_in, k_inh = min(budgets[index], d), min(int(fan_in_inh), layer.n_i)
@@ -109,7 +116,9 @@ class HardwareEIMLP(SpikingNetwork):
         self.layers = nn.Sequential(*mods)
         self._finish("ei-hw-mlp", widths=widths, fan_in=budgets, fan_in_inh=int(fan_in_inh),
                      connectivity=kinds, encoding=encoding, theta_out=self.theta_out,
-                     window=window, seed=self.seed)
+                     window=window, seed=self.seed,
+                     **({"readout_copies": self.readout_copies} if self.readout_copies > 1
+                        else {}))
 
     def _masks(self, kind: str, layer: EILinear, k_in: int, k_inh: int, index: int,
                window: int | None, rng: np.random.Generator
@@ -179,12 +188,21 @@ class HardwareEIMLP(SpikingNetwork):
         out = self.forward_folded(self.encode_input(x))
         return out.view(self.T, -1, out.shape[-1])
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)``: the time-averaged readout, averaged over each class's
+        readout neurons when there are several (``readout_copies``)."""
+        logits = self.forward_sequence(x).mean(0)
+        return class_sums(logits, self.readout_copies) / self.readout_copies
+
     @torch.no_grad()
     def readout_spikes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(counts, membrane)`` of the integrate-and-fire readout (needs ``theta_out``)."""
+        """``(counts, membrane)`` per class of the integrate-and-fire readout (needs
+        ``theta_out``), summed over each class's readout neurons."""
         if self.theta_out is None:
             raise ValueError("this network has a current readout (theta_out is None)")
-        return if_readout(self.forward_sequence(x), self.theta_out)
+        counts, membrane = if_readout(self.forward_sequence(x), self.theta_out)
+        return (class_sums(counts, self.readout_copies),
+                class_sums(membrane, self.readout_copies))
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -33,12 +33,13 @@ def _ei_hw_mlp(*, in_shape: Sequence[int], num_classes: int, T: int, options: EI
                widths: Sequence[int] | None = None, fan_in: int | Sequence[int] = 48,
                fan_in_inh: int = 8, connectivity: str | Sequence[str] = "random",
                encoding: str = "if", theta_out: float | None = None, window: int | None = None,
-               seed: int = 0) -> SpikingNetwork:
+               seed: int = 0, readout_copies: int = 1) -> SpikingNetwork:
     if widths is None:
         raise ValueError("ei-hw-mlp needs widths=[...] (the hidden layer sizes)")
     return HardwareEIMLP(in_shape, num_classes, widths, T, options, fan_in=fan_in,
                          fan_in_inh=fan_in_inh, connectivity=connectivity, encoding=encoding,
-                         theta_out=theta_out, window=window, seed=seed)
+                         theta_out=theta_out, window=window, seed=seed,
+                         readout_copies=readout_copies)
 
 
 def _bn_mlp(*, in_shape: Sequence[int], num_classes: int, T: int, options: EIOptions,

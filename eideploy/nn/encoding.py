@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["ENCODINGS", "IF_PHASE", "if_encode", "bernoulli_encode", "encode", "if_readout",
+           "class_sums",
            "readout_decision"]
 
 ENCODINGS = ("direct", "if", "bernoulli")
@@ -92,6 +93,15 @@ def if_readout(o_seq: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.T
         counts = counts + n
         v = v - n * theta
     return counts, v
+
+
+def class_sums(values: torch.Tensor, copies: int = 1) -> torch.Tensor:
+    """Per class, the sum of its ``copies`` readout neurons' ``values`` along the last axis
+    (class-major: neuron ``j`` votes for class ``j // copies``, as the graph's population readout,
+    ``graph.host.class_totals``); the values as they are for one neuron per class."""
+    if copies == 1:
+        return values
+    return values.reshape(*values.shape[:-1], values.shape[-1] // copies, copies).sum(-1)
 
 
 def readout_decision(counts: torch.Tensor, membrane: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,7 @@ from ..data import eval_transform as data_eval_transform
 from ..networks import build_network
 from ..nn import EIOptions, constraint_violations, ei_init, is_initialised, project_nonnegative_
 from ..nn.connectivity import pruning_budget
-from ..nn.encoding import if_readout, readout_decision
+from ..nn.encoding import class_sums, if_readout, readout_decision
 from ..nn.init import ei_layers
 from .checkpoint import (
     CheckpointError,
@@ -195,7 +195,10 @@ def predict_batch(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torc
         logits = model(x).float()
         return logits, logits.argmax(1)
     per_step = net.forward_sequence(x).float()
-    return per_step.mean(0), readout_decision(*if_readout(per_step, theta_out))
+    copies = int(getattr(net, "readout_copies", 1))  # a trained population readout
+    counts, membrane = if_readout(per_step, theta_out)
+    return (class_sums(per_step.mean(0), copies) / copies,
+            readout_decision(class_sums(counts, copies), class_sums(membrane, copies)))
 
 
 def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device,
