@@ -4,6 +4,8 @@ digits model and on slices that would clamp (which the fused pass hands back).""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -120,3 +122,26 @@ def test_fused_division_equals_the_integer_division(i_num, d, shift, division):
             continue  # the fused pass holds D in float32 only below 2**24
         got = _fused_divide(n.astype(np.float64), d.astype(dtype), shift, division)
         assert np.array_equal(got.astype(np.int64), expected), dtype
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "two-layer"
+
+
+@pytest.mark.parametrize("readout", ["spiking", "current"])
+@pytest.mark.parametrize("division", MODES)
+def test_fused_pass_with_a_bias_a_slower_decay_and_either_readout(division, readout):
+    # The golden two-layer network (per-neuron b_E, tau 4 and tau 2, three division paths) with
+    # g_E at 1, which the fused pass needs, and its readout spiking or summing currents.
+    graph = EIGraph.load(GOLDEN)
+    graph.population("l1.exc").arrays.pop("gain_e")
+    graph.readout["mode"] = readout
+    with np.load(GOLDEN / "inputs.npz") as inputs:
+        stored = inputs["x"]
+    rng = np.random.default_rng(3)
+    x = np.concatenate([stored, rng.random((30, *stored.shape[1:])) * stored.max()])
+    sim = IntegerSimulator(graph, division)
+    assert sim.fusable and sim.constants["l1.exc"].bias is not None
+    assert sim.constants["l1.exc"].log2_tau == 2
+    reference, fused = _both(sim, x)
+    _assert_identical(reference, fused)
+    assert sum(fused.saturations.values()) == 0 and np.abs(fused.counts).sum() > 0
