@@ -379,6 +379,10 @@ def _print_analog(output: _Output, out: Path, split: str, analog) -> None:
         output.line(f"  with the readout calibrated on {analog.calibration_samples} unlabelled "
                     f"training samples: {result.calibrated_mean:.2f}%"
                     + (f" +- {result.calibrated_std:.2f}" if trials > 1 else ""))
+    if result.decoded_per_trial is not None:
+        output.line(f"  decided by a readout decoder fitted on the same samples to the model's "
+                    f"own class totals (no labels): {result.decoded_mean:.2f}%"
+                    + (f" +- {result.decoded_std:.2f}" if trials > 1 else ""))
     if analog.rasters:
         output.line(f"spike rasters of sample 0: {', '.join(str(p) for p in analog.rasters)}")
 

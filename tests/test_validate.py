@@ -149,6 +149,9 @@ def test_validate_includes_the_analog_simulator_and_its_calibrated_mismatch_draw
     assert drawn["trials"] == 2 and len(drawn["calibrated_per_trial"]) == 2
     assert drawn["calibration_samples"] == 48
     assert "readout calibration" in (report_dir / "report.md").read_text()
+    # the per-chip readout decoder, fitted on the same unlabelled samples, on its own line
+    assert len(drawn["decoded_per_trial"]) == 2 and drawn["decoded_accuracy_mean"] >= 80.0
+    assert "readout decoder" in (report_dir / "report.md").read_text()
 
 
 def test_simulate_analog_reports_mean_and_spread_over_mismatch_draws(validated, tmp_path):

@@ -23,6 +23,7 @@ import numpy as np
 from ..atomic import FILE_MODE, atomic_write_bytes, json_plain
 from ..data import load_model_data, to_float
 from ..graph import EIGraph
+from ..graph.host import class_totals
 from ..sim.integer import IntegerSimulator
 from ..sim.integer import accuracy as integer_accuracy
 from ..sim.onnx_export import check_against_simulator, save_onnx
@@ -169,7 +170,9 @@ class AnalogSimulation:
         """The record as plain JSON data (``eideploy simulate --json``)."""
         doc = json_plain(asdict(self))
         doc["accuracy"].update(calibrated_mean=self.accuracy.calibrated_mean,
-                               calibrated_std=self.accuracy.calibrated_std)
+                               calibrated_std=self.accuracy.calibrated_std,
+                               decoded_mean=self.accuracy.decoded_mean,
+                               decoded_std=self.accuracy.decoded_std)
         return {"backend": "analog", **doc}
 
 
@@ -181,15 +184,21 @@ def simulate_analog(out: str | Path, *, data: str | None = None, data_dir: str |
     """The export's ``dynapse2.json`` in the analog simulator: accuracy over ``trials``
     mismatch draws (seeds ``seed``, ``seed + 1``, ...), each also scored after a readout
     calibration on ``calibrate`` unlabelled training samples (0: not); sample 0's spikes of the
-    first draw, binned per model step, in ``raster_dir`` (default ``out/simulation``)."""
+    first draw, binned per model step, in ``raster_dir`` (default ``out/simulation``). With a
+    calibration each draw is also decided by a readout decoder fitted to the integer
+    simulator's class totals on the same unlabelled samples (``analog.fit_readout_decoder``)."""
     out = Path(out)
     loaded = export_data(out, data, data_dir, split, quantized=True)
     config = read_config(out / "dynapse2.json")
     x_cal = (calibration_inputs(loaded.dataset, data_dir, loaded.graph.T, calibrate,
                                 loaded.graph.meta.get("data")) if calibrate else None)
+    teacher = None
+    if x_cal is not None:  # the model's own class totals on the unlabelled inputs
+        integer = IntegerSimulator(loaded.graph, "exact").run(x_cal)
+        teacher = class_totals(integer.counts, loaded.graph.readout_settings.classes)
     result = accuracy_trials(config, loaded.x, loaded.y, mismatch=mismatch, trials=trials,
                              seed=seed, batch_size=batch_size, progress=progress,
-                             calibration=x_cal)
+                             calibration=x_cal, teacher=teacher)
     sample = AnalogSimulator(config, mismatch=mismatch, seed=seed).run(loaded.x[:1], raster=True)
     sizes = {p.name: p.size for p in loaded.graph.populations}
     binned = bin_spike_times(sample.raster or {}, sizes, sample.window)

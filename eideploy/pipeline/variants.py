@@ -21,7 +21,12 @@ from ..graph import EIGraph
 from ..graph.execute import FloatExecutor
 from ..graph.host import readout_decision
 from ..sim.integer import IntegerSimulator
-from ..targets.dynapse2.analog import AnalogSimulator, readout_calibration
+from ..targets.dynapse2.analog import (
+    AnalogSimulator,
+    ReadoutDecoder,
+    calibration_factors,
+    fit_readout_decoder,
+)
 from ..train.trainer import predict_batch
 
 __all__ = ["Variant", "VariantRun", "TorchVariant", "GraphVariant", "IntegerVariant",
@@ -36,13 +41,15 @@ class VariantRun:
     population (``output`` (T, B, *shape), ``divisor``, ...: what the backend exposes; the
     analog simulator keeps none per sample); ``rate_sums``: spikes per model time step per neuron
     summed over the batch; ``saturations`` (integer); ``calibrated``: the predictions after the
-    host's readout calibration (analog mismatch draws)."""
+    host's readout calibration, ``decoded``: those of the chip's readout decoder (analog
+    mismatch draws)."""
 
     predictions: np.ndarray
     states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     rate_sums: dict[str, np.ndarray] = field(default_factory=dict)
     saturations: dict[str, int] = field(default_factory=dict)
     calibrated: np.ndarray | None = None
+    decoded: np.ndarray | None = None
 
 
 class Variant(Protocol):
@@ -132,18 +139,23 @@ class IntegerVariant:
 @dataclass
 class Calibration:
     """Unlabelled inputs for the host's readout calibration and the nominal chip's mean readout
-    counts on them (measured once, on first use)."""
+    counts on them (measured once, on first use); with ``teacher``, the model's class totals on
+    the same inputs, each chip's readout decoder as well (``analog.fit_readout_decoder``)."""
 
     x: np.ndarray
     config: Mapping[str, Any]
     batch_size: int
+    teacher: np.ndarray | None = None
     _reference: np.ndarray | None = None
 
-    def factors(self, sim: AnalogSimulator) -> np.ndarray:
+    def fit(self, sim: AnalogSimulator) -> tuple[np.ndarray, ReadoutDecoder | None]:
+        """This chip's calibration factors and (with a teacher) its readout decoder."""
         if self._reference is None:
             nominal = AnalogSimulator(self.config, batch_size=self.batch_size)
             self._reference = nominal.run(self.x).counts.mean(axis=0)
-        return readout_calibration(sim, self.x, self._reference)
+        counts = sim.run(self.x).counts
+        decoder = None if self.teacher is None else fit_readout_decoder(counts, self.teacher)
+        return calibration_factors(counts, self._reference), decoder
 
 
 @dataclass
@@ -161,13 +173,14 @@ class AnalogVariant:
     draw: bool = False
     _sim: AnalogSimulator | None = None
     _factors: np.ndarray | None = None
+    _decoder: ReadoutDecoder | None = None
 
     def run(self, x: np.ndarray) -> VariantRun:
         if self._sim is None:
             self._sim = AnalogSimulator(self.config, mismatch=self.mismatch, seed=self.seed,
                                         batch_size=self.batch_size)
             if self.calibration is not None:
-                self._factors = self.calibration.factors(self._sim)
+                self._factors, self._decoder = self.calibration.fit(self._sim)
         result = self._sim.run(x)
         # Hz over the window (T model steps plus the analog chain's tail) times the window:
         # spikes per sample; over T: spikes per model time step, the other variants' unit
@@ -178,5 +191,6 @@ class AnalogVariant:
         if self._factors is not None:
             calibrated = readout_decision(result.counts * self._factors, result.membrane,
                                           result.classes)
+        decoded = None if self._decoder is None else self._decoder.predict(result.counts)
         return VariantRun(np.asarray(result.predictions()), rate_sums=rate_sums,
-                          calibrated=calibrated)
+                          calibrated=calibrated, decoded=decoded)
