@@ -15,8 +15,6 @@ from eideploy.targets.dynapse2 import analog_fast
 from eideploy.targets.dynapse2.analog import AnalogSimulator
 from eideploy.targets.dynapse2.compile import DEFAULT_POLICY, compile_graph
 
-MODEL = Path(__file__).resolve().parents[1] / "models" / "digits-dynapse2.pt"
-
 pytestmark = pytest.mark.skipif(not analog_fast.available(), reason="numba is not installed")
 
 
@@ -27,15 +25,12 @@ def _both(config, x, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
+def digits(quantized_digits):
+    """The session's export of the shipped digits model: its configuration and test inputs."""
     from eideploy.data import load_dataset, to_float
-    from eideploy.pipeline.export import export_model
     from eideploy.targets.dynapse2.config import read_config
 
-    if not MODEL.is_file():
-        pytest.skip(f"{MODEL} is not shipped in this checkout")
-    out = tmp_path_factory.mktemp("analog_fast") / "export"
-    export_model(MODEL, out, target="dynapse2")
+    out = Path(quantized_digits.meta["export_dir"])
     dataset = load_dataset("digits", "test", None, T=8)
     return read_config(out / "dynapse2.json"), to_float(dataset.inputs).numpy()
 

@@ -12,8 +12,6 @@ import pytest
 from eideploy.graph.host import class_totals
 from eideploy.targets.dynapse2.analog import accuracy_trials, fit_readout_decoder
 
-MODEL = Path(__file__).resolve().parents[1] / "models" / "digits-dynapse2.pt"
-
 
 def test_the_decoder_undoes_a_mixing_of_the_readout_that_gains_cannot():
     rng = np.random.default_rng(0)
@@ -33,19 +31,16 @@ def test_the_decoder_undoes_a_mixing_of_the_readout_that_gains_cannot():
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
+def digits(quantized_digits):
+    """The session's export of the shipped digits model: configuration, quantized graph, the
+    first 120 test inputs and labels, 300 unlabelled training inputs."""
     from eideploy.data import load_dataset, to_float
-    from eideploy.graph.ir import EIGraph
-    from eideploy.pipeline.export import export_model
     from eideploy.targets.dynapse2.config import read_config
 
-    if not MODEL.is_file():
-        pytest.skip(f"{MODEL} is not shipped in this checkout")
-    out = tmp_path_factory.mktemp("decoder") / "export"
-    export_model(MODEL, out, target="dynapse2")
+    out = Path(quantized_digits.meta["export_dir"])
     test = load_dataset("digits", "test", None, T=8)
     train = load_dataset("digits", "train", None, T=8)
-    return (read_config(out / "dynapse2.json"), EIGraph.load(out / "quantized"),
+    return (read_config(out / "dynapse2.json"), quantized_digits,
             to_float(test.inputs).numpy()[:120], test.labels.numpy()[:120],
             to_float(train.inputs).numpy()[:300])
 
