@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_own_data import write_recipe  # tests/ is on sys.path (pytest prepend)
 from typer.testing import CliRunner
 
 from eideploy.cli import app
@@ -39,33 +40,8 @@ def write_folder(root: Path, n_train: int = 240, n_test: int = 60, seed: int = 0
 
 
 def recipe(tmp: Path, data: str) -> Path:
-    path = tmp / "images.yaml"
-    path.write_text(f"""name: own-images
-seed: 7
-data:
-  {data}
-  batch_size: 32
-  eval_batch_size: 60
-model:
-  arch: ei-hw-mlp
-  T: 8
-  args:
-    widths: [48]
-  options:
-    inhibitory: floor
-    theta_i: 0.25
-train:
-  epochs: 3
-  lr: 0.05
-  init_lr: 1.0e-4
-  warmup_epochs: 0
-target:
-  fan_in: 48
-  fan_in_inh: 8
-  connectivity: random
-  qat_epochs: 1
-""")
-    return path
+    """The small hardware-aware recipe of the own-data tests, on ``data``."""
+    return write_recipe(tmp, data)
 
 
 def test_image_folders_train_evaluate_and_record_their_identity(tmp_path):
