@@ -508,6 +508,10 @@ def run_command(
                                         "it reaches spike")] = False,
     monitor: Annotated[bool, typer.Option("--monitor", help="record the hidden populations' "
                                           "spikes too (their rates are reported)")] = False,
+    calibrate: Annotated[int, typer.Option(
+        min=0, help="first run this many unlabelled training samples on the board and fit its "
+                    "readout decoder to the model's own outputs on them; the decoded accuracy "
+                    "is reported on its own line (0: off)")] = 0,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -557,15 +561,28 @@ def run_command(
         if limit is not None:
             x, y = x[:limit], y[:limit]
         hidden = [p.name for p in graph.populations if p.role not in ("input", "readout")]
-        return name, on_board(run_on_board, export_dir, x, y, progress=not quiet,
-                              monitor=hidden if monitor else ())
+        decoded = None
+        if calibrate:
+            decoded = _board_decoder(export_dir, graph, name, data_dir, calibrate, on_board,
+                                     not quiet)
+        result = on_board(run_on_board, export_dir, x, y, progress=not quiet,
+                          monitor=hidden if monitor else ())
+        if decoded is not None:
+            import numpy as np
+
+            hits = decoded.predict(result.counts) == np.asarray(y).reshape(-1)
+            decoded = 100.0 * float(hits.mean())
+        return name, result, decoded
 
     with output.progress(f"running {export_dir} on {where}"):
-        name, result = _run(go)
+        name, result, decoded = _run(go)
     output.line(f"{export_dir}: {name} {split.value} on {where}: accuracy "
                 f"{result.accuracy:.2f}% ({len(result.predictions)} samples, "
                 f"{result.events_sent} input events, {result.events_received} output events, "
                 f"{result.seconds:.1f} s)")
+    if decoded is not None:
+        output.line(f"  decided by the board's readout decoder, fitted on {calibrate} unlabelled "
+                    f"training samples to the model's own outputs: {decoded:.2f}%")
     for pop, rate in (result.rates or {}).items():
         output.line(f"  {pop}: mean rate {float(rate):.1f} Hz")
     if result.routing is not None:
@@ -587,7 +604,30 @@ def run_command(
                      "events_received": result.events_received,
                      "ignored_events": result.ignored_events, "seconds": result.seconds,
                      "rates": result.rates, "routing": result.routing, "energy": result.energy,
+                     "decoded_accuracy": decoded,
+                     "calibration_samples": calibrate if decoded is not None else 0,
                      "notes": result.notes})
+
+
+def _board_decoder(export_dir: Path, graph, dataset: str, data_dir: str | None, samples: int,
+                   on_board, progress: bool):
+    """The board's readout decoder (``analog.fit_readout_decoder``): ``samples`` unlabelled
+    training inputs run on the board, fitted to the integer simulator's class totals on them."""
+    import numpy as np
+
+    from .graph.host import class_totals
+    from .pipeline.simulate import calibration_inputs
+    from .sim.integer import IntegerSimulator
+    from .targets.dynapse2.analog import fit_readout_decoder
+    from .targets.dynapse2.board.runner import run_on_board
+
+    x_cal = calibration_inputs(dataset, data_dir, graph.T, samples, graph.meta.get("data"))
+    teacher = class_totals(IntegerSimulator(graph, "exact").run(x_cal).counts,
+                           graph.readout_settings.classes)
+    # the board decides by class totals: it reports one count per class, the decoder's input
+    chip = on_board(run_on_board, export_dir, x_cal, np.zeros(len(x_cal), dtype=np.int64),
+                    progress=progress)
+    return fit_readout_decoder(chip.counts, teacher)
 
 
 def _choice(option: str, value: str, choices: type[Enum]) -> Any:

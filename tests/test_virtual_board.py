@@ -301,3 +301,23 @@ def test_eideploy_run_on_the_virtual_board_prints_the_report(one_chip):
     assert "on the virtual DYNAP-SE2 board: accuracy" in res.output
     assert "unrouted 0" in res.output and "layers.3.readout: mean rate" in res.output
 
+
+
+def test_eideploy_run_fits_the_board_s_readout_decoder_on_unlabelled_samples(one_chip):
+    import json
+
+    from typer.testing import CliRunner
+
+    from eideploy.cli import app
+
+    res = CliRunner().invoke(app, ["run", str(one_chip), "--board", "virtual", "--data",
+                                   "digits", "--limit", "6", "--calibrate", "24", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["calibration_samples"] == 24
+    # the ideal virtual board: the decoder, fitted to the model's own class totals, decides as
+    # the class totals do on these samples but for at most one
+    assert abs(doc["decoded_accuracy"] - doc["accuracy"]) <= 100.0 / 6 + 1e-9
+    res = CliRunner().invoke(app, ["run", str(one_chip), "--board", "virtual", "--data",
+                                   "digits", "--limit", "2", "--calibrate", "8"])
+    assert "decided by the board's readout decoder, fitted on 8 unlabelled" in res.output
