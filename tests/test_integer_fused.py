@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_integer_sim import _tiny_graph  # tests/ is on sys.path (pytest prepend)
 
 from eideploy.data.digits import load_digits
-from eideploy.graph.ir import EIGraph, Population, Projection
+from eideploy.graph.ir import EIGraph
 from eideploy.sim import IntegerSimulator, divide
 from eideploy.sim.integer import ACCUMULATOR_BITS, DIVIDEND_BITS, _fused_divide, align
 
@@ -54,24 +55,9 @@ def test_fused_pass_gives_the_reference_integers_on_the_digits_model(quantized_d
 
 
 def _divisive_graph(eps: float, div_weight: float) -> EIGraph:
-    """input(4) -> inh(1) -> exc(2) (AMPA from input, SHUNT from inh) -> readout(2)."""
-
-    def sparse(name, source, target, kind, pairs, weight):
-        return Projection(name, source, target, kind, "sparse",
-                          np.full(len(pairs), weight), np.array(pairs, dtype=np.int64))
-
-    pops = [Population("input", "input", (4,)),
-            Population("inh", "inh", (1,), params={"response": "floor", "theta_i": 0.25}),
-            Population("exc", "exc", (2,), params={"tau": 2.0, "v_threshold": 1.0}),
-            Population("out", "readout", (2,))]
-    everything = [(0, i) for i in range(4)] + [(1, i) for i in range(4)]
-    projs = [sparse("ie", "input", "inh", "exc", [(0, i) for i in range(4)], 1.0),
-             sparse("ee", "input", "exc", "exc", everything, 0.3),
-             sparse("div", "inh", "exc", "div", [(0, 0), (1, 0)], div_weight),
-             sparse("out", "exc", "out", "exc", [(0, 0), (1, 1)], 1.0)]
-    return EIGraph("divisive", 4, pops, projs, {"population": "input", "encoding": "spikes"},
-                   {"population": "out", "mode": "spiking", "classes": 2, "theta_out": 1.0},
-                   {"stabilisation": "fixed-eps", "eps": eps})
+    """input(4) -> inh(1) -> exc(2) (AMPA from input, SHUNT from inh) -> readout(2), the
+    integer-simulator tests' tiny graph with weaker excitation."""
+    return _tiny_graph(eps, div_weight, ee_weight=0.3, name="divisive")
 
 
 @pytest.mark.parametrize("division", MODES)

@@ -234,7 +234,8 @@ def test_to_fixed_rounds_half_away_from_zero():
     assert to_fixed([0.5, 1.5, -0.5, -2.5, 0.49], 0).tolist() == [1, 2, -1, -3, 0]
 
 
-def _tiny_graph(eps: float, div_weight: float) -> EIGraph:
+def _tiny_graph(eps: float, div_weight: float, ee_weight: float = 1.0,
+                name: str = "tiny") -> EIGraph:
     """input(4) -> inh(1) -> exc(2) (AMPA from input, SHUNT from inh) -> readout(2)."""
     from eideploy.graph.ir import Population, Projection
 
@@ -248,10 +249,10 @@ def _tiny_graph(eps: float, div_weight: float) -> EIGraph:
             Population("out", "readout", (2,))]
     everything = [(0, i) for i in range(4)] + [(1, i) for i in range(4)]
     projs = [sparse("ie", "input", "inh", "exc", [(0, i) for i in range(4)], 1.0),
-             sparse("ee", "input", "exc", "exc", everything, 1.0),
+             sparse("ee", "input", "exc", "exc", everything, ee_weight),
              sparse("div", "inh", "exc", "div", [(0, 0), (1, 0)], div_weight),
              sparse("out", "exc", "out", "exc", [(0, 0), (1, 1)], 1.0)]
-    return EIGraph("tiny", 4, pops, projs, {"population": "input", "encoding": "spikes"},
+    return EIGraph(name, 4, pops, projs, {"population": "input", "encoding": "spikes"},
                    {"population": "out", "mode": "spiking", "classes": 2, "theta_out": 1.0},
                    {"stabilisation": "fixed-eps", "eps": eps})
 
