@@ -44,9 +44,25 @@ _DRIVE_FLOOR = 1e-3 * I_0
 
 try:  # numba is a declared dependency; without it the simulator uses the reference integrator
     import numba
-    from numba import njit, prange
+    from numba import prange
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
+
+#: IEEE arithmetic but for fused multiply-adds; division by zero gives inf (numpy's model)
+#: rather than an exception check in every loop.
+_JIT_OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}}
+
+
+def njit(**options):
+    """``numba.njit`` with the compiled code cached on disk where numba finds a writable place
+    for it (the package's ``__pycache__`` or the user's cache directory); where it finds none
+    (a read-only install and home), compiled once per process instead of failing at import."""
+    def decorate(fn):
+        try:
+            return numba.njit(cache=True, **_JIT_OPTIONS, **options)(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(cache=False, **_JIT_OPTIONS, **options)(fn)
+    return decorate
 
 
 def available() -> bool:
@@ -62,14 +78,14 @@ def set_threads(threads: int | None) -> None:
 
 if numba is not None:
 
-    @njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
+    @njit(inline="always")
     def _series_exp(d: float) -> float:
         """``e^d - 1`` for ``|d| <= 0.05``, degree 8 by Horner: the error is
         below ``d^9 / 9! ~ 5e-18``, under double rounding."""
         return d * (1.0 + d * (0.5 + d * (1.0 / 6.0 + d * (1.0 / 24.0 + d * (
             1.0 / 120.0 + d * (1.0 / 720.0 + d * (1.0 / 5040.0 + d * (1.0 / 40320.0))))))))
 
-    @njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
+    @njit(inline="always")
     def _exp_near(v: float, v_old: float, w_old: float) -> float:
         """``e^v`` from ``e^v_old = w_old``: the series of ``e^d``, ``d = v - v_old``, where
         ``|d| <= 0.05`` (:func:`_series_exp`), else ``math.exp``."""
@@ -78,7 +94,7 @@ if numba is not None:
             return w_old + w_old * _series_exp(d)
         return math.exp(v)
 
-    @njit(cache=True, error_model="numpy", fastmath={"contract"})
+    @njit()
     def _omega_scalar(u: float) -> tuple[float, float]:
         """``(v, w)``, ``w + ln w = u``: the reference's ``analog._omega`` (Newton in ``ln w``
         from ``u`` or ``ln(u - ln u)``), iterated to convergence."""
@@ -94,7 +110,7 @@ if numba is not None:
                 break
         return v, math.exp(v)
 
-    @njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
+    @njit(inline="always")
     def _solve(u: float, v: float, w: float, residual: float) -> tuple[float, float]:
         """``(v, w)`` with ``e^v + v = u`` by Halley's method from the previous ``(v, w)``."""
         # Halley on f = e^v + v - u (f' = e^v + 1, f'' = e^v): cubic, so a step's change of a
@@ -111,7 +127,7 @@ if numba is not None:
             return _omega_scalar(u)
         return v2, w2
 
-    @njit(cache=True, parallel=True, error_model="numpy", fastmath={"contract"})
+    @njit(parallel=True)
     def _kernel(spikes_in, arrival_step, in_delay, in_ptr, in_idx, in_val,
                 nr_delay, nr_ptr, nr_idx, nr_val, ring, history,
                 s_decay, s_log_decay, s_open, s_gain, s_inv_gain, s_v0, s_w0, s_whole, s_frac,
