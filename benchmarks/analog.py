@@ -1,5 +1,5 @@
 """The analog simulator's compiled integrator against its numpy reference integrator, side by side
-in one run, on the same network, inputs and mismatch draw (docs/analog-model.md §8).
+in one run, on the same network, inputs and mismatch draw (docs/analog-model.md §5).
 
 The network is an export's ``dynapse2.json`` (default: the shipped digits model, exported to a
 temporary directory); the inputs the first ``--samples`` images of its test split. Each pass runs
