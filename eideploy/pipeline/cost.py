@@ -35,7 +35,12 @@ from ..graph.ir import Projection
 from ..safefile import UnsafeFileError, load_json, printable
 from ..sim.integer import IntegerSimulator
 from ..targets.dynapse2.board.events import DT_US, latency_us
-from ..targets.dynapse2.energy import EVENT_KINDS, EnergyTable, load_energy
+from ..targets.dynapse2.energy import (
+    EVENT_KINDS,
+    EnergyPerInference,
+    EnergyTable,
+    load_energy,
+)
 from ..targets.dynapse2.target import Target, resolve_target
 
 __all__ = ["CostError", "ProjectionCost", "NetworkCost", "EnergyEstimate", "integer_cost",
@@ -96,22 +101,12 @@ class NetworkCost:
         return doc
 
 
-@dataclass
-class EnergyEstimate:
-    """Energy per inference in nanojoules (nominal, low, high), per event kind, and the
-    latency of one inference in microseconds, with the figures' sources."""
+@dataclass(frozen=True)
+class EnergyEstimate(EnergyPerInference):
+    """Energy per inference counted from a simulator (:class:`EnergyPerInference`), with the
+    figures' sources."""
 
-    nj: float
-    low_nj: float
-    high_nj: float
-    per_kind_nj: dict[str, float]
-    latency_us: int
-    verified: bool
     sources: dict[str, str]
-    note: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # --------------------------------------------------------------------------- fan-out
@@ -290,9 +285,9 @@ def energy_estimate(cost: NetworkCost, *, table: EnergyTable | None = None,
     note = table.note
     if cost.routed_events is None:
         note += "; routed events not counted (no export directory): a lower bound"
-    return EnergyEstimate(priced.nj, priced.low_nj, priced.high_nj, priced.per_kind_nj,
-                          cost.T * DT_US + delay, table.verified,
-                          {k: table[k].source for k in EVENT_KINDS}, note)
+    return EnergyEstimate(**vars(priced), latency_us=cost.T * DT_US + delay,
+                          verified=table.verified, note=note,
+                          sources={k: table[k].source for k in EVENT_KINDS})
 
 
 def variant_costs(quantized: EIGraph, rates: Mapping[str, Mapping[str, np.ndarray]],

@@ -24,7 +24,8 @@ else:  # pragma: no cover - Python 3.10
 from ...resources import hardware_dir
 
 __all__ = ["EnergyFigure", "EnergyTable", "EVENT_KINDS", "load_energy", "EnergyError",
-           "Priced", "BoardEnergy", "board_energy", "cam_entries_per_delivery"]
+           "Priced", "EnergyPerInference", "BoardEnergy", "board_energy",
+           "cam_entries_per_delivery"]
 
 #: The events the table prices, in the order reports list them.
 EVENT_KINDS = ("spike", "synaptic_event", "routed_event", "chip_crossing")
@@ -134,27 +135,29 @@ def load_energy(path: str | Path | None = None) -> EnergyTable:
 
 # --------------------------------------------------------------------------- a board's run
 @dataclass(frozen=True)
-class BoardEnergy:
-    """Energy and latency per inference of a run on the board, from the events it saw:
-    ``events`` per kind and sample (as priced), ``nj`` .. ``high_nj`` as :class:`Priced`,
-    ``latency_us`` the window a sample is counted over, ``counted`` how each count was made,
-    ``synaptic_by_dendrite`` the synaptic events per sample on each dendrite where the board
-    counted them (the virtual board), else ``None``."""
+class EnergyPerInference(Priced):
+    """Energy per inference (:class:`Priced`), the latency of one inference in microseconds,
+    whether every figure is verified, and the note on the figures and the counts."""
 
-    samples: int
-    events: dict[str, float]
-    nj: float
-    low_nj: float
-    high_nj: float
-    per_kind_nj: dict[str, float]
     latency_us: int
     verified: bool
-    counted: str
     note: str
-    synaptic_by_dendrite: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class BoardEnergy(EnergyPerInference):
+    """Energy and latency per inference of a run on the board, from the events it saw:
+    ``events`` per kind and sample (as priced), ``latency_us`` the window a sample is counted
+    over, ``counted`` how each count was made, ``synaptic_by_dendrite`` the synaptic events per
+    sample on each dendrite where the board counted them (the virtual board), else ``None``."""
+
+    samples: int
+    events: dict[str, float]
+    counted: str
+    synaptic_by_dendrite: dict[str, float] | None = None
 
     def line(self) -> str:
         """One line for ``eideploy run``'s output."""
@@ -228,6 +231,6 @@ def board_energy(config: Mapping[str, Any], *, samples: int, events_sent: int,
     events = {"spike": spikes * per, "synaptic_event": synaptic,
               "routed_event": delivered * per, "chip_crossing": crossings * per}
     priced = table.price(events)
-    return BoardEnergy(samples, events, priced.nj, priced.low_nj, priced.high_nj,
-                       priced.per_kind_nj, int(latency_us), table.verified, counted, note,
-                       by_dendrite)
+    return BoardEnergy(**vars(priced), latency_us=int(latency_us), verified=table.verified,
+                       note=note, samples=samples, events=events, counted=counted,
+                       synaptic_by_dendrite=by_dendrite)
