@@ -295,19 +295,14 @@ def _stack_routing(groups: list[tuple[int, scipy.sparse.csr_matrix]], rows: int
             stacked.data.astype(np.float64))
 
 
-def simulate(net: Any, spikes_in: np.ndarray, dt: float, window: float, record: bool,
-             synapse: str = "dpi"
-             ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-    """One batch ``(T, B, channels)`` of host events through ``net`` (an ``analog._Network``):
-    spike counts and final membrane currents ``(B, n)``, and sample 0's (times, neurons) when
-    ``record``; the contract of ``analog._simulate``."""
-    if numba is None:
-        raise ImportError("the compiled analog integrator needs numba (pip install numba)")
-    steps_model, batch, channels = spikes_in.shape
+def _network_arrays(net: Any, channels: int, dt: float, synapse: str) -> tuple:
+    """The kernel's arguments that depend on the network alone (routing, slots, neurons), built
+    once per network and step and kept on it: a simulator runs its batches on one network."""
+    key = (channels, float(dt), synapse)
+    cache = net.__dict__.setdefault("_compiled_arrays", {})
+    if key in cache:
+        return cache[key]
     slots, n = net.slots, net.size
-    steps = int(round(window / dt))
-    arrival = np.array([int(round(t * biases.DT_SECONDS / dt)) for t in range(steps_model)],
-                       dtype=np.int64)
     in_delay, in_ptr, in_idx, in_val = _stack_routing(net.input_groups, channels)
     nr_delay, nr_ptr, nr_idx, nr_val = _stack_routing(net.neuron_groups, n)
     ring = 1 + int(max(in_delay.max(initial=0), nr_delay.max(initial=0)))
@@ -321,34 +316,45 @@ def simulate(net: Any, spikes_in: np.ndarray, dt: float, window: float, record: 
     s_decay = np.asarray(net.synapse_decay, dtype=np.float64)
     dpi = synapse == "dpi"
     # per neuron, its slots and how each enters: +1 input, -1 subtracted, 0 the leak (SHUNT)
-    to_input = net.to_input.tocsc()
-    sign_of = np.asarray(to_input.sum(axis=0)).reshape(-1)
+    sign_of = np.asarray(net.to_input.sum(axis=0)).reshape(-1)
     order = np.argsort(net.slot_neuron, kind="stable")
-    n_ptr = np.zeros(n + 1, dtype=np.int64)
-    np.add.at(n_ptr, net.slot_neuron + 1, 1)
-    n_ptr = np.cumsum(n_ptr)
-    n_slot = order.astype(np.int64)
-    n_sign = sign_of[order].astype(np.int64)
+    n_ptr = np.cumsum(np.bincount(net.slot_neuron + 1, minlength=n + 1)).astype(np.int64)
     gain = np.asarray(net.gain, dtype=np.float64)
     leak = np.asarray(net.leak, dtype=np.float64)
     w_thr = np.asarray(net.threshold, dtype=np.float64) / gain
     rate_k = biases.KAPPA / (biases.C_MEM * biases.U_T)
+    cache[key] = (
+        in_delay, in_ptr, in_idx, in_val, nr_delay, nr_ptr, nr_idx, nr_val, ring, history,
+        s_decay, np.log(s_decay), 1.0 - s_decay, s_gain, 1.0 / s_gain, np.log(I_0 / s_gain),
+        I_0 / s_gain, whole, frac, dpi, I_0 if dpi else 0.0,
+        n_ptr, order.astype(np.int64), sign_of[order].astype(np.int64),
+        np.asarray(net.dc, dtype=np.float64), leak, gain, np.log(I_0 / gain), I_0 / gain, w_thr,
+        w_thr + np.log(w_thr), np.asarray(net.t_ref, dtype=np.float64),
+        -np.expm1(-dt * rate_k * leak), rate_k)
+    return cache[key]
+
+
+def simulate(net: Any, spikes_in: np.ndarray, dt: float, window: float, record: bool,
+             synapse: str = "dpi"
+             ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """One batch ``(T, B, channels)`` of host events through ``net`` (an ``analog._Network``):
+    spike counts and final membrane currents ``(B, n)``, and sample 0's (times, neurons) when
+    ``record``; the contract of ``analog._simulate``."""
+    if numba is None:
+        raise ImportError("the compiled analog integrator needs numba (pip install numba)")
+    steps_model, batch, channels = spikes_in.shape
+    n = net.size
+    steps = int(round(window / dt))
+    arrival = np.array([int(round(t * biases.DT_SECONDS / dt)) for t in range(steps_model)],
+                       dtype=np.int64)
     counts = np.zeros((batch, n), dtype=np.int64)
     membrane = np.zeros((batch, n))
     cap = steps * n if record else 1
     rec_times = np.zeros(cap)
     rec_neurons = np.zeros(cap, dtype=np.int64)
     rec_count = np.zeros(1, dtype=np.int64)
-    shunted = np.zeros(n, dtype=np.bool_)
-    shunted[net.slot_neuron[sign_of == 0]] = True
-    _kernel(np.ascontiguousarray(spikes_in, dtype=np.bool_), arrival, in_delay, in_ptr, in_idx,
-            in_val, nr_delay, nr_ptr, nr_idx, nr_val, ring, history,
-            s_decay, np.log(s_decay), 1.0 - s_decay, s_gain, 1.0 / s_gain, np.log(I_0 / s_gain),
-            I_0 / s_gain,
-            whole, frac, dpi, I_0 if dpi else 0.0,
-            n_ptr, n_slot, n_sign, np.asarray(net.dc, dtype=np.float64), leak, gain,
-            np.log(I_0 / gain), I_0 / gain, w_thr, w_thr + np.log(w_thr),
-            np.asarray(net.t_ref, dtype=np.float64), -np.expm1(-dt * rate_k * leak), rate_k,
+    _kernel(np.ascontiguousarray(spikes_in, dtype=np.bool_), arrival,
+            *_network_arrays(net, channels, dt, synapse),
             float(dt), steps, 0 if record else -1, rec_times, rec_neurons, rec_count,
             counts, membrane, RESIDUAL, _DRIVE_FLOOR)
     recorded = None
