@@ -72,7 +72,7 @@ from .report import REPORT_SCHEMA_VERSION, build_report, report_markdown
 __all__ = ["EXPORT_FORMAT", "EXPORT_FORMAT_VERSION", "REPORT_SCHEMA_VERSION", "EXPORT_FILES",
            "ExportError", "ExportResult", "DoesNotFit", "MappingError", "export_model",
            "export_graph", "resolve_target", "DEFAULT_READOUT_COPIES", "default_readout_copies",
-           "lower_model_file", "chip_graph",
+           "lower_model_file", "chip_graph", "read_graph_directory",
            "read_export", "load_export", "ExportDirectory", "export_graph_of", "build_report",
            "report_markdown", "model_overview", "dumps_json",
            "sha256_file"]
@@ -199,7 +199,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, *,
     resolved = resolve_target(target, chips)
     _check_destination(_absolute(out_dir), overwrite, (model_path.resolve(),))
     if (model_path / "graph.json").is_file():  # a graph directory ('eideploy import FILE.nir')
-        graph = _load_graph(model_path, model_path)
+        graph = read_graph_directory(model_path, model_path)
         return export_graph(graph, out_dir, target=resolved, seed=seed, overwrite=overwrite,
                             source={"kind": "graph", "file": model_path.name,
                                     "sha256": graph_sha256(graph)},
@@ -474,7 +474,7 @@ def _check_graph_doc(doc: Any, source: str) -> None:
         raise fail("meta", "must be an object")
 
 
-def _load_graph(directory: Path, out_dir: Path) -> EIGraph:
+def read_graph_directory(directory: Path, out_dir: Path) -> EIGraph:
     """An export's ``graph.json`` + ``weights.npz`` in ``directory``, read as untrusted files
     (bounded, no NaN, bounded nesting, numeric arrays) and checked (:func:`_check_arrays`)."""
     gpath = directory / "graph.json"
@@ -567,7 +567,7 @@ def load_export(out_dir: str | Path, *, complete: bool = True) -> ExportDirector
                               f"dynapse2.json {printable(block['name'], 40)} with "
                               f"{block['chips_per_board']}; {_NPZ_FIX}")
     if {"quantized/graph.json", "quantized/weights.npz"} <= present:
-        loaded.quantized = _load_graph(out_dir / "quantized", out_dir)
+        loaded.quantized = read_graph_directory(out_dir / "quantized", out_dir)
         if loaded.config is not None:
             chips = config_to_graph(loaded.config, source=printable(out_dir / "dynapse2.json"))
             differs = _same_graph(loaded.quantized, chips)
@@ -576,7 +576,7 @@ def load_export(out_dir: str | Path, *, complete: bool = True) -> ExportDirector
                                   f"(graph.json, weights.npz) differs from what dynapse2.json "
                                   f"holds ({differs}); {_NPZ_FIX}")
     if {"graph.json", "weights.npz"} <= present:
-        loaded.graph = _load_graph(out_dir, out_dir)
+        loaded.graph = read_graph_directory(out_dir, out_dir)
         reference = loaded.quantized
         if reference is not None and [(p.name, p.role, tuple(p.shape))
                                       for p in loaded.graph.populations] != [

@@ -18,7 +18,7 @@ from typing import Any
 from ..atomic import atomic_write_bytes, sha256_file, staged_directory
 from ..graph.ir import EIGraph
 from ..targets.nir import DEFAULT_DT, ImportOptions, NIRImport, read_nir, write_nir
-from .export import ExportError, _load_graph, lower_model_file
+from .export import ExportError, lower_model_file, read_graph_directory
 
 __all__ = ["export_nir", "import_nir", "load_graph_or_model", "is_graph_directory",
            "IMPORT_RECORD"]
@@ -38,7 +38,7 @@ def load_graph_or_model(path: str | Path, purpose: str = "exported"
     (``graph.json`` + ``weights.npz``, read bounded); ``source`` names it for a manifest."""
     path = Path(path)
     if is_graph_directory(path):
-        graph = _load_graph(path, path)
+        graph = read_graph_directory(path, path)
         return graph, {"kind": "graph", "file": path.name, "name": graph.name}
     if path.is_dir():
         raise ExportError(f"{path}: a directory without graph.json; give a model.pt or a graph "
