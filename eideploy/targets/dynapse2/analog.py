@@ -56,7 +56,7 @@ import scipy.sparse
 from ...graph.host import Host, readout_decision
 from ...graph.ir import DivisionSettings, EIGraph
 from ...quant import subset_sums
-from . import analog_fast, biases
+from . import analog_fast, analog_piecewise, biases
 from .compile import (
     DC_BIAS,
     DENDRITE_GAIN_BIAS,
@@ -96,9 +96,11 @@ SYNAPSE_MODELS = ("dpi", "linear")
 #: The core-shared bias of delay class 1, 2, 3 (CAM entry flags: bit 0 ``precise_delay``, bit 1
 #: ``mismatched_delay``): the target's ``[biases] delays`` order.
 DELAY_BIASES = ("SYPD_DLY0_P", "SYPD_DLY1_P", "SYPD_DLY2_P")
-#: The integrators of the same equations: ``"fast"`` (``analog_fast.simulate``, the default)
-#: and ``"reference"`` (``_simulate``); ``benchmarks/analog.py`` compares them.
-INTEGRATORS = ("fast", "reference")
+#: The integrators of the same equations: ``"piecewise"`` (``analog_piecewise.simulate``, the
+#: default: a 50 us step, spike times and pulse edges exact, the neuron in closed form between
+#: steps), ``"fast"`` (``analog_fast.simulate``: the reference's steps, compiled) and
+#: ``"reference"`` (``_simulate``, numpy); ``benchmarks/analog.py`` compares them.
+INTEGRATORS = ("piecewise", "fast", "reference")
 #: Smallest mismatch factor: a current stays positive even at a 5-sigma draw of 20% mismatch.
 MISMATCH_FLOOR = 0.05
 #: The host counts readout spikes for ``T + TAIL_STEPS`` model steps: the analog chain needs
@@ -738,9 +740,12 @@ class AnalogSimulator:
     hold (``"derived"`` or ``"dynapsim"``); ``batch_size`` bounds the samples simulated at once.
     What-if knobs: ``overrides`` (``{role: {BIAS: current}}``, see :func:`core_biases`) and
     ``mismatch_populations`` (mismatch only the neurons of these populations and the synapses
-    onto them; the same draws as a full mismatch). ``integrator``: ``"fast"`` (default,
-    ``analog_fast``: the state in the log domain) or ``"reference"`` (``_simulate``, the
-    equations as written in the module doc); the same steps and spikes.
+    onto them; the same draws as a full mismatch). ``integrator``: ``"piecewise"`` (default,
+    ``analog_piecewise``: steps of ``step`` seconds, default 50 us, with exact spike and pulse
+    times; its spike counts within 1% of the reference's), ``"fast"`` (``analog_fast``: the
+    reference's ``dt`` steps, compiled; the same spikes) or ``"reference"`` (``_simulate``, the
+    equations as written in the module doc). The compiled integrators fall back to the reference
+    where numba is missing.
     """
 
     def __init__(self, config: Mapping[str, Any], *, mismatch: float = 0.0, seed: int = 0,
@@ -748,13 +753,22 @@ class AnalogSimulator:
                  source: str = "<config>",
                  overrides: Mapping[str, Mapping[str, float]] | None = None,
                  mismatch_populations: Collection[str] | None = None,
-                 synapse: str = "dpi", integrator: str = "fast") -> None:
+                 synapse: str = "dpi", integrator: str = "piecewise",
+                 step: float | None = None) -> None:
         self.dt = DEFAULT_DT if dt is None else float(dt)
+        self.step = max(analog_piecewise.DEFAULT_STEP, self.dt) if step is None else float(step)
         if synapse not in SYNAPSE_MODELS:
             raise ValueError(f"synapse must be one of {SYNAPSE_MODELS}, got {synapse!r}")
         if integrator not in INTEGRATORS:
             raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
         self.synapse, self.integrator = synapse, integrator
+        per_model = biases.DT_SECONDS / self.step if self.step > 0 else math.inf
+        if integrator == "piecewise" and not (math.isfinite(per_model) and
+                                              self.step >= self.dt * (1 - 1e-9) and
+                                              abs(per_model - round(per_model)) < 1e-6):
+            raise ValueError(f"step must be a whole fraction of the model step "
+                             f"({biases.DT_SECONDS} s) no shorter than dt ({self.dt} s), got "
+                             f"{step}")
         if not 0 < self.dt <= biases.DT_SECONDS / 10:
             raise ValueError(f"dt must be in (0, {biases.DT_SECONDS / 10}] s (a tenth of a model "
                              f"step at least), got {dt}")
@@ -791,10 +805,16 @@ class AnalogSimulator:
         recorded = None
         for start in range(0, batch, self.batch_size):
             part = spikes_in[:, start:start + self.batch_size]
-            simulate = (analog_fast.simulate if self.integrator == "fast"
-                        and analog_fast.available() else _simulate)
-            c, m, r = simulate(net, part, self.dt, self.window, raster and start == 0,
-                               synapse=self.synapse)
+            record = raster and start == 0
+            if self.integrator == "reference" or not analog_fast.available():
+                c, m, r = _simulate(net, part, self.dt, self.window, record,
+                                    synapse=self.synapse)
+            elif self.integrator == "fast":
+                c, m, r = analog_fast.simulate(net, part, self.dt, self.window, record,
+                                               synapse=self.synapse)
+            else:
+                c, m, r = analog_piecewise.simulate(net, part, self.dt, self.window, record,
+                                                    synapse=self.synapse, step=self.step)
             totals += c.sum(axis=0)
             counts.append(c[:, net.populations[self.readout]])
             membranes.append(m[:, net.populations[self.readout]])
