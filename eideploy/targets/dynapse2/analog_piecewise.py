@@ -142,14 +142,23 @@ if analog_fast.numba is not None:
         return v, math.exp(v)
 
     @njit(inline="always")
-    def _linear_step(c, w0, h_tau):
+    def _linear_step(c, w0, h_tau, decay):
         """``w`` after :func:`_dpi_step` where ``w`` and ``c`` are above ``LINEAR``: ``c - w``
         decays at ``w / ((1 + w) tau)``, within 2% of ``1 / tau``, taken at the step's start and
-        at its mean (Heun); no logarithm (``ln w`` is left to be found where needed)."""
-        x = h_tau * w0 / (1.0 + w0)
-        w1 = c + (w0 - c) * math.exp(-x)
-        wm = 0.5 * (w0 + w1)
-        return c + (w0 - c) * math.exp(-0.5 * (x + h_tau * wm / (1.0 + wm)))
+        at its mean (Heun). ``decay = e^-h_tau``; the rest of each exponential,
+        ``e^(h_tau / (1 + w))``, is a short series. No logarithm (``ln w`` is left to be found
+        where needed)."""
+        x0 = h_tau / (1.0 + w0)
+        w1 = c + (w0 - c) * decay * (1.0 + _expm1_small(x0))
+        xm = h_tau / (1.0 + 0.5 * (w0 + w1))
+        return c + (w0 - c) * decay * (1.0 + _expm1_small(0.5 * (x0 + xm)))
+
+    @njit(inline="always")
+    def _expm1_small(x):
+        """``e^x - 1``: the series where ``|x| <= 0.05`` (``analog_fast._series_exp``)."""
+        if -0.05 <= x <= 0.05:
+            return analog_fast._series_exp(x)
+        return math.expm1(x)
 
     @njit(inline="always")
     def _snap(x):
@@ -259,7 +268,7 @@ if analog_fast.numba is not None:
                         else:
                             c = dr * s_inv_gain[s] - 1.0
                             if w0 > LINEAR and c > LINEAR:
-                                w, v = _linear_step(c, w0, s_h_tau[s]), math.nan
+                                w, v = _linear_step(c, w0, s_h_tau[s], s_decay[s]), math.nan
                             else:
                                 v0 = sv[s]
                                 if v0 != v0:
@@ -352,7 +361,7 @@ if analog_fast.numba is not None:
                         else:
                             target = c
                         if w > LINEAR and target > LINEAR:
-                            w, v = _linear_step(target, w, ht), math.nan
+                            w, v = _linear_step(target, w, ht, math.exp(-ht)), math.nan
                         else:
                             if v != v:
                                 v = math.log(w)
