@@ -4,7 +4,7 @@ run, on the same network, inputs and mismatch draw (docs/analog-model.md §5).
 The network is an export's ``dynapse2.json`` (default: the shipped digits model, exported to a
 temporary directory); the inputs the first ``--samples`` images of its test split. Each pass runs
 the reference integrator (one thread: numpy, 10 us steps), the compiled copy of its steps
-(``fast``) and the piecewise integrator (the default, 50 us steps with exact spike times) on one
+(``fast``) and the piecewise integrator (the default, 100 us steps with exact spike times) on one
 thread, and the piecewise one on ``--threads`` threads (default: every core), alternately, and
 the median CPU and wall time over ``--repeats`` passes is reported, so that a shared machine's
 drifts hit every column alike. Each population's spike count is compared with the reference's:

@@ -97,7 +97,7 @@ SYNAPSE_MODELS = ("dpi", "linear")
 #: ``mismatched_delay``): the target's ``[biases] delays`` order.
 DELAY_BIASES = ("SYPD_DLY0_P", "SYPD_DLY1_P", "SYPD_DLY2_P")
 #: The integrators of the same equations: ``"piecewise"`` (``analog_piecewise.simulate``, the
-#: default: a 50 us step, spike times and pulse edges exact, the neuron in closed form between
+#: default: a 100 us step, spike times and pulse edges exact, the neuron in closed form between
 #: steps), ``"fast"`` (``analog_fast.simulate``: the reference's steps, compiled) and
 #: ``"reference"`` (``_simulate``, numpy); ``benchmarks/analog.py`` compares them.
 INTEGRATORS = ("piecewise", "fast", "reference")
@@ -741,7 +741,7 @@ class AnalogSimulator:
     What-if knobs: ``overrides`` (``{role: {BIAS: current}}``, see :func:`core_biases`) and
     ``mismatch_populations`` (mismatch only the neurons of these populations and the synapses
     onto them; the same draws as a full mismatch). ``integrator``: ``"piecewise"`` (default,
-    ``analog_piecewise``: steps of ``step`` seconds, default 50 us, with exact spike and pulse
+    ``analog_piecewise``: steps of ``step`` seconds, default 100 us, with exact spike and pulse
     times; its spike counts within 1% of the reference's), ``"fast"`` (``analog_fast``: the
     reference's ``dt`` steps, compiled; the same spikes) or ``"reference"`` (``_simulate``, the
     equations as written in the module doc). The compiled integrators fall back to the reference
