@@ -49,16 +49,23 @@ def test_the_compiled_integrator_gives_the_reference_spikes_on_the_digits_model(
     assert ref.counts.sum() > 1000  # a busy network, not a silent one
 
 
-def test_the_compiled_integrator_follows_the_linear_synapse_and_delay_classes(dynapse2):
+def delay_class_cases(dynapse2):
+    """The counting network without and with a CAM delay class, under both synapse equations at
+    15% mismatch: ``(config, inputs, simulator keyword arguments)`` per case."""
     target = dynapse2.with_chips(1)
     x = np.random.default_rng(2).uniform(0.2, 1.0, (6, 16))
     for delay in (0.0, 0.4e-3):
         policy = dataclasses.replace(DEFAULT_POLICY, excitation_delay=delay)
         config = compile_graph(_counting_graph(), target, policy=policy).config
         for synapse in ("dpi", "linear"):
-            fast, ref = _both(config, x, mismatch=0.15, seed=1, synapse=synapse)
-            np.testing.assert_array_equal(fast.counts, ref.counts)
-            assert ref.counts.sum() > 50
+            yield config, x, {"mismatch": 0.15, "seed": 1, "synapse": synapse}
+
+
+def test_the_compiled_integrator_follows_the_linear_synapse_and_delay_classes(dynapse2):
+    for config, x, kwargs in delay_class_cases(dynapse2):
+        fast, ref = _both(config, x, **kwargs)
+        np.testing.assert_array_equal(fast.counts, ref.counts)
+        assert ref.counts.sum() > 50
 
 
 def test_an_unknown_integrator_is_refused(digits):

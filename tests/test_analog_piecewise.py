@@ -4,16 +4,16 @@ without mismatch, the f-I curve of the closed form, and the linear synapse and d
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 from test_analog import _counting_graph  # tests/ is on sys.path (pytest prepend)
+from test_analog_fast import delay_class_cases
 
 from eideploy.targets.dynapse2 import analog_fast, analog_piecewise, biases
 from eideploy.targets.dynapse2.analog import TAIL_STEPS, AnalogSimulator, dpi_rate
-from eideploy.targets.dynapse2.compile import DC_BIAS, DEFAULT_POLICY, compile_graph
+from eideploy.targets.dynapse2.compile import DC_BIAS, compile_graph
 
 pytestmark = pytest.mark.skipif(not analog_fast.available(), reason="numba is not installed")
 
@@ -96,18 +96,12 @@ def test_a_dc_driven_neuron_fires_at_the_closed_form_rate(dynapse2):
 
 
 def test_piecewise_follows_the_linear_synapse_and_delay_classes(dynapse2):
-    target = dynapse2.with_chips(1)
-    x = np.random.default_rng(2).uniform(0.2, 1.0, (6, 16))
-    for delay in (0.0, 0.4e-3):
-        policy = dataclasses.replace(DEFAULT_POLICY, excitation_delay=delay)
-        config = compile_graph(_counting_graph(), target, policy=policy).config
-        for synapse in ("dpi", "linear"):
-            kwargs = {"mismatch": 0.15, "seed": 1, "synapse": synapse}
-            ours = AnalogSimulator(config, **kwargs).run(x).counts
-            theirs = AnalogSimulator(config, integrator="reference", **kwargs).run(x).counts
-            assert theirs.sum() > 50
-            assert abs(int(ours.sum()) - int(theirs.sum())) <= max(2, 0.01 * theirs.sum()), \
-                (delay, synapse, ours.sum(), theirs.sum())
+    for config, x, kwargs in delay_class_cases(dynapse2):
+        ours = AnalogSimulator(config, **kwargs).run(x).counts
+        theirs = AnalogSimulator(config, integrator="reference", **kwargs).run(x).counts
+        assert theirs.sum() > 50
+        assert abs(int(ours.sum()) - int(theirs.sum())) <= max(2, 0.01 * theirs.sum()), \
+            (kwargs, ours.sum(), theirs.sum())
 
 
 def test_the_raster_holds_every_counted_spike_in_time_order(digits):

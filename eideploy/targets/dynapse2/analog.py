@@ -762,13 +762,8 @@ class AnalogSimulator:
         if integrator not in INTEGRATORS:
             raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
         self.synapse, self.integrator = synapse, integrator
-        per_model = biases.DT_SECONDS / self.step if self.step > 0 else math.inf
-        if integrator == "piecewise" and not (math.isfinite(per_model) and
-                                              self.step >= self.dt * (1 - 1e-9) and
-                                              abs(per_model - round(per_model)) < 1e-6):
-            raise ValueError(f"step must be a whole fraction of the model step "
-                             f"({biases.DT_SECONDS} s) no shorter than dt ({self.dt} s), got "
-                             f"{step}")
+        if integrator == "piecewise":
+            analog_piecewise.check_step(self.step, self.dt)
         if not 0 < self.dt <= biases.DT_SECONDS / 10:
             raise ValueError(f"dt must be in (0, {biases.DT_SECONDS / 10}] s (a tenth of a model "
                              f"step at least), got {dt}")

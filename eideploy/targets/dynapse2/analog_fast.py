@@ -39,6 +39,9 @@ __all__ = ["simulate", "available", "RESIDUAL", "set_threads"]
 #: Largest residual ``|e^v + v - u|`` (relative to ``1 + |u|``) a solve leaves (~1e-11 relative
 #: in ``w``; the reference's omega reaches 2e-9); above it the step is solved from scratch.
 RESIDUAL = 1e-11
+#: The membrane's rate per ampere of leak: ``1 / tau = RATE_K I_leak`` (``tau = C U_T / (kappa
+#: I_leak)``).
+RATE_K = biases.KAPPA / (biases.C_MEM * biases.U_T)
 #: Below this drive (A) a synapse is undriven: ``analog._DRIVE_FLOOR``.
 _DRIVE_FLOOR = 1e-3 * I_0
 
@@ -127,6 +130,37 @@ if numba is not None:
             return _omega_scalar(u)
         return v2, w2
 
+    @njit(inline="always")
+    def _neuron_input(j, n_ptr, n_slot, n_sign, excess, dc, leak):
+        """Neuron ``j``'s input and leak currents from its slots' excess currents (``+1`` AMPA
+        adds to the input, ``-1`` GABA subtracts, ``0`` SHUNT adds to the leak), and whether a
+        SHUNT slot is among them."""
+        i_in = dc[j]
+        i_leak = leak[j]
+        shunted = False
+        for e in range(n_ptr[j], n_ptr[j + 1]):
+            sg = n_sign[e]
+            if sg > 0:
+                i_in += excess[n_slot[e]]
+            elif sg < 0:
+                i_in -= excess[n_slot[e]]
+            else:
+                i_leak += excess[n_slot[e]]
+                shunted = True
+        return i_in, i_leak, shunted
+
+    @njit(inline="always")
+    def _refractory(timer, j, step):
+        """The part of a step of ``step`` seconds that neuron ``j`` integrates: what follows
+        its refractory timer, which runs down by the rest."""
+        h = step - timer[j]
+        if h < 0.0:
+            h = 0.0
+        elif h > step:
+            h = step
+        timer[j] -= step - h
+        return h
+
     @njit(parallel=True)
     def _kernel(spikes_in, arrival_step, in_delay, in_ptr, in_idx, in_val,
                 nr_delay, nr_ptr, nr_idx, nr_val, ring, history,
@@ -212,25 +246,9 @@ if numba is not None:
                 any_fired = False
                 for j in range(n):
                     fired[j] = False
-                    i_in = dc[j]
-                    i_leak = leak[j]
-                    shunted = False
-                    for e in range(n_ptr[j], n_ptr[j + 1]):
-                        sg = n_sign[e]
-                        if sg > 0:
-                            i_in += excess[n_slot[e]]
-                        elif sg < 0:
-                            i_in -= excess[n_slot[e]]
-                        else:
-                            i_leak += excess[n_slot[e]]
-                            shunted = True
-                    # refractory: only the part of the step after the timer integrates
-                    h = dt - timer[j]
-                    if h < 0.0:
-                        h = 0.0
-                    elif h > dt:
-                        h = dt
-                    timer[j] -= dt - h
+                    i_in, i_leak, shunted = _neuron_input(j, n_ptr, n_slot, n_sign, excess, dc,
+                                                          leak)
+                    h = _refractory(timer, j, dt)
                     if h <= 0.0:
                         continue
                     v_old = nv[j]
@@ -295,6 +313,22 @@ def _stack_routing(groups: list[tuple[int, scipy.sparse.csr_matrix]], rows: int
             stacked.data.astype(np.float64))
 
 
+def network_basics(net: Any, channels: int) -> tuple:
+    """What both compiled integrators take from a network whatever their step: the stacked
+    routing of the host's channels and of the neurons (delays in ``dt`` steps), per neuron its
+    slots and how each enters (``n_ptr``, the slots in neuron order, their signs: +1 input,
+    -1 subtracted, 0 the leak), and the neurons' gain, leak and threshold in ``w`` units."""
+    n = net.size
+    sign_of = np.asarray(net.to_input.sum(axis=0)).reshape(-1)
+    order = np.argsort(net.slot_neuron, kind="stable")
+    gain = np.asarray(net.gain, dtype=np.float64)
+    return (*_stack_routing(net.input_groups, channels), *_stack_routing(net.neuron_groups, n),
+            np.cumsum(np.bincount(net.slot_neuron + 1, minlength=n + 1)).astype(np.int64),
+            order.astype(np.int64), sign_of[order].astype(np.int64), gain,
+            np.asarray(net.leak, dtype=np.float64),
+            np.asarray(net.threshold, dtype=np.float64) / gain)
+
+
 def _network_arrays(net: Any, channels: int, dt: float, synapse: str) -> tuple:
     """The kernel's arguments that depend on the network alone (routing, slots, neurons), built
     once per network and step and kept on it: a simulator runs its batches on one network."""
@@ -302,9 +336,9 @@ def _network_arrays(net: Any, channels: int, dt: float, synapse: str) -> tuple:
     cache = net.__dict__.setdefault("_compiled_arrays", {})
     if key in cache:
         return cache[key]
-    slots, n = net.slots, net.size
-    in_delay, in_ptr, in_idx, in_val = _stack_routing(net.input_groups, channels)
-    nr_delay, nr_ptr, nr_idx, nr_val = _stack_routing(net.neuron_groups, n)
+    slots = net.slots
+    (in_delay, in_ptr, in_idx, in_val, nr_delay, nr_ptr, nr_idx, nr_val, n_ptr, n_slot, n_sign,
+     gain, leak, w_thr) = network_basics(net, channels)
     ring = 1 + int(max(in_delay.max(initial=0), nr_delay.max(initial=0)))
     whole = np.zeros(slots, dtype=np.int64)
     frac = np.zeros(slots)
@@ -315,22 +349,13 @@ def _network_arrays(net: Any, channels: int, dt: float, synapse: str) -> tuple:
     s_gain = np.asarray(net.synapse_gain, dtype=np.float64)
     s_decay = np.asarray(net.synapse_decay, dtype=np.float64)
     dpi = synapse == "dpi"
-    # per neuron, its slots and how each enters: +1 input, -1 subtracted, 0 the leak (SHUNT)
-    sign_of = np.asarray(net.to_input.sum(axis=0)).reshape(-1)
-    order = np.argsort(net.slot_neuron, kind="stable")
-    n_ptr = np.cumsum(np.bincount(net.slot_neuron + 1, minlength=n + 1)).astype(np.int64)
-    gain = np.asarray(net.gain, dtype=np.float64)
-    leak = np.asarray(net.leak, dtype=np.float64)
-    w_thr = np.asarray(net.threshold, dtype=np.float64) / gain
-    rate_k = biases.KAPPA / (biases.C_MEM * biases.U_T)
     cache[key] = (
         in_delay, in_ptr, in_idx, in_val, nr_delay, nr_ptr, nr_idx, nr_val, ring, history,
         s_decay, np.log(s_decay), 1.0 - s_decay, s_gain, 1.0 / s_gain, np.log(I_0 / s_gain),
         I_0 / s_gain, whole, frac, dpi, I_0 if dpi else 0.0,
-        n_ptr, order.astype(np.int64), sign_of[order].astype(np.int64),
-        np.asarray(net.dc, dtype=np.float64), leak, gain, np.log(I_0 / gain), I_0 / gain, w_thr,
-        w_thr + np.log(w_thr), np.asarray(net.t_ref, dtype=np.float64),
-        -np.expm1(-dt * rate_k * leak), rate_k)
+        n_ptr, n_slot, n_sign, np.asarray(net.dc, dtype=np.float64), leak, gain,
+        np.log(I_0 / gain), I_0 / gain, w_thr, w_thr + np.log(w_thr),
+        np.asarray(net.t_ref, dtype=np.float64), -np.expm1(-dt * RATE_K * leak), RATE_K)
     return cache[key]
 
 

@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 
 from . import analog_fast, biases
-from .analog_fast import _DRIVE_FLOOR, RESIDUAL, _stack_routing
+from .analog_fast import _DRIVE_FLOOR, RATE_K, RESIDUAL
 from .compile import I_0
 
-__all__ = ["simulate", "DEFAULT_STEP"]
+__all__ = ["simulate", "check_step", "DEFAULT_STEP"]
 
 #: The coarse step (s): a tenth of a model step, a sixth of a pulse, the fastest synapse's time
 #: constant. Every population's spike count within 0.5% of the reference's on the digits and
@@ -59,6 +59,8 @@ if analog_fast.numba is not None:
 
     njit = analog_fast.njit
     _near = analog_fast._solve
+    _neuron_input = analog_fast._neuron_input
+    _refractory = analog_fast._refractory
 
     @njit(inline="always")
     def _solve(u, v, w, residual):
@@ -210,7 +212,7 @@ if analog_fast.numba is not None:
     @njit(parallel=True)
     def _kernel(spikes_in, arrival_step, in_delay, in_ptr, in_idx, in_val,
                 nr_delay, nr_ptr, nr_idx, nr_val, rows, p_whole, p_frac,
-                s_decay, s_log_decay, s_open, s_inv_open, s_h_tau, s_mean, s_gain, s_inv_gain,
+                s_decay, s_log_decay, s_inv_open, s_h_tau, s_mean, s_gain, s_inv_gain,
                 s_v0, s_w0,
                 dpi, rest, n_ptr, n_slot, n_sign, dc, leak, gain, n_v0, n_w0, w_thr, v_thr,
                 t_ref, rate_k, step, steps, model_dt, per_step, record_sample, rec_times,
@@ -296,23 +298,8 @@ if analog_fast.numba is not None:
                         excess[s] = target + (w0 - target) * m
                 n_fired = 0
                 for j in range(n):
-                    i_in = dc[j]
-                    i_leak = leak[j]
-                    for e in range(n_ptr[j], n_ptr[j + 1]):
-                        sg = n_sign[e]
-                        if sg > 0:
-                            i_in += excess[n_slot[e]]
-                        elif sg < 0:
-                            i_in -= excess[n_slot[e]]
-                        else:
-                            i_leak += excess[n_slot[e]]
-                    # refractory: only the part of the step after the timer integrates
-                    h = step - timer[j]
-                    if h < 0.0:
-                        h = 0.0
-                    elif h > step:
-                        h = step
-                    timer[j] -= step - h
+                    i_in, i_leak, _ = _neuron_input(j, n_ptr, n_slot, n_sign, excess, dc, leak)
+                    h = _refractory(timer, j, step)
                     if h <= 0.0:
                         continue
                     v = nv[j]
@@ -409,9 +396,9 @@ def _network_arrays(net: Any, channels: int, dt: float, step: float, synapse: st
     cache = net.__dict__.setdefault("_compiled_arrays", {})
     if key in cache:
         return cache[key]
-    slots, n = net.slots, net.size
-    in_delay, in_ptr, in_idx, in_val = _stack_routing(net.input_groups, channels)
-    nr_delay, nr_ptr, nr_idx, nr_val = _stack_routing(net.neuron_groups, n)
+    slots = net.slots
+    (in_delay, in_ptr, in_idx, in_val, nr_delay, nr_ptr, nr_idx, nr_val, n_ptr, n_slot, n_sign,
+     gain, leak, w_thr) = analog_fast.network_basics(net, channels)
     width = np.zeros(slots)
     for members, whole, frac in net.pulse_groups:
         width[members] = (whole + frac) * dt
@@ -426,28 +413,30 @@ def _network_arrays(net: Any, channels: int, dt: float, step: float, synapse: st
     mean = -np.expm1(-step / tau) / (step / tau)  # (1 - e^-x) / x: the mean of e^(-t / tau)
     s_gain = np.asarray(net.synapse_gain, dtype=np.float64)
     dpi = synapse == "dpi"
-    sign_of = np.asarray(net.to_input.sum(axis=0)).reshape(-1)
-    order = np.argsort(net.slot_neuron, kind="stable")
-    n_ptr = np.cumsum(np.bincount(net.slot_neuron + 1, minlength=n + 1)).astype(np.int64)
-    gain = np.asarray(net.gain, dtype=np.float64)
-    w_thr = np.asarray(net.threshold, dtype=np.float64) / gain
     t_ref = np.asarray(net.t_ref, dtype=np.float64)
-    leak = np.asarray(net.leak, dtype=np.float64)
-    rate_k = biases.KAPPA / (biases.C_MEM * biases.U_T)
     # spikes one neuron can fire in a step: its refractory period bounds them; a neuron whose
     # bias gives none to speak of is held to MAX_PER_STEP (it has fired that fast in no circuit)
     per_step = 2 + int(min(math.ceil(step / max(float(t_ref.min(initial=step)), 1e-15)),
                            MAX_PER_STEP))
     cache[key] = (
         in_delay * dt, in_ptr, in_idx, in_val, nr_delay * dt, nr_ptr, nr_idx, nr_val, rows,
-        p_whole, p_frac, decay, np.log(decay), 1.0 - decay, 1.0 / (1.0 - decay), step / tau,
+        p_whole, p_frac, decay, np.log(decay), 1.0 / (1.0 - decay), step / tau,
         mean, s_gain, 1.0 / s_gain,
         np.log(I_0 / s_gain), I_0 / s_gain, dpi, I_0 if dpi else 0.0,
-        n_ptr, order.astype(np.int64), sign_of[order].astype(np.int64),
-        np.asarray(net.dc, dtype=np.float64), leak, gain,
-        np.log(I_0 / gain), I_0 / gain, w_thr, np.log(w_thr), t_ref,
-        rate_k, per_step)
+        n_ptr, n_slot, n_sign, np.asarray(net.dc, dtype=np.float64), leak, gain,
+        np.log(I_0 / gain), I_0 / gain, w_thr, np.log(w_thr), t_ref, RATE_K, per_step)
     return cache[key]
+
+
+def check_step(step: float, dt: float) -> float:
+    """The steps per model step; a ``ValueError`` unless ``step`` is a whole fraction of the
+    model step (``biases.DT_SECONDS``) no shorter than ``dt``."""
+    per_model = biases.DT_SECONDS / step if step > 0 else math.inf
+    if not (math.isfinite(per_model) and step >= dt * (1 - 1e-9)
+            and abs(per_model - round(per_model)) < 1e-6):
+        raise ValueError(f"step must be a whole fraction of the model step "
+                         f"({biases.DT_SECONDS} s) no shorter than dt ({dt} s), got {step}")
+    return per_model
 
 
 def simulate(net: Any, spikes_in: np.ndarray, dt: float, window: float, record: bool,
@@ -457,10 +446,7 @@ def simulate(net: Any, spikes_in: np.ndarray, dt: float, window: float, record: 
     built at ``dt``) on steps of ``step`` seconds: the contract of ``analog._simulate``."""
     if analog_fast.numba is None:
         raise ImportError("the piecewise analog integrator needs numba (pip install numba)")
-    per_model = biases.DT_SECONDS / step
-    if abs(per_model - round(per_model)) > 1e-6 or step < dt * (1 - 1e-9):
-        raise ValueError(f"step must divide the model step ({biases.DT_SECONDS} s) and be at "
-                         f"least dt ({dt} s), got {step}")
+    per_model = check_step(step, dt)
     steps_model, batch, channels = spikes_in.shape
     n = net.size
     steps = int(round(window / step))
