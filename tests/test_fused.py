@@ -19,9 +19,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from eideploy.nn import LIF, EIConv2d, EILinear, EIOptions, ei_init
+from eideploy.nn import _kernels
 from eideploy.nn import functional as EF
 
 TOL = {"rtol": 1e-10, "atol": 1e-12}
+SHIPPED_MIN_ELEMENTS = _kernels.MIN_ELEMENTS  # before the fixture below patches it
+
+
+@pytest.fixture(autouse=True, params=["torch", "compiled"])
+def elementwise(request, monkeypatch) -> str:
+    """Every test here runs twice: with the E-I circuit's element-wise work as torch operations
+    and as the compiled CPU pass (``nn._kernels``), which the small test tensors would otherwise
+    never reach."""
+    monkeypatch.setattr(_kernels, "MIN_ELEMENTS", 0 if request.param == "compiled" else 1 << 62)
+    return request.param
 N_E, N_I = 8, 3
 ZERO_SAMPLE = 1  # its input is all zero, so its divisor row is all zero (Stab leaves +inf)
 SILENT_E = 2  # this excitatory channel gets no inhibition (zero row of W_EI): I_div = 0
@@ -297,7 +308,7 @@ def test_fused_circuit_traces_into_one_torch_compile_graph(readout: bool):
 
 
 @pytest.mark.parametrize(("size", "stride", "padding"),
-                         [(2, 1, 1), (4, 2, 1), (3, 1, 0), (5, 1, 1)])
+                         [(2, 1, 1), (4, 2, 1), (3, 1, 0), (4, 1, 1), (5, 1, 1)])
 def test_projection_conv_equals_torch_conv_in_value_and_both_gradients(size: int, stride: int,
                                                                        padding: int):
     """``EF.conv2d``: on maps of at most EF.UNFOLD_MAX_POSITIONS outputs the weight gradient is
@@ -315,3 +326,54 @@ def test_projection_conv_equals_torch_conv_in_value_and_both_gradients(size: int
         torch.testing.assert_close(got, want, **TOL)
     assert (out.grad_fn.name() == "_SmallMapConv2dBackward") == (
         out.shape[2] * out.shape[3] <= EF.UNFOLD_MAX_POSITIONS)
+
+
+@pytest.mark.parametrize("positions", [(16, 16), (4, 4)])  # the matmul and the 1x1 conv path
+def test_compiled_elementwise_pass_runs_and_agrees_with_the_torch_operations_in_float32(
+        positions: tuple[int, int], monkeypatch):
+    """A VGG-sized float32 layer (above ``_kernels.MIN_ELEMENTS``, so the default takes the
+    compiled pass), with an exact zero in a divisor row, through both paths: the same values
+    and gradients to float32 round-off, and the compiled pass really ran."""
+    gen = torch.Generator().manual_seed(4)
+    n_e, n_i = 64, 16
+    both0 = torch.rand(32, n_e + n_i, *positions, generator=gen)
+    both0[3, n_e:, 0, 0] = 0  # r_I = 0 at one position of sample 3: I_div = 0 there
+    both0[5, n_e:] = 0  # all of sample 5: its divisor row is all zero
+    params = [torch.rand(n_e, n_i, generator=gen) / n_i, torch.rand(n_i, generator=gen) + 0.5,
+              torch.rand(n_e, generator=gen) + 0.5, torch.rand(n_e, generator=gen) - 0.5]
+    upstream = torch.randn(32, n_e, *positions, generator=gen)
+    calls = []
+    for name in ("integrate_forward", "integrate_backward"):
+        real = getattr(_kernels, name)
+        monkeypatch.setattr(_kernels, name,
+                            lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    results = {}
+    assert 32 * 2 * n_e * positions[0] * positions[1] >= SHIPPED_MIN_ELEMENTS
+    for path, threshold in (("torch", 1 << 62), ("compiled", SHIPPED_MIN_ELEMENTS)):
+        monkeypatch.setattr(_kernels, "MIN_ELEMENTS", threshold)
+        leaves = [both0.clone().requires_grad_()] + [p.clone().requires_grad_() for p in params]
+        out = EF.ei_integrate_fused(*leaves)
+        results[path] = (out.detach(), torch.autograd.grad(out, leaves, upstream))
+    assert calls == ["integrate_forward", "integrate_backward"]
+    (out_t, grads_t), (out_c, grads_c) = results["torch"], results["compiled"]
+    assert bool(torch.isfinite(out_c).all()) and float(out_t.std()) > 0
+    torch.testing.assert_close(out_c, out_t, rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads_c, grads_t, strict=True):
+        scale = float(want.abs().max())  # sums of 8192 signed terms: round-off of the largest
+        assert scale > 0
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_compiled_pass_leaves_torch_thread_count_as_it_was():
+    """numba's OpenMP pool shares libgomp with torch; launching it must not widen torch's
+    intra-op threads (a one-thread training step ran its convolutions on every core)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        mixed = torch.rand(4, 2 * N_E, 16) + 0.1
+        out = _kernels.integrate_forward(torch.rand(4, N_E + N_I, 16), mixed, torch.rand(N_E),
+                                         torch.rand(N_E), 0.0)
+        assert bool(torch.isfinite(out).all())
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from . import _kernels
+
 __all__ = [
     "LIFParameters",
     "channel_view",
@@ -424,6 +426,14 @@ class _EIIntegrate(torch.autograd.Function):
         r_i = _interneurons(both3[:, n_e:], inhibitory, theta_i)
         mixed = _mix(torch.cat([-w_ei, w_ei * gain_i]), r_i)  # [-I_sub | I_div]
         num, div = mixed[:, :n_e], mixed[:, n_e:]
+        if not _compiling() and _kernels.usable(mixed, both3, gain_e, bias):
+            # the element-wise steps below in one compiled pass (the values of the torch path)
+            if stabilisation != "fixed-eps":
+                _stabilise_(div, stabilisation, eps)
+            out = _kernels.integrate_forward(both3, mixed, gain_e, bias,
+                                             eps if stabilisation == "fixed-eps" else 0.0)
+            ctx.save_for_backward(r_i, mixed, w_ei, gain_i)
+            return out.view(both.shape[0], n_e, *both.shape[2:])
         num.add_(both3[:, :n_e])  # I_EE - I_sub
         _stabilise_(div, stabilisation, eps)
         # q = (I_EE - I_sub) / D and g_E / D: an all-zero row (D = +inf) gives 0, I_int = b_E
@@ -444,6 +454,17 @@ class _EIIntegrate(torch.autograd.Function):
         n_e = w_ei.shape[0]
         need_both, need_w, need_gi, need_ge, need_b = ctx.needs_input_grad[:5]
         g = _by_position(grad)
+        # The weight blocks in G's order, negated so the input gradient comes out with its sign.
+        w_cat = torch.cat([w_ei * gain_i, w_ei]).neg_()
+        need_grad_w = need_w or need_gi
+        if not _compiling() and _kernels.usable(mixed, g):
+            grad_both, grad_w_cat, grad_bias, grad_gain_e = _integrate_backward_compiled(
+                g, mixed, r_i, w_cat, need_both, need_grad_w)
+            grad_bias = grad_bias if need_b else None
+            grad_gain_e = grad_gain_e if need_ge else None
+            return (*_integrate_weight_grads(grad_both, grad_w_cat, grad, w_ei, gain_i, need_w,
+                                             need_gi), grad_gain_e, grad_bias,
+                    None, None, None, None)
         spread = (0, 2)  # every axis but the channel
         grad_bias = g.sum(spread) if need_b else None
         q, ge_over_d = mixed[:, :n_e], mixed[:, n_e:]
@@ -451,9 +472,6 @@ class _EIIntegrate(torch.autograd.Function):
         gq = q.mul_(g)
         grad_gain_e = gq.sum(spread) if need_ge else None
         gq.mul_(ge_over_d)
-        # The weight blocks in G's order, negated so the input gradient comes out with its sign.
-        w_cat = torch.cat([w_ei * gain_i, w_ei]).neg_()
-        need_grad_w = need_w or need_gi
         if (need_both and r_i.shape[2] >= MATMUL_MIN_POSITIONS and grad.device.type == "cpu"
                 and not _compiling()):
             # [a | grad_r] written in place, not concatenated after: on CPU the concatenation
@@ -467,16 +485,48 @@ class _EIIntegrate(torch.autograd.Function):
             a = ge_over_d.mul_(g)  # the buffer is now G = [a q | a]
             grad_r, grad_w_cat = _mix_backward(mixed, r_i, w_cat, need_both, need_grad_w)
             grad_both = torch.cat([a, grad_r], 1) if need_both else None
-        grad_w_ei = grad_gain_i = None
-        if grad_w_cat is not None:
-            dw_div, dw_sub = grad_w_cat[:n_e], grad_w_cat[n_e:]
-            if need_w:
-                grad_w_ei = torch.addcmul(dw_sub, dw_div, gain_i).neg_()
-            if need_gi:
-                grad_gain_i = (dw_div * w_ei).sum(0).neg_()
-        if grad_both is not None:
-            grad_both = grad_both.view(grad.shape[0], -1, *grad.shape[2:])
-        return grad_both, grad_w_ei, grad_gain_i, grad_gain_e, grad_bias, None, None, None, None
+        return (*_integrate_weight_grads(grad_both, grad_w_cat, grad, w_ei, gain_i, need_w,
+                                         need_gi), grad_gain_e, grad_bias, None, None, None, None)
+
+
+def _integrate_weight_grads(grad_both: torch.Tensor | None, grad_w_cat: torch.Tensor | None,
+                            grad: torch.Tensor, w_ei: torch.Tensor, gain_i: torch.Tensor,
+                            need_w: bool, need_gi: bool):
+    """``(dL/dboth, dL/dW_EI, dL/dg_I)`` from the gradient of ``W_cat = [W_EI diag(g_I) ;
+    W_EI]`` (negated): ``dW_sub + dW_div diag(g_I)`` and ``sum_e dW_div * W_EI``."""
+    n_e = w_ei.shape[0]
+    grad_w_ei = grad_gain_i = None
+    if grad_w_cat is not None:
+        dw_div, dw_sub = grad_w_cat[:n_e], grad_w_cat[n_e:]
+        if need_w:
+            grad_w_ei = torch.addcmul(dw_sub, dw_div, gain_i).neg_()
+        if need_gi:
+            grad_gain_i = (dw_div * w_ei).sum(0).neg_()
+    if grad_both is not None:
+        grad_both = grad_both.view(grad.shape[0], -1, *grad.shape[2:])
+    return grad_both, grad_w_ei, grad_gain_i
+
+
+def _integrate_backward_compiled(g: torch.Tensor, mixed: torch.Tensor, r_i: torch.Tensor,
+                                 w_cat: torch.Tensor, need_both: bool, need_grad_w: bool):
+    """:meth:`_EIIntegrate.backward` on CPU with its element-wise work in one compiled pass
+    (:func:`_kernels.integrate_backward`): ``a`` straight into the projection's gradient, the
+    buffer turned into ``G = [a q | a]``, then the point-wise product's gradients from G (one
+    batched matmul each on large maps, one 1x1 convolution backward on small ones)."""
+    n, n_e, positions = g.shape
+    grad_both, grad_bias, grad_gain_e = _kernels.integrate_backward(g, mixed, r_i.shape[1])
+    grad_r = grad_both[:, n_e:]
+    grad_w_cat = None
+    if positions >= MATMUL_MIN_POSITIONS:
+        if need_both:
+            torch.bmm(w_cat.t().expand(n, *w_cat.t().shape), mixed, out=grad_r)
+        if need_grad_w:
+            grad_w_cat = torch.matmul(mixed, r_i.transpose(1, 2)).sum(0)
+    else:
+        conv_grad_r, grad_w_cat = _mix_backward(mixed, r_i, w_cat, need_both, need_grad_w)
+        if conv_grad_r is not None:
+            grad_r.copy_(conv_grad_r)
+    return (grad_both if need_both else None), grad_w_cat, grad_bias, grad_gain_e
 
 
 def _integrate_grad_both(g: torch.Tensor, ge_over_d: torch.Tensor, aq: torch.Tensor,
@@ -580,8 +630,10 @@ def ei_readout_fused(both: torch.Tensor, w_ei: torch.Tensor,
 #: At most this many output positions per sample (H*W) the weight gradient of a 3x3 projection
 #: runs as one GEMM over unfolded inputs instead of oneDNN's convolution backward, which is 2-3x
 #: slower on such maps (VGG-8's last conv, 2x2 maps, 512 -> 640 channels, one thread: 37 ms ->
-#: 14 ms per step). CPU only; cuDNN has no such gap.
-UNFOLD_MAX_POSITIONS = 4
+#: 14 ms per step) and still slower on 4x4 maps (its fourth conv, 256 -> 640 channels: 27.5 ->
+#: 24.5 ms; the whole step 6.7 ms shorter), while on 8x8 maps the GEMM loses (20.9 -> 31 ms).
+#: CPU only; cuDNN has no such gap.
+UNFOLD_MAX_POSITIONS = 16
 
 
 class _SmallMapConv2d(torch.autograd.Function):

@@ -31,6 +31,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
+# numba is a declared dependency; without it the simulator uses the reference integrator
+from ..._jit import njit as _njit
+from ..._jit import numba, set_threads, torch_threads_kept
 from . import biases
 from .compile import I_0  # the dark current: every DPI's floor
 
@@ -45,11 +48,8 @@ RATE_K = biases.KAPPA / (biases.C_MEM * biases.U_T)
 #: Below this drive (A) a synapse is undriven: ``analog._DRIVE_FLOOR``.
 _DRIVE_FLOOR = 1e-3 * I_0
 
-try:  # numba is a declared dependency; without it the simulator uses the reference integrator
-    import numba
+if numba is not None:
     from numba import prange
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    numba = None
 
 #: IEEE arithmetic but for fused multiply-adds; division by zero gives inf (numpy's model)
 #: rather than an exception check in every loop.
@@ -57,26 +57,13 @@ _JIT_OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}}
 
 
 def njit(**options):
-    """``numba.njit`` with the compiled code cached on disk where numba finds a writable place
-    for it (the package's ``__pycache__`` or the user's cache directory); where it finds none
-    (a read-only install and home), compiled once per process instead of failing at import."""
-    def decorate(fn):
-        try:
-            return numba.njit(cache=True, **_JIT_OPTIONS, **options)(fn)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            return numba.njit(cache=False, **_JIT_OPTIONS, **options)(fn)
-    return decorate
+    """``eideploy._jit.njit`` with this module's IEEE options (:data:`_JIT_OPTIONS`)."""
+    return _njit(**_JIT_OPTIONS, **options)
 
 
 def available() -> bool:
     """Whether the compiled integrator can run (numba imports)."""
     return numba is not None
-
-
-def set_threads(threads: int | None) -> None:
-    """Threads for the samples of a batch (default: numba's, the machine's cores)."""
-    if numba is not None and threads is not None:
-        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
 
 if numba is not None:
@@ -378,10 +365,11 @@ def simulate(net: Any, spikes_in: np.ndarray, dt: float, window: float, record: 
     rec_times = np.zeros(cap)
     rec_neurons = np.zeros(cap, dtype=np.int64)
     rec_count = np.zeros(1, dtype=np.int64)
-    _kernel(np.ascontiguousarray(spikes_in, dtype=np.bool_), arrival,
-            *_network_arrays(net, channels, dt, synapse),
-            float(dt), steps, 0 if record else -1, rec_times, rec_neurons, rec_count,
-            counts, membrane, RESIDUAL, _DRIVE_FLOOR)
+    with torch_threads_kept():
+        _kernel(np.ascontiguousarray(spikes_in, dtype=np.bool_), arrival,
+                *_network_arrays(net, channels, dt, synapse),
+                float(dt), steps, 0 if record else -1, rec_times, rec_neurons, rec_count,
+                counts, membrane, RESIDUAL, _DRIVE_FLOOR)
     recorded = None
     if record:
         m = int(rec_count[0])

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._jit import torch_threads_kept
 from . import analog_fast, biases
 from .analog_fast import _DRIVE_FLOOR, RATE_K, RESIDUAL
 from .compile import I_0
@@ -458,9 +459,10 @@ def simulate(net: Any, spikes_in: np.ndarray, dt: float, window: float, record: 
     rec_times = np.zeros(cap)
     rec_neurons = np.zeros(cap, dtype=np.int64)
     rec_count = np.zeros(1, dtype=np.int64)
-    _kernel(np.ascontiguousarray(spikes_in, dtype=np.bool_), arrival, *arrays[:-1],
-            float(step), steps, float(biases.DT_SECONDS), arrays[-1], 0 if record else -1,
-            rec_times, rec_neurons, rec_count, counts, membrane, RESIDUAL, _DRIVE_FLOOR)
+    with torch_threads_kept():
+        _kernel(np.ascontiguousarray(spikes_in, dtype=np.bool_), arrival, *arrays[:-1],
+                float(step), steps, float(biases.DT_SECONDS), arrays[-1], 0 if record else -1,
+                rec_times, rec_neurons, rec_count, counts, membrane, RESIDUAL, _DRIVE_FLOOR)
     recorded = None
     if record:
         m = int(rec_count[0])
