@@ -5,7 +5,9 @@ The network is an export's ``dynapse2.json`` (default: the shipped digits model,
 temporary directory); the inputs the first ``--samples`` images of its test split. Each pass runs
 the reference integrator (one thread: numpy, 10 us steps), the compiled copy of its steps
 (``fast``) and the piecewise integrator (the default, 100 us steps with exact spike times) on one
-thread, and the piecewise one on ``--threads`` threads (default: every core), alternately, and
+thread, the piecewise one on ``--threads`` threads (default: every core), and the torch backend
+(the reference's steps as torch tensors) on one CPU thread and, where torch sees one, on the GPU,
+alternately, and
 the median CPU and wall time over ``--repeats`` passes is reported, so that a shared machine's
 drifts hit every column alike. Each population's spike count is compared with the reference's:
 the target is equal counts within 1%.
@@ -43,6 +45,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     sys.path.insert(0, str(REPO))
     import numpy as np
+    import torch
 
     from eideploy.data import load_dataset, to_float
     from eideploy.pipeline.export import export_model
@@ -59,17 +62,26 @@ def main() -> None:
         config = read_config(out / "dynapse2.json")
     sims = {name: AnalogSimulator(config, mismatch=args.mismatch, seed=0, integrator=name)
             for name in ("reference", "fast", "piecewise")}
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        sims[f"torch {device}"] = AnalogSimulator(config, mismatch=args.mismatch, seed=0,
+                                                  integrator="torch", device=device,
+                                                  batch_size=max(args.samples, 1))
+    torch.set_num_threads(1)
     data = load_dataset(args.data, "test", args.data_dir, T=sims["fast"].graph.T)
     x = to_float(data.inputs)[:args.samples].numpy()
     t0 = time.perf_counter()
     analog_fast.set_threads(1)
-    for name in ("fast", "piecewise"):  # compile (cached on disk after a machine's first run)
-        sims[name].run(x[:1])
+    for name in ("fast", "piecewise", *(f"torch {d}" for d in devices)):
+        sims[name].run(x[:1])  # compile (cached on disk after a machine's first run), warm up
     compile_s = time.perf_counter() - t0
 
     columns = {"reference": ("reference", 1), "fast, 1 thread": ("fast", 1),
                "piecewise, 1 thread": ("piecewise", 1),
-               f"piecewise, {args.threads} threads": ("piecewise", args.threads)}
+               f"piecewise, {args.threads} threads": ("piecewise", args.threads),
+               "torch, cpu 1 thread": ("torch cpu", 1)}
+    if "cuda" in devices:
+        columns[f"torch, {torch.cuda.get_device_name()}"] = ("torch cuda", 1)
     cpu: dict[str, list[float]] = {c: [] for c in columns}
     wall: dict[str, list[float]] = {c: [] for c in columns}
     results = {}
@@ -83,7 +95,10 @@ def main() -> None:
     analog_fast.set_threads(os.cpu_count())
 
     ref = results["reference"]
-    runs = {"fast": results["fast, 1 thread"], "piecewise": results["piecewise, 1 thread"]}
+    runs = {"fast": results["fast, 1 thread"], "piecewise": results["piecewise, 1 thread"],
+            "torch": results["torch, cpu 1 thread"]}
+    if "cuda" in devices:
+        runs["torch on the GPU"] = results[f"torch, {torch.cuda.get_device_name()}"]
     spikes = {pop: {name: float(r.rates[pop].sum()) * r.window * len(x)
                     for name, r in (("reference", ref), *runs.items())} for pop in ref.rates}
     same = {name: float(np.mean(ref.counts == r.counts)) for name, r in runs.items()}
@@ -100,12 +115,12 @@ def main() -> None:
     for column in columns:
         c, w = statistics.median(cpu[column]), statistics.median(wall[column])
         print(f"{column:<24}{c:>9.2f}{w:>9.2f}{cpu_seconds / c:>15.1f}x{seconds / w:>16.1f}x")
-    print(f"{'population':<24}{'spikes: reference':>18}{'fast':>10}{'piecewise':>11}"
+    print(f"{'population':<24}{'spikes: reference':>18}{'fast':>10}{'torch':>10}{'piecewise':>11}"
           f"{'rel. diff':>11}")
     for pop, n in spikes.items():
         diff = (n["piecewise"] - n["reference"]) / max(n["reference"], 1e-12)
-        print(f"{pop:<24}{n['reference']:>18.0f}{n['fast']:>10.0f}{n['piecewise']:>11.0f}"
-              f"{diff:>+11.2%}")
+        print(f"{pop:<24}{n['reference']:>18.0f}{n['fast']:>10.0f}{n['torch']:>10.0f}"
+              f"{n['piecewise']:>11.0f}{diff:>+11.2%}")
     for name in runs:
         print(f"{name}: readout counts equal to the reference's neuron by neuron "
               f"{100 * same[name]:.2f}%, the same class {100 * agree[name]:.2f}%")

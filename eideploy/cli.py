@@ -75,6 +75,38 @@ class Backend(str, Enum):
     analog = "analog"
 
 
+class AnalogIntegrator(str, Enum):
+    """The analog simulator's integrator (``analog.INTEGRATORS``, docs/analog-model.md §5)."""
+
+    piecewise = "piecewise"
+    fast = "fast"
+    reference = "reference"
+    torch = "torch"
+
+
+AnalogIntegratorOption = Annotated[str, typer.Option(
+    "--analog-integrator", metavar="[piecewise|fast|reference|torch]",
+    help="the analog simulator's integrator: piecewise (default, 100 us steps, exact spike "
+         "times), fast (10 us steps, compiled), reference (10 us, numpy) or torch (the "
+         "reference's steps in torch, on --analog-device)")]
+AnalogDeviceOption = Annotated[str, typer.Option(
+    "--analog-device", help="with --analog-integrator torch: auto (a CUDA GPU where torch sees "
+                            "one, else the CPU), cpu or cuda[:N]")]
+
+
+def _analog_options(integrator: str, device: str) -> dict[str, str]:
+    """The analog simulator's integrator and device, checked before any work starts."""
+    chosen = _choice("--analog-integrator", integrator, AnalogIntegrator)
+    if chosen is AnalogIntegrator.torch:
+        from .targets.dynapse2.analog_torch import resolve_device
+
+        _run(resolve_device, device)
+    elif device != "auto":
+        _fail(ValueError("--analog-device is for --analog-integrator torch (the compiled "
+                         "integrators run on the CPU)"), EXIT_BAD_INPUT)
+    return {"integrator": chosen.value, "device": device}
+
+
 class Board(str, Enum):
     """Where ``eideploy run`` runs an export."""
 
@@ -329,11 +361,14 @@ def simulate(
                        "(integer operators only) and check that onnxruntime reproduces the "
                        "simulator bit for bit (extra: pip install 'eideploy[onnx]')")] = False,
     batch_size: BatchOption = DEFAULT_BATCH_SIZE,
+    analog_integrator: AnalogIntegratorOption = AnalogIntegrator.piecewise.value,
+    analog_device: AnalogDeviceOption = "auto",
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Accuracy of the exported network in the integer or analog simulator; writes rasters."""
     chosen = _choice("--backend", backend, Backend)
+    analog_options = _analog_options(analog_integrator, analog_device)
     from .pipeline import simulate as sim
 
     output = _Output(as_json, quiet)
@@ -345,7 +380,7 @@ def simulate(
             analog = _run(sim.simulate_analog, export_dir, data=data, data_dir=data_dir,
                           split=split.value, mismatch=mismatch, trials=trials, seed=seed,
                           calibrate=calibrate, raster_dir=raster_dir, batch_size=batch_size,
-                          progress=not quiet)
+                          progress=not quiet, **analog_options)
         _print_analog(output, export_dir, split.value, analog)
         output.document({**where, **analog.to_dict()})
         return
@@ -419,11 +454,14 @@ def validate(
     = None,
     limit: Annotated[int | None, typer.Option(min=1, help="use the first N samples only")] = None,
     batch_size: BatchOption = DEFAULT_BATCH_SIZE,
+    analog_integrator: AnalogIntegratorOption = AnalogIntegrator.piecewise.value,
+    analog_device: AnalogDeviceOption = "auto",
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Compare float model, float and quantized graphs, integer simulator (each division mode)
     and analog simulator: accuracy, agreement, firing rates, spike-exactness, saturation."""
+    analog_options = _analog_options(analog_integrator, analog_device)
     if max_analog_drop is not None and not analog:
         _fail(ValueError("--max-analog-drop needs the analog simulator: drop --no-analog"),
               EXIT_BAD_INPUT)
@@ -439,7 +477,7 @@ def validate(
             divisions=division or ("exact", "lut:8", "shift"),
             analog_mismatch=mismatch if analog else None, analog_trials=trials if analog else 0,
             analog_calibration=calibrate, batch_size=batch_size, limit=limit,
-            export_if_missing=True, log=say)
+            export_if_missing=True, log=say, analog_options=analog_options)
         say(f"writing the report and the plots to {directory}")
         val.write_report(report, arrays, directory)
         return report

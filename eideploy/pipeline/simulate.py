@@ -179,14 +179,17 @@ class AnalogSimulation:
 def simulate_analog(out: str | Path, *, data: str | None = None, data_dir: str | None = None,
                     split: str = "test", mismatch: float = 0.0, trials: int = 1, seed: int = 0,
                     calibrate: int = 0, raster_dir: str | Path | None = None,
-                    batch_size: int = DEFAULT_BATCH_SIZE,
-                    progress: bool = False) -> AnalogSimulation:
+                    batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
+                    integrator: str = "piecewise", device: str = "auto") -> AnalogSimulation:
     """The export's ``dynapse2.json`` in the analog simulator: accuracy over ``trials``
     mismatch draws (seeds ``seed``, ``seed + 1``, ...), each also scored after a readout
     calibration on ``calibrate`` unlabelled training samples (0: not); sample 0's spikes of the
     first draw, binned per model step, in ``raster_dir`` (default ``out/simulation``). With a
     calibration each draw is also decided by a readout decoder fitted to the integer
-    simulator's class totals on the same unlabelled samples (``analog.fit_readout_decoder``)."""
+    simulator's class totals on the same unlabelled samples (``analog.fit_readout_decoder``).
+    ``integrator`` and ``device``: the analog simulator's (``AnalogSimulator``; ``device`` for
+    ``integrator="torch"`` only)."""
+    options = {"integrator": integrator, "device": device}
     out = Path(out)
     loaded = export_data(out, data, data_dir, split, quantized=True)
     config = read_config(out / "dynapse2.json")
@@ -198,8 +201,9 @@ def simulate_analog(out: str | Path, *, data: str | None = None, data_dir: str |
         teacher = class_totals(integer.counts, loaded.graph.readout_settings.classes)
     result = accuracy_trials(config, loaded.x, loaded.y, mismatch=mismatch, trials=trials,
                              seed=seed, batch_size=batch_size, progress=progress,
-                             calibration=x_cal, teacher=teacher)
-    sample = AnalogSimulator(config, mismatch=mismatch, seed=seed).run(loaded.x[:1], raster=True)
+                             calibration=x_cal, teacher=teacher, simulator_options=options)
+    sample = AnalogSimulator(config, mismatch=mismatch, seed=seed, **options
+                             ).run(loaded.x[:1], raster=True)
     sizes = {p.name: p.size for p in loaded.graph.populations}
     binned = bin_spike_times(sample.raster or {}, sizes, sample.window)
     raster_dir = Path(raster_dir) if raster_dir is not None else out / "simulation"

@@ -137,16 +137,20 @@ def _load(model_path: Path, export_dir: Path, data: str | None, data_dir: str | 
 
 def build_variants(loaded: _Loaded, modes: Sequence[str], *, analog_mismatch: float | None,
                    analog_trials: int, analog_seed: int, analog_calibration: int,
-                   batch_size: int) -> list[Variant]:
+                   batch_size: int, analog_options: Mapping[str, Any] | None = None
+                   ) -> list[Variant]:
     """The float model, the float and the quantized graph, the integer simulator per division
-    mode, and (``analog_mismatch`` not None) the nominal analog chip and its mismatch draws."""
+    mode, and (``analog_mismatch`` not None) the nominal analog chip and its mismatch draws
+    (``analog_options``: more ``AnalogSimulator`` arguments, e.g. its integrator)."""
+    options = dict(analog_options or {})
     variants: list[Variant] = [
         TorchVariant(FLOAT_TORCH, loaded.model, eval_transform(loaded.name)),
         GraphVariant(FLOAT_GRAPH, loaded.graph), GraphVariant(QUANTIZED, loaded.quantized),
         *[IntegerVariant(f"integer {m}", loaded.quantized, m) for m in modes]]
     if analog_mismatch is None:
         return variants
-    variants.append(AnalogVariant(ANALOG, loaded.config, 0.0, analog_seed, batch_size))
+    variants.append(AnalogVariant(ANALOG, loaded.config, 0.0, analog_seed, batch_size,
+                                  options=options))
     if analog_trials > 0 and analog_mismatch > 0:
         calibration = None
         if analog_calibration:
@@ -155,9 +159,10 @@ def build_variants(loaded: _Loaded, modes: Sequence[str], *, analog_mismatch: fl
             # the model's own class totals on the unlabelled inputs: the decoder's teacher
             integer = IntegerSimulator(loaded.quantized, "exact").run(x_cal)
             teacher = class_totals(integer.counts, loaded.quantized.readout_settings.classes)
-            calibration = Calibration(x_cal, loaded.config, batch_size, teacher)
+            calibration = Calibration(x_cal, loaded.config, batch_size, teacher, options)
         variants += [AnalogVariant(f"analog draw {i}", loaded.config, analog_mismatch,
-                                   analog_seed + i, batch_size, calibration, draw=True)
+                                   analog_seed + i, batch_size, calibration, draw=True,
+                                   options=options)
                      for i in range(analog_trials)]
     return variants
 
@@ -314,14 +319,16 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
                     analog_mismatch: float | None = None, analog_trials: int = 0,
                     analog_seed: int = 0, analog_calibration: int = 0, batch_size: int = 128,
                     limit: int | None = None, export_if_missing: bool = False,
-                    log: Callable[[str], None] | None = None
+                    log: Callable[[str], None] | None = None,
+                    analog_options: Mapping[str, Any] | None = None
                     ) -> tuple[dict[str, Any], ValidationData]:
     """Compare every stage of ``export_dir`` with the float model ``model_path`` (module doc);
     with ``export_if_missing``, a missing ``export_dir`` is first exported to DYNAP-SE2.
 
     ``analog_mismatch`` None skips the analog simulator; else it runs without mismatch once and
     ``analog_trials`` times with ``analog_mismatch`` (relative std), each draw also scored after
-    a readout calibration on ``analog_calibration`` unlabelled training samples (0: not).
+    a readout calibration on ``analog_calibration`` unlabelled training samples (0: not);
+    ``analog_options``: more ``AnalogSimulator`` arguments (``integrator``, ``device``).
     Returns the report (plain JSON data) and the arrays for the plots.
     """
     say = log or (lambda message: None)
@@ -341,7 +348,8 @@ def validate_export(model_path: str | Path, export_dir: str | Path, *, data: str
     roles = {p.name: p.role for p in quantized.populations}
     variants = build_variants(loaded, modes, analog_mismatch=analog_mismatch,
                               analog_trials=analog_trials, analog_seed=analog_seed,
-                              analog_calibration=analog_calibration, batch_size=batch_size)
+                              analog_calibration=analog_calibration, batch_size=batch_size,
+                              analog_options=analog_options)
     integer_exact = next(v for v in variants
                          if isinstance(v, IntegerVariant) and v.name == INTEGER_EXACT)
     exact = _SpikeExact([p for p, r in roles.items() if r == "exc"], integer_exact.sim)

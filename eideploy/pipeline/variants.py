@@ -146,12 +146,13 @@ class Calibration:
     config: Mapping[str, Any]
     batch_size: int
     teacher: np.ndarray | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)  # more AnalogSimulator arguments
     _reference: np.ndarray | None = None
 
     def fit(self, sim: AnalogSimulator) -> tuple[np.ndarray, ReadoutDecoder | None]:
         """This chip's calibration factors and (with a teacher) its readout decoder."""
         if self._reference is None:
-            nominal = AnalogSimulator(self.config, batch_size=self.batch_size)
+            nominal = AnalogSimulator(self.config, batch_size=self.batch_size, **self.options)
             self._reference = nominal.run(self.x).counts.mean(axis=0)
         counts = sim.run(self.x).counts
         decoder = None if self.teacher is None else fit_readout_decoder(counts, self.teacher)
@@ -171,6 +172,7 @@ class AnalogVariant:
     batch_size: int = 128
     calibration: Calibration | None = None
     draw: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)  # more AnalogSimulator arguments
     _sim: AnalogSimulator | None = None
     _factors: np.ndarray | None = None
     _decoder: ReadoutDecoder | None = None
@@ -178,7 +180,7 @@ class AnalogVariant:
     def run(self, x: np.ndarray) -> VariantRun:
         if self._sim is None:
             self._sim = AnalogSimulator(self.config, mismatch=self.mismatch, seed=self.seed,
-                                        batch_size=self.batch_size)
+                                        batch_size=self.batch_size, **self.options)
             if self.calibration is not None:
                 self._factors, self._decoder = self.calibration.fit(self._sim)
         result = self._sim.run(x)

@@ -56,7 +56,7 @@ import scipy.sparse
 from ...graph.host import Host, readout_decision
 from ...graph.ir import DivisionSettings, EIGraph
 from ...quant import subset_sums
-from . import analog_fast, analog_piecewise, biases
+from . import analog_fast, analog_piecewise, analog_torch, biases
 from .compile import (
     DC_BIAS,
     DENDRITE_GAIN_BIAS,
@@ -99,8 +99,10 @@ DELAY_BIASES = ("SYPD_DLY0_P", "SYPD_DLY1_P", "SYPD_DLY2_P")
 #: The integrators of the same equations: ``"piecewise"`` (``analog_piecewise.simulate``, the
 #: default: a 100 us step, spike times and pulse edges exact, the neuron in closed form between
 #: steps), ``"fast"`` (``analog_fast.simulate``: the reference's steps, compiled) and
-#: ``"reference"`` (``_simulate``, numpy); ``benchmarks/analog.py`` compares them.
-INTEGRATORS = ("piecewise", "fast", "reference")
+#: ``"reference"`` (``_simulate``, numpy), and ``"torch"`` (``analog_torch.simulate``: the
+#: reference's steps in torch, on a GPU where there is one); ``benchmarks/analog.py`` compares
+#: them.
+INTEGRATORS = ("piecewise", "fast", "reference", "torch")
 #: Smallest mismatch factor: a current stays positive even at a 5-sigma draw of 20% mismatch.
 MISMATCH_FLOOR = 0.05
 #: The host counts readout spikes for ``T + TAIL_STEPS`` model steps: the analog chain needs
@@ -743,9 +745,11 @@ class AnalogSimulator:
     onto them; the same draws as a full mismatch). ``integrator``: ``"piecewise"`` (default,
     ``analog_piecewise``: steps of ``step`` seconds, default 100 us, with exact spike and pulse
     times; its spike counts within 1% of the reference's), ``"fast"`` (``analog_fast``: the
-    reference's ``dt`` steps, compiled; the same spikes) or ``"reference"`` (``_simulate``, the
-    equations as written in the module doc). The compiled integrators fall back to the reference
-    where numba is missing.
+    reference's ``dt`` steps, compiled; the same spikes), ``"reference"`` (``_simulate``, the
+    equations as written in the module doc) or ``"torch"`` (``analog_torch``: the reference's
+    steps as torch tensors on ``device``, ``"auto"``: a CUDA GPU where torch sees one, else the
+    CPU; give it a large ``batch_size`` on a GPU). The compiled integrators fall back to the
+    reference where numba is missing.
     """
 
     def __init__(self, config: Mapping[str, Any], *, mismatch: float = 0.0, seed: int = 0,
@@ -754,7 +758,7 @@ class AnalogSimulator:
                  overrides: Mapping[str, Mapping[str, float]] | None = None,
                  mismatch_populations: Collection[str] | None = None,
                  synapse: str = "dpi", integrator: str = "piecewise",
-                 step: float | None = None) -> None:
+                 step: float | None = None, device: str = "auto") -> None:
         self.dt = DEFAULT_DT if dt is None else float(dt)
         self.step = max(analog_piecewise.DEFAULT_STEP, self.dt) if step is None else float(step)
         if synapse not in SYNAPSE_MODELS:
@@ -764,6 +768,7 @@ class AnalogSimulator:
         self.synapse, self.integrator = synapse, integrator
         if integrator == "piecewise":
             analog_piecewise.check_step(self.step, self.dt)
+        self.device = analog_torch.resolve_device(device) if integrator == "torch" else None
         if not 0 < self.dt <= biases.DT_SECONDS / 10:
             raise ValueError(f"dt must be in (0, {biases.DT_SECONDS / 10}] s (a tenth of a model "
                              f"step at least), got {dt}")
@@ -801,7 +806,10 @@ class AnalogSimulator:
         for start in range(0, batch, self.batch_size):
             part = spikes_in[:, start:start + self.batch_size]
             record = raster and start == 0
-            if self.integrator == "reference" or not analog_fast.available():
+            if self.integrator == "torch":
+                c, m, r = analog_torch.simulate(net, part, self.dt, self.window, record,
+                                                synapse=self.synapse, device=self.device)
+            elif self.integrator == "reference" or not analog_fast.available():
                 c, m, r = _simulate(net, part, self.dt, self.window, record,
                                     synapse=self.synapse)
             elif self.integrator == "fast":
@@ -966,14 +974,17 @@ def accuracy_trials(config: Mapping[str, Any], x: Any, y: Any, *, mismatch: floa
                     dt: float | None = None, unset: str = "derived",
                     mismatch_populations: Collection[str] | None = None,
                     calibration: Any = None, synapse: str = "dpi",
-                    teacher: Any = None) -> AnalogAccuracy:
+                    teacher: Any = None,
+                    simulator_options: Mapping[str, Any] | None = None) -> AnalogAccuracy:
     """Top-1 accuracy (percent) of the configuration over ``trials`` mismatch draws (trial ``i``:
     seed ``seed + i``); ``progress`` prints one line per trial to stderr. ``dt``, ``unset`` and
     ``mismatch_populations`` as for :class:`AnalogSimulator`. ``calibration``: unlabelled inputs
     for a host-side :func:`readout_calibration` of every draw, scored as well
     (``calibrated_per_trial``); with ``teacher``, the model's class totals on those inputs
     ``(N, classes)``, each draw is also decided by its :func:`fit_readout_decoder`
-    (``decoded_per_trial``)."""
+    (``decoded_per_trial``). ``simulator_options``: more keyword arguments of every
+    :class:`AnalogSimulator` (``integrator``, ``device``, ``step``)."""
+    options = dict(simulator_options or {})
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
     labels = np.asarray(y).reshape(-1)
@@ -990,11 +1001,13 @@ def accuracy_trials(config: Mapping[str, Any], x: Any, y: Any, *, mismatch: floa
                          f"{len(teacher)} teacher rows")
     if calibrate:
         reference = AnalogSimulator(config, dt=dt, unset=unset, batch_size=batch_size,
-                                    synapse=synapse).run(calibration).counts.mean(axis=0)
+                                    synapse=synapse, **options
+                                    ).run(calibration).counts.mean(axis=0)
     for i in range(trials):
         sim = AnalogSimulator(config, mismatch=mismatch, seed=seed + i, dt=dt, unset=unset,
                               batch_size=batch_size,
-                              mismatch_populations=mismatch_populations, synapse=synapse)
+                              mismatch_populations=mismatch_populations, synapse=synapse,
+                              **options)
         result = sim.run(x)
         per_trial.append(100.0 * float(np.mean(result.predictions() == labels)))
         line = f"accuracy {per_trial[-1]:.2f}%"

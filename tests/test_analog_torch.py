@@ -1,0 +1,111 @@
+"""The torch backend of the analog simulator (analog_torch, ``integrator="torch"``): the reference
+integrator's steps as torch tensors, so the same spikes as the numpy reference, on the CPU here and
+on a GPU where there is one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_analog_fast import delay_class_cases  # tests/ is on sys.path (pytest prepend)
+
+from eideploy.targets.dynapse2 import analog_torch
+from eideploy.targets.dynapse2.analog import INTEGRATORS, AnalogSimulator
+
+
+@pytest.fixture(scope="module")
+def digits(quantized_digits):
+    """The session's export of the shipped digits model: its configuration and test inputs."""
+    from eideploy.data import load_dataset, to_float
+    from eideploy.targets.dynapse2.config import read_config
+
+    out = Path(quantized_digits.meta["export_dir"])
+    dataset = load_dataset("digits", "test", None, T=8)
+    return read_config(out / "dynapse2.json"), to_float(dataset.inputs).numpy()
+
+
+def _pair(config, x, device: str = "cpu", **kwargs):
+    ours = AnalogSimulator(config, integrator="torch", device=device, **kwargs).run(x, raster=True)
+    ref = AnalogSimulator(config, integrator="reference", **kwargs).run(x, raster=True)
+    return ours, ref
+
+
+@pytest.mark.parametrize("synapse", ["dpi", "linear"])
+def test_torch_backend_fires_the_references_spikes_on_the_digits_model(digits, synapse):
+    config, x = digits
+    ours, ref = _pair(config, x[:12], mismatch=0.1, seed=2, synapse=synapse)
+    assert ref.counts.sum() > 1000  # measured: ~1,200 readout spikes over 12 samples
+    np.testing.assert_array_equal(ours.counts, ref.counts)
+    np.testing.assert_allclose(ours.membrane, ref.membrane, rtol=1e-9)
+    for name, (times, neurons) in ref.raster.items():  # sample 0, every population
+        np.testing.assert_array_equal(ours.raster[name][1], neurons)
+        np.testing.assert_allclose(ours.raster[name][0], times, rtol=0, atol=1e-12)
+    for name, rates in ref.rates.items():  # every neuron of every population, not only readout
+        np.testing.assert_array_equal(ours.rates[name], rates)
+
+
+def test_torch_backend_follows_the_delay_classes(dynapse2):
+    for config, x, kwargs in delay_class_cases(dynapse2):
+        ours, ref = _pair(config, x, **kwargs)
+        np.testing.assert_array_equal(ours.counts, ref.counts)
+        assert ref.counts.sum() > 50
+
+
+def test_devices_resolve_or_are_refused_with_a_clear_message():
+    assert "torch" in INTEGRATORS
+    assert analog_torch.resolve_device("cpu") == torch.device("cpu")
+    assert analog_torch.resolve_device("auto").type == ("cuda" if torch.cuda.is_available()
+                                                        else "cpu")
+    with pytest.raises(ValueError, match="no torch device"):
+        analog_torch.resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            analog_torch.resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_torch_backend_on_the_gpu_fires_the_cpus_spikes(digits):
+    config, x = digits
+    gpu = AnalogSimulator(config, integrator="torch", device="cuda", mismatch=0.1, seed=2)
+    cpu = AnalogSimulator(config, integrator="torch", device="cpu", mismatch=0.1, seed=2)
+    np.testing.assert_array_equal(gpu.run(x[:32]).counts, cpu.run(x[:32]).counts)
+
+
+def _invoke(*args):
+    from typer.testing import CliRunner
+
+    from eideploy.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_validate_takes_the_torch_integrator_and_scores_as_the_reference(quantized_digits,
+                                                                          tmp_path):
+    export = Path(quantized_digits.meta["export_dir"])
+    model = Path(__file__).resolve().parents[1] / "models" / "digits-dynapse2.pt"
+    reports = {}
+    for integrator in ("torch", "reference"):
+        res = _invoke("validate", model, export, "--limit", "12", "--trials", "1",
+                      "--calibrate", "0", "--analog-integrator", integrator,
+                      "-o", tmp_path / integrator, "--json")
+        assert res.exit_code == 0, res.output
+        report = json.loads(res.stdout)["report"]
+        # the nominal chip and the mismatch draw
+        reports[integrator] = (report["variants"]["analog"]["accuracy"],
+                               report["analog"]["mismatch"]["per_trial"])
+    assert len(reports["torch"][1]) == 1 and reports["torch"][0] > 50
+    assert reports["torch"] == reports["reference"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--analog-integrator", "euler"), "use 'piecewise', 'fast', 'reference' or 'torch'"),
+    (("--analog-device", "cpu"), "--analog-device is for --analog-integrator torch"),
+    (("--analog-integrator", "torch", "--analog-device", "gpu0"), "no torch device")])
+def test_a_bad_integrator_or_device_is_refused_before_any_work(quantized_digits, args, message):
+    res = _invoke("simulate", Path(quantized_digits.meta["export_dir"]), "--backend", "analog",
+                  *args)
+    assert res.exit_code == 2
+    assert message in res.output
