@@ -13,7 +13,12 @@ import torch
 from test_analog_fast import delay_class_cases  # tests/ is on sys.path (pytest prepend)
 
 from eideploy.targets.dynapse2 import analog_torch
-from eideploy.targets.dynapse2.analog import INTEGRATORS, AnalogSimulator
+from eideploy.targets.dynapse2.analog import (
+    INTEGRATORS,
+    AnalogSimulator,
+    accuracy_trials,
+    run_draws,
+)
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +114,41 @@ def test_a_bad_integrator_or_device_is_refused_before_any_work(quantized_digits,
                   *args)
     assert res.exit_code == 2
     assert message in res.output
+
+
+@pytest.mark.parametrize("integrator", ["torch", "piecewise"])
+def test_draws_stacked_into_one_simulation_fire_as_each_draw_alone(digits, integrator):
+    """``run_draws``: three mismatch draws as one block-diagonal network (the draws a batch
+    dimension) give each draw's own counts, rates and raster, bit for bit."""
+    config, x = digits
+    sims = [AnalogSimulator(config, mismatch=0.1, seed=seed, integrator=integrator)
+            for seed in (0, 1, 2)]
+    together = run_draws(sims, x[:6], raster=True)
+    alone = [sim.run(x[:6], raster=True) for sim in sims]
+    assert not np.array_equal(alone[0].counts, alone[1].counts)  # the draws do differ
+    for ours, theirs in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(ours.counts, theirs.counts)
+        np.testing.assert_array_equal(ours.membrane, theirs.membrane)
+        for name, rates in theirs.rates.items():
+            np.testing.assert_array_equal(ours.rates[name], rates)
+        for name, (times, neurons) in theirs.raster.items():
+            np.testing.assert_array_equal(ours.raster[name][1], neurons)
+            np.testing.assert_array_equal(ours.raster[name][0], times)
+    other = AnalogSimulator(config, mismatch=0.1, seed=3, integrator=integrator, step=5e-4)
+    with pytest.raises(ValueError, match="differ in more than their mismatch draw"):
+        run_draws([sims[0], other], x[:2])
+
+
+def test_accuracy_trials_with_the_torch_integrator_stack_the_draws_and_score_the_same(digits):
+    from eideploy.data import load_dataset
+
+    config, x = digits
+    labels = load_dataset("digits", "test", None, T=8).labels.numpy()[:10]
+    scores = {integrator: accuracy_trials(config, x[:10], labels, mismatch=0.15, trials=2,
+                                          calibration=x[10:14],
+                                          simulator_options={"integrator": integrator})
+              for integrator in ("torch", "reference")}
+    torch_run, reference = scores["torch"], scores["reference"]
+    assert torch_run.per_trial == reference.per_trial
+    assert torch_run.calibrated_per_trial == reference.calibrated_per_trial
+    assert len(torch_run.per_trial) == 2 and min(torch_run.per_trial) > 0

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +78,7 @@ __all__ = ["AnalogSimulator", "AnalogResult", "AnalogAccuracy", "CoreBiases", "a
            "cam_delay_classes", "DEFAULT_DT", "SYNAPSE_MODELS", "DELAY_BIASES", "I_0", "GAIN_BIAS",
            "REFRACTORY_BIAS", "PULSE_BIAS", "SYNAPSE_TAU_BIAS", "UNSET_POLICIES", "MISMATCH_FLOOR",
            "TAIL_STEPS", "INTEGRATORS", "ReadoutDecoder", "fit_readout_decoder", "DECODER_RIDGE",
-           "calibration_factors"]
+           "calibration_factors", "stack_networks", "run_draws"]
 
 #: Integration step (s). The fastest things the circuits do: the 100 us pulses of the derived
 #: biases (10 us with rockpool's defaults, still resolved), a counting neuron's inter-spike
@@ -777,6 +777,7 @@ class AnalogSimulator:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.mismatch, self.seed, self.unset = float(mismatch), int(seed), unset
+        self.config = config
         self.batch_size = int(batch_size)
         self.graph = config_to_graph(config, source=source)
         self.host = Host(self.graph)  # the host's input encoding, bit for bit
@@ -795,46 +796,123 @@ class AnalogSimulator:
     def run(self, x: Any, *, raster: bool = False) -> AnalogResult:
         """Run a batch of raw inputs ``(B, *in_shape)`` or ``(B, T, *in_shape)`` (as the float
         executor takes them); ``raster`` records sample 0's spikes."""
-        spikes_in = self.host.spikes(x)
-        spikes_in = np.broadcast_to(spikes_in, (self.graph.T, *spikes_in.shape[1:]))
-        spikes_in = spikes_in.reshape(self.graph.T, spikes_in.shape[1], -1)
-        batch = spikes_in.shape[1]
-        net = self.network
-        totals = np.zeros(net.size)
-        counts, membranes = [], []
-        recorded = None
-        for start in range(0, batch, self.batch_size):
-            part = spikes_in[:, start:start + self.batch_size]
-            record = raster and start == 0
-            if self.integrator == "torch":
-                c, m, r = analog_torch.simulate(net, part, self.dt, self.window, record,
-                                                synapse=self.synapse, device=self.device)
-            elif self.integrator == "reference" or not analog_fast.available():
-                c, m, r = _simulate(net, part, self.dt, self.window, record,
-                                    synapse=self.synapse)
-            elif self.integrator == "fast":
-                c, m, r = analog_fast.simulate(net, part, self.dt, self.window, record,
-                                               synapse=self.synapse)
-            else:
-                c, m, r = analog_piecewise.simulate(net, part, self.dt, self.window, record,
-                                                    synapse=self.synapse, step=self.step)
-            totals += c.sum(axis=0)
-            counts.append(c[:, net.populations[self.readout]])
-            membranes.append(m[:, net.populations[self.readout]])
-            recorded = recorded if r is None else r
-        rates = {name: totals[s] / (batch * self.window) for name, s in net.populations.items()}
+        return run_draws([self], x, raster=raster)[0]
+
+    def _simulate_part(self, net: _Network, part: np.ndarray, record: bool
+                       ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """One batch ``(T, B, channels)`` of host events through ``net`` by this simulator's
+        integrator."""
+        if self.integrator == "torch":
+            return analog_torch.simulate(net, part, self.dt, self.window, record,
+                                         synapse=self.synapse, device=self.device)
+        if self.integrator == "reference" or not analog_fast.available():
+            return _simulate(net, part, self.dt, self.window, record, synapse=self.synapse)
+        if self.integrator == "fast":
+            return analog_fast.simulate(net, part, self.dt, self.window, record,
+                                        synapse=self.synapse)
+        return analog_piecewise.simulate(net, part, self.dt, self.window, record,
+                                         synapse=self.synapse, step=self.step)
+
+    def predict(self, x: Any) -> np.ndarray:
+        return self.run(x).predictions()
+
+
+def stack_networks(nets: Sequence[_Network]) -> _Network:
+    """Several networks of one configuration (its mismatch draws) as one, block-diagonal: draw
+    ``d``'s neurons are ``d n .. (d + 1) n - 1`` and its synapses likewise, the host's input events
+    reach every draw, and no draw's spikes reach another's. Each neuron keeps its own draw's
+    currents, synapses and inputs, so it fires as in its draw alone: the draws become a batch
+    dimension of one simulation (``populations`` are draw 0's)."""
+    if len(nets) == 1:
+        return nets[0]
+    first = nets[0]
+    if any(net.populations != first.populations or net.dendrites != first.dendrites
+           for net in nets):
+        raise ValueError("stack_networks: the networks are not draws of one configuration")
+    sizes, slots = [net.size for net in nets], [net.slots for net in nets]
+    n_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    s_offsets = np.concatenate([[0], np.cumsum(slots)[:-1]])
+
+    def by_delay(which: str, stack) -> list[tuple[int, scipy.sparse.csr_matrix]]:
+        delays = sorted({k for net in nets for k, _ in getattr(net, which)})
+        out = []
+        for k in delays:
+            blocks = []
+            for net in nets:
+                found = [m for d, m in getattr(net, which) if d == k]
+                rows = first.w_input.shape[0] if which == "input_groups" else net.size
+                blocks.append(found[0] if found else scipy.sparse.csr_matrix((rows, net.slots)))
+            out.append((k, stack(blocks).tocsr()))
+        return out
+
+    pulses = [(members + offset, whole, frac) for net, offset in zip(nets, s_offsets, strict=True)
+              for members, whole, frac in net.pulse_groups]
+    return _Network(
+        first.populations, first.dendrites,
+        *(np.concatenate([getattr(net, f) for net in nets])
+          for f in ("leak", "gain", "threshold", "dc", "t_ref")),
+        np.concatenate([net.slot_dendrite for net in nets]),
+        np.concatenate([net.slot_neuron + offset
+                        for net, offset in zip(nets, n_offsets, strict=True)]),
+        np.concatenate([net.synapse_decay for net in nets]),
+        np.concatenate([net.synapse_gain for net in nets]),
+        by_delay("input_groups", scipy.sparse.hstack),
+        by_delay("neuron_groups", scipy.sparse.block_diag),
+        scipy.sparse.block_diag([net.to_input for net in nets]).tocsr(),
+        scipy.sparse.block_diag([net.to_leak for net in nets]).tocsr(),
+        pulses, max(net.latency for net in nets))
+
+
+def run_draws(sims: Sequence[AnalogSimulator], x: Any, *, raster: bool = False
+              ) -> list[AnalogResult]:
+    """``[sim.run(x) for sim in sims]`` in one simulation: several simulators of one
+    configuration (mismatch draws, the same integrator and steps) run the same inputs as one
+    block-diagonal network (:func:`stack_networks`), each draw's results split out again. The
+    draws are then a batch dimension, which is what the torch backend on a GPU wants (one
+    launch per operation for every draw); on a CPU the work is the same as one after the other.
+    ``raster`` records sample 0's spikes of every draw."""
+    first = sims[0]
+    for sim in sims[1:]:
+        if (sim.config is not first.config and sim.config != first.config) or (
+                sim.dt, sim.step, sim.window, sim.synapse, sim.integrator, sim.device,
+                sim.batch_size) != (first.dt, first.step, first.window, first.synapse,
+                                    first.integrator, first.device, first.batch_size):
+            raise ValueError("run_draws: the simulators differ in more than their mismatch draw")
+    spikes_in = first.host.spikes(x)
+    spikes_in = np.broadcast_to(spikes_in, (first.graph.T, *spikes_in.shape[1:]))
+    spikes_in = spikes_in.reshape(first.graph.T, spikes_in.shape[1], -1)
+    batch = spikes_in.shape[1]
+    net = stack_networks([sim.network for sim in sims])
+    n = first.network.size
+    totals = np.zeros(net.size)
+    counts, membranes = [], []
+    recorded = None
+    for start in range(0, batch, first.batch_size):
+        part = spikes_in[:, start:start + first.batch_size]
+        c, m, r = first._simulate_part(net, part, raster and start == 0)
+        totals += c.sum(axis=0)
+        counts.append(c)
+        membranes.append(m)
+        recorded = recorded if r is None else r
+    all_counts, all_membranes = np.concatenate(counts), np.concatenate(membranes)
+    results = []
+    for d in range(len(sims)):
+        offset = d * n
+        pops = {name: slice(s.start + offset, s.stop + offset)
+                for name, s in first.network.populations.items()}
+        readout = pops[first.readout]
+        rates = {name: totals[s] / (batch * first.window) for name, s in pops.items()}
         rast = None
         if recorded is not None:
             times, neurons = recorded
             rast = {}
-            for name, s in net.populations.items():
+            for name, s in pops.items():
                 keep = (neurons >= s.start) & (neurons < s.stop)
                 rast[name] = (times[keep], neurons[keep] - s.start)
-        return AnalogResult(np.concatenate(counts).astype(np.int64), np.concatenate(membranes),
-                            rates, self.window, rast, self.host.classes)
-
-    def predict(self, x: Any) -> np.ndarray:
-        return self.run(x).predictions()
+        results.append(AnalogResult(all_counts[:, readout].astype(np.int64),
+                                    all_membranes[:, readout], rates, first.window, rast,
+                                    first.host.classes))
+    return results
 
 
 def _simulate(net: _Network, spikes_in: np.ndarray, dt: float, window: float, record: bool,
@@ -983,7 +1061,8 @@ def accuracy_trials(config: Mapping[str, Any], x: Any, y: Any, *, mismatch: floa
     (``calibrated_per_trial``); with ``teacher``, the model's class totals on those inputs
     ``(N, classes)``, each draw is also decided by its :func:`fit_readout_decoder`
     (``decoded_per_trial``). ``simulator_options``: more keyword arguments of every
-    :class:`AnalogSimulator` (``integrator``, ``device``, ``step``)."""
+    :class:`AnalogSimulator` (``integrator``, ``device``, ``step``); with the torch integrator
+    every draw runs in one simulation (:func:`run_draws`)."""
     options = dict(simulator_options or {})
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
@@ -1003,16 +1082,25 @@ def accuracy_trials(config: Mapping[str, Any], x: Any, y: Any, *, mismatch: floa
         reference = AnalogSimulator(config, dt=dt, unset=unset, batch_size=batch_size,
                                     synapse=synapse, **options
                                     ).run(calibration).counts.mean(axis=0)
+    def draw(i: int) -> AnalogSimulator:
+        return AnalogSimulator(config, mismatch=mismatch, seed=seed + i, dt=dt, unset=unset,
+                               batch_size=batch_size, mismatch_populations=mismatch_populations,
+                               synapse=synapse, **options)
+
+    stacked: list[AnalogResult] = []
+    stacked_cal: list[AnalogResult] = []
+    if options.get("integrator") == "torch" and trials > 1:
+        # every draw in one simulation (run_draws): the draws a batch dimension on the device
+        sims = [draw(i) for i in range(trials)]
+        stacked = run_draws(sims, x)
+        stacked_cal = run_draws(sims, calibration) if calibrate else []
     for i in range(trials):
-        sim = AnalogSimulator(config, mismatch=mismatch, seed=seed + i, dt=dt, unset=unset,
-                              batch_size=batch_size,
-                              mismatch_populations=mismatch_populations, synapse=synapse,
-                              **options)
-        result = sim.run(x)
+        sim = None if stacked else draw(i)
+        result = stacked[i] if stacked else sim.run(x)
         per_trial.append(100.0 * float(np.mean(result.predictions() == labels)))
         line = f"accuracy {per_trial[-1]:.2f}%"
         if calibrate:
-            chip = sim.run(calibration).counts
+            chip = stacked_cal[i].counts if stacked else sim.run(calibration).counts
             factors = calibration_factors(chip, reference)
             predicted = readout_decision(result.counts * factors, result.membrane,
                                          result.classes)
