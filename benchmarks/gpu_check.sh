@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check of the E-I training step (issue 18, item 5): E-I vs BN-SNN on VGG-8 and ResNet-18,
 # bfloat16 autocast and fp32, batch 64, T=4, with the machine's own torch (no installs).
-# Under 5 minutes on one H200; compare with benchmarks/results/cuda_{fp32,amp}.md
+# Under 7 minutes on one H200 (the analog step up to 4); compare with benchmarks/results/cuda_{fp32,amp}.md
 # (fp32: E-I/BN 1.70x VGG-8, 1.86x ResNet-18).
 #
 #   OUT=/tmp/gpu bash benchmarks/gpu_check.sh     # results land in $OUT (default: a temp dir)
@@ -9,7 +9,8 @@
 # Steps: (1) the imports the benchmark needs, without pydantic, rockpool or typer; (2) the fused
 # E-I circuit against its op-by-op reference on the GPU in float64 (values and gradients), on a
 # map above and one below the matmul threshold; (3) the two benchmark runs, each under a time
-# limit so that one slow run cannot eat the whole budget.
+# limit so that one slow run cannot eat the whole budget; (4) the analog simulator's torch
+# backend on the GPU against the CPU integrators (benchmarks/analog_gpu.py).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-$(mktemp -d)}"
@@ -75,6 +76,14 @@ for mode in fp32 amp; do
         status=1
     fi
 done
+
+echo "== analog simulator: the torch backend on the GPU against the CPU integrators"
+# the prepared digits case (benchmarks/cases/analog_digits.npz): needs numpy and scipy, and numba
+# for the piecewise column; the torch backend must fire the reference's spikes exactly
+if ! timeout 240 "$PY" benchmarks/analog_gpu.py run --out "$OUT" | tee "$OUT/analog_gpu.log"; then
+    echo "analog_gpu failed or ran past 240 s" >&2
+    status=1
+fi
 
 echo "== previous results (benchmarks/results)"
 for mode in fp32 amp; do

@@ -17,7 +17,10 @@ from eideploy.targets.dynapse2.analog import (
     INTEGRATORS,
     AnalogSimulator,
     accuracy_trials,
+    network_arrays,
+    network_from_arrays,
     run_draws,
+    stack_networks,
 )
 
 
@@ -152,3 +155,21 @@ def test_accuracy_trials_with_the_torch_integrator_stack_the_draws_and_score_the
     assert torch_run.per_trial == reference.per_trial
     assert torch_run.calibrated_per_trial == reference.calibrated_per_trial
     assert len(torch_run.per_trial) == 2 and min(torch_run.per_trial) > 0
+
+
+def test_a_network_as_plain_arrays_reads_back_to_the_same_spikes(digits, tmp_path):
+    """``network_arrays`` / ``network_from_arrays``: a (stacked) network through an ``.npz``
+    without pickles runs to the same counts (what benchmarks/analog_gpu.py ships to a GPU)."""
+    config, x = digits
+    sims = [AnalogSimulator(config, mismatch=0.1, seed=s) for s in (0, 1)]
+    net = stack_networks([s.network for s in sims])
+    np.savez(tmp_path / "net.npz", **network_arrays(net))
+    with np.load(tmp_path / "net.npz", allow_pickle=False) as f:
+        back = network_from_arrays({k: f[k] for k in f.files})
+    spikes = sims[0].host.spikes(x[:4])
+    spikes = np.broadcast_to(spikes, (8, *spikes.shape[1:])).reshape(8, 4, -1)
+    dt, window = sims[0].dt, sims[0].window
+    ours = analog_torch.simulate(back, spikes, dt, window, False, device="cpu")[0]
+    theirs = analog_torch.simulate(net, spikes, dt, window, False, device="cpu")[0]
+    assert ours.sum() > 1000
+    np.testing.assert_array_equal(ours, theirs)

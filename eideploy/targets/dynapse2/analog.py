@@ -78,7 +78,8 @@ __all__ = ["AnalogSimulator", "AnalogResult", "AnalogAccuracy", "CoreBiases", "a
            "cam_delay_classes", "DEFAULT_DT", "SYNAPSE_MODELS", "DELAY_BIASES", "I_0", "GAIN_BIAS",
            "REFRACTORY_BIAS", "PULSE_BIAS", "SYNAPSE_TAU_BIAS", "UNSET_POLICIES", "MISMATCH_FLOOR",
            "TAIL_STEPS", "INTEGRATORS", "ReadoutDecoder", "fit_readout_decoder", "DECODER_RIDGE",
-           "calibration_factors", "stack_networks", "run_draws"]
+           "calibration_factors", "stack_networks", "run_draws", "network_arrays",
+           "network_from_arrays"]
 
 #: Integration step (s). The fastest things the circuits do: the 100 us pulses of the derived
 #: biases (10 us with rockpool's defaults, still resolved), a counting neuron's inter-spike
@@ -435,6 +436,67 @@ class _Network:
     @property
     def w_neurons(self) -> scipy.sparse.csr_matrix:
         return _summed(self.neuron_groups)
+
+
+def network_arrays(net: _Network) -> dict[str, np.ndarray]:
+    """A network as plain numpy arrays (``numpy.savez``; :func:`network_from_arrays` reads them
+    back): the simulator's input without the configuration, the bias tables or rockpool, for a
+    machine that has torch and numpy only (``benchmarks/analog_gpu.py``)."""
+    out: dict[str, np.ndarray] = {
+        "populations": np.array([f"{k}:{v.start}:{v.stop}" for k, v in net.populations.items()]),
+        "dendrites": np.array(net.dendrites), "latency": np.array(net.latency)}
+    for name in ("leak", "gain", "threshold", "dc", "t_ref", "slot_dendrite", "slot_neuron",
+                 "synapse_decay", "synapse_gain"):
+        out[name] = np.asarray(getattr(net, name))
+    for which in ("input_groups", "neuron_groups"):
+        groups = getattr(net, which)
+        out[f"{which}/delays"] = np.array([k for k, _ in groups], dtype=np.int64)
+        for i, (_, m) in enumerate(groups):
+            _put_csr(out, f"{which}/{i}", m)
+    _put_csr(out, "to_input", net.to_input)
+    _put_csr(out, "to_leak", net.to_leak)
+    out["pulse/members"] = np.concatenate([m for m, _, _ in net.pulse_groups])
+    out["pulse/group"] = np.concatenate([np.full(len(m), i) for i, (m, _, _) in
+                                         enumerate(net.pulse_groups)])
+    out["pulse/whole"] = np.array([w for _, w, _ in net.pulse_groups], dtype=np.int64)
+    out["pulse/frac"] = np.array([f for _, _, f in net.pulse_groups])
+    return out
+
+
+def network_from_arrays(arrays: Mapping[str, np.ndarray]) -> _Network:
+    """:func:`network_arrays` read back (an ``np.load(..., allow_pickle=False)`` mapping)."""
+    populations = {}
+    for entry in arrays["populations"]:
+        name, start, stop = str(entry).rsplit(":", 2)
+        populations[name] = slice(int(start), int(stop))
+
+    def groups(which: str) -> list[tuple[int, scipy.sparse.csr_matrix]]:
+        return [(int(k), _get_csr(arrays, f"{which}/{i}"))
+                for i, k in enumerate(arrays[f"{which}/delays"])]
+
+    members, group = arrays["pulse/members"], arrays["pulse/group"]
+    pulses = [(members[group == i], int(w), float(f))
+              for i, (w, f) in enumerate(zip(arrays["pulse/whole"], arrays["pulse/frac"],
+                                             strict=True))]
+    return _Network(populations, tuple(str(d) for d in arrays["dendrites"]),
+                    *(np.asarray(arrays[name]) for name in (
+                        "leak", "gain", "threshold", "dc", "t_ref", "slot_dendrite",
+                        "slot_neuron", "synapse_decay", "synapse_gain")),
+                    groups("input_groups"), groups("neuron_groups"),
+                    _get_csr(arrays, "to_input"), _get_csr(arrays, "to_leak"), pulses,
+                    float(arrays["latency"]))
+
+
+def _put_csr(out: dict[str, np.ndarray], key: str, m: scipy.sparse.spmatrix) -> None:
+    m = scipy.sparse.csr_matrix(m)
+    out[f"{key}/data"], out[f"{key}/indices"], out[f"{key}/indptr"] = m.data, m.indices, m.indptr
+    out[f"{key}/shape"] = np.array(m.shape, dtype=np.int64)
+
+
+def _get_csr(arrays: Mapping[str, np.ndarray], key: str) -> scipy.sparse.csr_matrix:
+    shape = tuple(int(v) for v in arrays[f"{key}/shape"])
+    return scipy.sparse.csr_matrix((arrays[f"{key}/data"], arrays[f"{key}/indices"],
+                                    arrays[f"{key}/indptr"]), shape=shape)
 
 
 def _summed(groups: list[tuple[int, scipy.sparse.csr_matrix]]) -> scipy.sparse.csr_matrix:
