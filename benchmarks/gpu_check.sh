@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU check of the E-I training step (issue 18, item 5): E-I vs BN-SNN on VGG-8 and ResNet-18,
 # bfloat16 autocast and fp32, batch 64, T=4, with the machine's own torch (no installs).
-# Under 7 minutes on one H200 (the analog step up to 4); compare with benchmarks/results/cuda_{fp32,amp}.md
-# (fp32: E-I/BN 1.70x VGG-8, 1.86x ResNet-18).
+# Under 7 minutes on one H200 (the analog step up to 4); compare with
+# benchmarks/results/cuda_{fp32,amp}.md (fp32: E-I/BN 1.70x VGG-8, 1.86x ResNet-18).
 #
 #   OUT=/tmp/gpu bash benchmarks/gpu_check.sh     # results land in $OUT (default: a temp dir)
 #
