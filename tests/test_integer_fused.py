@@ -14,10 +14,20 @@ from test_integer_sim import _tiny_graph  # tests/ is on sys.path (pytest prepen
 
 from eideploy.data.digits import load_digits
 from eideploy.graph.ir import EIGraph
-from eideploy.sim import IntegerSimulator, divide
+from eideploy.sim import IntegerSimulator, _compiled, divide, integer
 from eideploy.sim.integer import ACCUMULATOR_BITS, DIVIDEND_BITS, _fused_divide, align
 
 MODES = ["exact", "lut:8", "shift", "lut:5:newton"]
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def excitatory_step(request, monkeypatch) -> str:
+    """Every test here runs with the fused pass's excitatory step compiled (``sim._compiled``,
+    the default where numba imports) and as numpy operations."""
+    if request.param == "compiled" and not _compiled.available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(integer, "COMPILED", request.param == "compiled")
+    return request.param
 
 
 def _both(sim: IntegerSimulator, x: np.ndarray):
@@ -108,6 +118,11 @@ def test_fused_division_equals_the_integer_division(i_num, d, shift, division):
             continue  # the fused pass holds D in float32 only below 2**24
         got = _fused_divide(n.astype(np.float64), d.astype(dtype), shift, division)
         assert np.array_equal(got.astype(np.int64), expected), dtype
+        if _compiled.available():  # one time step of one sample per element, LIF aside
+            q, _, extremes = _compiled.excitatory(n.astype(np.float64)[None], d.astype(dtype)[None],
+                                                  shift, division, None, 1, 1 << 30, 1)
+            assert np.array_equal(q[0].astype(np.int64), expected), dtype
+            assert extremes[:2] == (expected.min(), expected.max())
 
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "two-layer"

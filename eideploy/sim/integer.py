@@ -32,6 +32,7 @@ import scipy.sparse
 
 from ..graph.host import Host, readout_decision
 from ..graph.ir import EIGraph, GraphError, Population, Projection
+from . import _compiled
 from .division import (
     DIVISOR_BITS,
     RECIPROCAL_BITS,
@@ -843,10 +844,14 @@ def _fused_excitatory(parts: dict[str, tuple[np.ndarray, float, float]], pop: Po
         shift = c.frac_num - MEMBRANE_FRAC - c.frac_div
         tally.observe(*_aligned_extremes(lo, hi, shift, DIVIDEND_BITS), DIVIDEND_BITS, True,
                       f"{name}/N")
+    else:
+        shift = c.frac_num - MEMBRANE_FRAC
+    if COMPILED and _compiled.available():
+        return _compiled_excitatory(i_num, lo, hi, d, shift, c, steps, division, tally, name)
+    if d is not None:
         q = _fused_divide(i_num, d, shift, division)
         q_lo, q_hi = _extremes(q)
     else:
-        shift = c.frac_num - MEMBRANE_FRAC
         q_lo, q_hi = _aligned_extremes(lo, hi, shift, ACCUMULATOR_BITS)
         q = _aligned(i_num, shift)
     tally.observe(q_lo, q_hi, ACCUMULATOR_BITS, True, f"{name}/q")
@@ -856,6 +861,30 @@ def _fused_excitatory(parts: dict[str, tuple[np.ndarray, float, float]], pop: Po
     tally.observe(q_lo, q_hi, ACCUMULATOR_BITS, True, f"{name}/I_int")
     spikes, top = _fused_lif(q, q_lo, q_hi, steps, c, tally, name)
     return q, d, spikes, top
+
+
+#: Run the excitatory step of the fused pass compiled (``sim._compiled``) where numba imports.
+COMPILED = True
+
+
+def _compiled_excitatory(i_num: np.ndarray, lo: float, hi: float, d: np.ndarray | None,
+                         shift: int, c: Constants, steps: int, division: str, tally: Tally,
+                         name: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, int]:
+    """The rest of :func:`_fused_excitatory` (quotient, bias, LIF) in one compiled pass, with
+    the tally's observations and the LIF's width check in the numpy pass's order."""
+    q, spikes, (q_lo, q_hi, b_lo, b_hi, v_lo, v_hi) = _compiled.excitatory(
+        i_num, d, shift, division, c.bias, c.log2_tau, c.theta, steps)
+    if d is None:  # align is monotone: the numpy pass observes the aligned extremes
+        q_lo, q_hi = _aligned_extremes(lo, hi, shift, ACCUMULATOR_BITS)
+    tally.observe(q_lo, q_hi, ACCUMULATOR_BITS, True, f"{name}/q")
+    if c.bias is not None:
+        q_lo, q_hi = b_lo, b_hi
+    tally.observe(q_lo, q_hi, ACCUMULATOR_BITS, True, f"{name}/I_int")
+    if ((int(max(abs(q_lo), abs(q_hi))) + 1) << c.log2_tau >= 1 << (MEMBRANE_BITS - 1)
+            or c.theta >= 1 << 31):
+        raise _Clamped(f"{name}/v")  # as _fused_lif
+    tally.observe(v_lo, v_hi, MEMBRANE_BITS, True, f"{name}/v")
+    return q, d, spikes, int(v_hi >= c.theta)
 
 
 def _fused_lif(current: np.ndarray, lo: float, hi: float, steps: int, c: Constants,
