@@ -894,6 +894,7 @@ def stack_networks(nets: Sequence[_Network]) -> _Network:
     sizes, slots = [net.size for net in nets], [net.slots for net in nets]
     n_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     s_offsets = np.concatenate([[0], np.cumsum(slots)[:-1]])
+    channels = first.input_groups[0][1].shape[0]  # every draw's input groups share their rows
 
     def by_delay(which: str, stack) -> list[tuple[int, scipy.sparse.csr_matrix]]:
         delays = sorted({k for net in nets for k, _ in getattr(net, which)})
@@ -902,7 +903,7 @@ def stack_networks(nets: Sequence[_Network]) -> _Network:
             blocks = []
             for net in nets:
                 found = [m for d, m in getattr(net, which) if d == k]
-                rows = first.w_input.shape[0] if which == "input_groups" else net.size
+                rows = channels if which == "input_groups" else net.size
                 blocks.append(found[0] if found else scipy.sparse.csr_matrix((rows, net.slots)))
             out.append((k, stack(blocks).tocsr()))
         return out

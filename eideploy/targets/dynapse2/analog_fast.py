@@ -137,6 +137,13 @@ if numba is not None:
         return i_in, i_leak, shunted
 
     @njit(inline="always")
+    def _sizes(spikes_in, s_decay, dc, in_delay, nr_delay):
+        """A kernel's sizes: batch, input channels, slots, neurons, input and neuron routing
+        groups."""
+        return (spikes_in.shape[1], spikes_in.shape[2], s_decay.shape[0], dc.shape[0],
+                in_delay.shape[0], nr_delay.shape[0])
+
+    @njit(inline="always")
     def _refractory(timer, j, step):
         """The part of a step of ``step`` seconds that neuron ``j`` integrates: what follows
         its refractory timer, which runs down by the rest."""
@@ -156,12 +163,8 @@ if numba is not None:
                 n_ptr, n_slot, n_sign, dc, leak, gain, n_v0, n_w0, w_thr, u_thr, t_ref,
                 relax_full, rate_k, dt, steps, record_sample, rec_times, rec_neurons, rec_count,
                 counts, membrane, residual, drive_floor):
-        batch = spikes_in.shape[1]
-        channels = spikes_in.shape[2]
-        slots = s_decay.shape[0]
-        n = dc.shape[0]
-        n_in_groups = in_delay.shape[0]
-        n_nr_groups = nr_delay.shape[0]
+        batch, channels, slots, n, n_in_groups, n_nr_groups = _sizes(
+            spikes_in, s_decay, dc, in_delay, nr_delay)
         for b in prange(batch):
             incoming = np.zeros((ring, slots))
             pulses = np.zeros((history, slots))

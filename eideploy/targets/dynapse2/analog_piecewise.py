@@ -62,6 +62,7 @@ if analog_fast.numba is not None:
     _near = analog_fast._solve
     _neuron_input = analog_fast._neuron_input
     _refractory = analog_fast._refractory
+    _sizes = analog_fast._sizes
 
     @njit(inline="always")
     def _solve(u, v, w, residual):
@@ -218,12 +219,8 @@ if analog_fast.numba is not None:
                 dpi, rest, n_ptr, n_slot, n_sign, dc, leak, gain, n_v0, n_w0, w_thr, v_thr,
                 t_ref, rate_k, step, steps, model_dt, per_step, record_sample, rec_times,
                 rec_neurons, rec_count, counts, membrane, residual, drive_floor):
-        batch = spikes_in.shape[1]
-        channels = spikes_in.shape[2]
-        slots = s_decay.shape[0]
-        n = dc.shape[0]
-        n_in_groups = in_delay.shape[0]
-        n_nr_groups = nr_delay.shape[0]
+        batch, channels, slots, n, n_in_groups, n_nr_groups = _sizes(
+            spikes_in, s_decay, dc, in_delay, nr_delay)
         for b in prange(batch):
             ring = np.zeros((rows, slots))
             drive = np.zeros(slots)

@@ -32,14 +32,12 @@ import scipy.sparse
 import torch
 
 from . import biases
-from .analog_fast import _DRIVE_FLOOR
+from .analog_fast import _DRIVE_FLOOR, RATE_K
 from .compile import I_0
 
 __all__ = ["simulate", "resolve_device"]
 
 _DTYPE = torch.float64
-#: ``1 / tau = RATE * I_leak`` for the membrane (``tau = C U_T / (kappa I_leak)``).
-_RATE = biases.KAPPA / (biases.C_MEM * biases.U_T)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -102,7 +100,7 @@ def membrane_step(i_mem: torch.Tensor, i_in: torch.Tensor, i_leak: torch.Tensor,
     """``analog.membrane_step``: the DPI neuron after ``h`` seconds, exponential Euler in ``u``."""
     w = i_mem / i_gain
     w_inf = torch.clamp((i_in - i_leak) / i_leak, min=0.0)
-    relax = -torch.expm1(-h * _RATE * i_leak)
+    relax = -torch.expm1(-h * RATE_K * i_leak)
     return torch.clamp(i_gain * _omega(w + torch.log(w) + (w_inf - w) * relax), min=I_0)
 
 
